@@ -1,0 +1,49 @@
+"""The `Embedder` seam: texts in, unit-length float32 rows out.
+
+Everything above this seam (index, policy, cache) relies on three facts: rows are float32,
+rows have unit L2 norm (so inner product is cosine similarity), and `model_id` names the
+model exactly enough that vectors from two embedders with the same id are interchangeable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+Vectors = npt.NDArray[np.float32]
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    @property
+    def model_id(self) -> str:
+        """A stable name of the model; stored in the index manifest and in every entry."""
+        ...
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def covered_scripts(self) -> frozenset[str] | None:
+        """Unicode scripts the model was trained on ("Latin", "Hangul", ...); None: all.
+
+        The policy treats text in other scripts as unseen: it stays precision-safe there.
+        """
+        ...
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        """Return an `(len(texts), dim)` float32 array of unit rows."""
+        ...
+
+
+def normalize_rows(vectors: npt.NDArray[np.floating]) -> Vectors:
+    """Scale each row to unit length; an all-zero row stays zero rather than becoming NaN."""
+    out = np.asarray(vectors, dtype=np.float32)
+    if out.ndim != 2:
+        raise ValueError(f"expected a 2-D array, got shape {out.shape}")
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return np.ascontiguousarray(out / norms, dtype=np.float32)

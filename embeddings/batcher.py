@@ -1,0 +1,116 @@
+"""Micro-batching: concurrent single-text requests share one `embed` call.
+
+A transformer forward pass over 8 short texts costs little more than over one, so when
+several lookups arrive together the worker thread takes every text already queued (up to
+`max_batch`), embeds them in one call and hands each caller its row. It waits (at most
+`max_wait`) only while other callers are known to be on their way, so a lone lookup pays
+nothing beyond a thread hand-off, and while the model is busy the next batch forms by itself.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from embeddings.base import Embedder, Vectors
+
+
+@dataclass
+class BatchStats:
+    batches: int = 0
+    texts: int = 0
+    sizes: list[int] = field(default_factory=list)  # the last 1,000 batch sizes
+
+
+@dataclass(frozen=True)
+class _Job:
+    text: str
+    future: Future[Vectors]
+
+
+class MicroBatcher:
+    """Wraps an `Embedder`; thread-safe; `embed_one` blocks until the row is ready."""
+
+    def __init__(self, embedder: Embedder, *, max_batch: int = 32, max_wait: float = 0.002) -> None:
+        self.embedder = embedder
+        self._max_batch = max_batch
+        self._max_wait = max_wait
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._stats_lock = threading.Lock()
+        self.stats = BatchStats()
+        self._thread = threading.Thread(target=self._run, name="embed-batcher", daemon=True)
+        self._closed = False
+        self._in_flight = 0  # callers inside embed_one, queued or being embedded
+        self._thread.start()
+
+    def embed_one(self, text: str) -> Vectors:
+        """Return a (1, dim) array for one text."""
+        if self._closed:
+            raise RuntimeError("the embedding batcher is closed")
+        job = _Job(text, Future())
+        with self._stats_lock:
+            self._in_flight += 1
+        try:
+            self._queue.put(job)
+            return job.future.result()
+        finally:
+            with self._stats_lock:
+                self._in_flight -= 1
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        """Bulk work (rebuilds, benchmarks) goes straight to the model."""
+        return self.embedder.embed(texts)
+
+    def _collect(self, first: _Job) -> list[_Job]:
+        jobs = [first]
+        deadline = time.perf_counter() + self._max_wait
+        while len(jobs) < self._max_batch:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                with self._stats_lock:
+                    others_coming = self._in_flight > len(jobs)
+                remaining = deadline - time.perf_counter()
+                if not others_coming or remaining <= 0:
+                    break
+                try:
+                    job = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    break
+            if job is None:
+                self._queue.put(None)  # let the loop see the stop signal after this batch
+                break
+            jobs.append(job)
+        return jobs
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            jobs = self._collect(first)
+            try:
+                vectors = self.embedder.embed([job.text for job in jobs])
+            except Exception as exc:  # hand the failure to every waiting caller
+                for job in jobs:
+                    job.future.set_exception(exc)
+                continue
+            with self._stats_lock:
+                self.stats.batches += 1
+                self.stats.texts += len(jobs)
+                self.stats.sizes.append(len(jobs))
+                del self.stats.sizes[:-1000]
+            for row, job in enumerate(jobs):
+                job.future.set_result(np.ascontiguousarray(vectors[row : row + 1]))
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+            self._thread.join(timeout=5)

@@ -1,0 +1,85 @@
+"""The FastAPI application factory.
+
+`create_app(settings)` builds an isolated app: its components (embedder, cache, key ring)
+live in the app's state, created in the lifespan and closed at shutdown, so tests can run
+several apps side by side. A test may pass a ready embedder to share one loaded model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from embeddings.base import Embedder
+from service.api.auth import KeyRing
+from service.api.cache_routes import router as cache_router
+from service.api.errors import error_response, install_error_handlers
+from service.api.state import AppState
+from service.cache import SemanticCache
+from service.config import Settings
+from service.embedder_factory import build_embedder
+
+logger = logging.getLogger(__name__)
+
+
+async def _maintenance_loop(cache: SemanticCache, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await run_in_threadpool(cache.maintain)
+        except Exception:  # keep serving; the next round tries again
+            logger.exception("cache maintenance failed")
+
+
+def create_app(
+    settings: Settings,
+    *,
+    embedder: Embedder | None = None,
+    clock: Callable[[], float] = time.time,
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        model: Embedder = embedder or await run_in_threadpool(build_embedder, settings.embedding)
+        cache = await run_in_threadpool(lambda: SemanticCache(settings, model, clock=clock))
+        app.state.promptcache = AppState(settings, cache, KeyRing(settings.auth))
+        task = asyncio.create_task(_maintenance_loop(cache, settings.cache.purge_interval_seconds))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await run_in_threadpool(cache.close)
+
+    app = FastAPI(
+        title="promptcache",
+        version="0.1.0",
+        description="Semantic cache in front of the Anthropic Messages API",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def limit_body(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > settings.server.max_body_bytes:
+            return error_response(
+                413,
+                "request_too_large",
+                f"request body of {int(length):,} bytes exceeds the limit of "
+                f"{settings.server.max_body_bytes:,} (server.max_body_bytes)",
+            )
+        return await call_next(request)
+
+    app.include_router(cache_router)
+    return app

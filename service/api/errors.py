@@ -1,0 +1,88 @@
+"""One place that turns exceptions into Anthropic-style error responses.
+
+Every error body has the shape `{"type": "error", "error": {"type": ..., "message": ...}}`
+with the status from the `service.errors` class. Validation errors name the field; malformed
+JSON is a 400, a body that parses but breaks the schema is a 422, and anything unexpected is
+logged with its traceback and answered with a plain 500 that leaks no internals.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from service.errors import PromptCacheError
+
+logger = logging.getLogger(__name__)
+
+
+class JSONBytes(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+
+
+def error_response(
+    status: int, error_type: str, message: str, headers: dict[str, str] | None = None
+) -> JSONBytes:
+    body = {"type": "error", "error": {"type": error_type, "message": message}}
+    return JSONBytes(body, status_code=status, headers=headers)
+
+
+def _describe(errors: list[dict[str, Any]]) -> tuple[int, str]:
+    first = errors[0]
+    if first.get("type") == "json_invalid":
+        return 400, f"request body is not valid JSON: {first.get('msg', '')}"
+    location = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+    kind = first.get("type", "")
+    if kind == "extra_forbidden":
+        return 422, f"{location}: unknown field"
+    if kind == "missing":
+        return 422, f"{location}: field required"
+    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    return 422, f"{location}: {message}"
+
+
+_STATUS_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_ours(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, PromptCacheError)
+        if exc.status >= 500:
+            logger.warning("%s %s -> %d: %s", request.method, request.url.path, exc.status, exc)
+        return error_response(exc.status, exc.error_type, exc.message)
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        status, message = _describe(list(exc.errors()))
+        return error_response(status, "invalid_request_error", message)
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        error_type = _STATUS_TYPES.get(exc.status_code, "api_error")
+        return error_response(exc.status_code, error_type, str(exc.detail))
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "api_error", "internal error; see the service log")
+
+    app.add_exception_handler(PromptCacheError, on_ours)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)

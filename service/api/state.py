@@ -1,0 +1,35 @@
+"""What the app's handlers share, built once per app in its lifespan (no globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from service.api.auth import KeyRing
+from service.cache import SemanticCache
+from service.config import Settings
+from service.policy import LookupOptions
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    cache: SemanticCache
+    keyring: KeyRing
+
+    def lookup_options(
+        self,
+        *,
+        min_similarity: float | None = None,
+        max_age: float | None = None,
+        semantic: bool = True,
+        semantic_off_reason: str = "",
+    ) -> LookupOptions:
+        return LookupOptions(
+            min_similarity=self.settings.cache.min_similarity
+            if min_similarity is None
+            else min_similarity,
+            max_age=max_age,
+            covered_scripts=self.cache.embedder.covered_scripts,
+            semantic=semantic,
+            semantic_off_reason=semantic_off_reason,
+        )

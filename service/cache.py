@@ -1,0 +1,494 @@
+"""The orchestrator: keys -> store -> embed -> search -> policy, and the writes that follow.
+
+`SemanticCache` owns the entry store, the vector index and the in-memory maps derived from
+the store (exact key -> id, context fingerprint -> ids, last use). It asks `service.policy`
+for every decision and dispatches on the answer; it decides nothing itself.
+
+Reads never write: a hit updates last-use times in memory only (the LRU order), and expired
+entries are removed by `purge_expired`, run on a schedule. Writes take one lock, write the
+store first (the truth) and the index second, so a crash between the two leaves an index
+that is repaired from the store at the next start. The index file is saved on a schedule and
+at close, not on every write.
+
+All methods are blocking and thread-safe; the HTTP layer calls them from worker threads.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import secrets
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from embeddings.base import Embedder
+from embeddings.batcher import MicroBatcher
+from service.config import Settings
+from service.errors import Conflict
+from service.guards import check_all
+from service.keys import CacheKeys
+from service.maintenance import open_index, reembed_hint
+from service.policy import (
+    Bypass,
+    Decision,
+    EntryFacts,
+    Hit,
+    LookupOptions,
+    Miss,
+    Query,
+    decide_exact,
+    decide_semantic,
+    precheck_semantic,
+)
+from service.store import Entry, EntryStore
+
+logger = logging.getLogger(__name__)
+
+_MAX_ID = 2**53 - 1  # ids stay exact as JSON numbers in every client
+
+
+@dataclass(frozen=True)
+class _Row:
+    """The in-memory image of one stored entry (no response, no vector)."""
+
+    facts: EntryFacts
+    exact_key: str
+    tenant: str
+    model: str
+    tags: tuple[str, ...]
+    size: int
+    indexed: bool
+
+
+@dataclass(frozen=True)
+class LookupResult:
+    decision: Decision
+    entry: Entry | None = None
+
+
+@dataclass(frozen=True)
+class InvalidateFilter:
+    """Entries matching every given field are removed; `tenant=None` means all tenants."""
+
+    tenant: str | None = None
+    namespace: str | None = None
+    tags: tuple[str, ...] = ()
+    model: str | None = None
+    older_than: float | None = None  # seconds
+    similar_to: str | None = None
+    min_similarity: float | None = None
+    ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    entries: int
+    index_entries: int
+    bytes: int
+    hits_exact: int
+    hits_semantic: int
+    misses: int
+    bypasses: int
+    semantic_available: bool
+    semantic_unavailable_reason: str | None
+
+    @property
+    def hit_rate(self) -> float:
+        lookups = self.hits_exact + self.hits_semantic + self.misses + self.bypasses
+        return (self.hits_exact + self.hits_semantic) / lookups if lookups else 0.0
+
+
+class SemanticCache:
+    def __init__(
+        self,
+        settings: Settings,
+        embedder: Embedder,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self._clock = clock
+        self._cfg = settings.cache
+        self._batcher = MicroBatcher(
+            embedder,
+            max_batch=settings.embedding.batch_max_size,
+            max_wait=settings.embedding.batch_max_wait_ms / 1000,
+        )
+        self._store = EntryStore(settings.entries_dir)
+        self._lock = threading.RLock()
+        self._rows: dict[int, _Row] = {}
+        self._by_exact: dict[str, int] = {}
+        self._by_fingerprint: dict[str, set[int]] = {}
+        self._last_used: dict[int, float] = {}
+        self._bytes = 0
+        self._counters: dict[str, Counter[str]] = {}
+        self._changes_since_save = 0
+        self.degraded_lookups = 0
+        self.semantic_block: str | None = None
+        self._load()
+
+    # -- start-up -------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        entries = list(self._store.scan())
+        model_id = self.embedder.model_id
+        stored_models = {e.embedding_model for e in entries if e.embedding_model}
+        if stored_models - {model_id}:
+            self.semantic_block = reembed_hint(stored_models - {model_id}, model_id)
+            logger.warning(self.semantic_block)
+        for entry in entries:
+            indexed = entry.embedding_model == model_id and self.semantic_block is None
+            self._remember(entry, indexed=indexed)
+        expected = {i for i, row in self._rows.items() if row.indexed}
+
+        def indexed_entries() -> list[Entry]:
+            return [e for e in self._store.scan(with_embedding=True) if e.id in expected]
+
+        opened = open_index(
+            self.settings,
+            model_id,
+            self.embedder.dim,
+            indexed_entries,
+            expected,
+            model_changed=self.semantic_block is not None,
+        )
+        self._index = opened.index
+        if opened.how in ("rebuilt", "repaired"):
+            logger.warning("index %s from the store: %s", opened.how, opened.detail)
+            self._changes_since_save = max(1, len(expected))
+            self.save_index()
+        logger.info(
+            "cache open: %d entries, %d indexed (%s), model %s",
+            len(self._rows),
+            len(self._index),
+            opened.how,
+            model_id,
+        )
+
+    def _remember(self, entry: Entry, *, indexed: bool) -> None:
+        facts = EntryFacts(
+            entry_id=entry.id,
+            fingerprint=entry.fingerprint,
+            namespace=entry.namespace,
+            created=entry.created,
+            expires=entry.expires,
+            text=entry.semantic_text,
+            output_tokens=entry.output_tokens,
+            max_tokens=entry.max_tokens,
+            truncated=entry.truncated,
+            exact_only=entry.exact_only,
+        )
+        indexed = indexed and entry.semantic_text is not None and not entry.exact_only
+        self._rows[entry.id] = _Row(
+            facts, entry.exact_key, entry.tenant, entry.model, entry.tags, entry.size, indexed
+        )
+        self._by_exact[entry.exact_key] = entry.id
+        if indexed:
+            self._by_fingerprint.setdefault(entry.fingerprint, set()).add(entry.id)
+        self._last_used[entry.id] = entry.created
+        self._bytes += entry.size
+
+    def _forget(self, entry_ids: Sequence[int]) -> None:
+        for entry_id in entry_ids:
+            row = self._rows.pop(entry_id, None)
+            if row is None:
+                continue
+            if self._by_exact.get(row.exact_key) == entry_id:
+                del self._by_exact[row.exact_key]
+            ids = self._by_fingerprint.get(row.facts.fingerprint)
+            if ids is not None:
+                ids.discard(entry_id)
+                if not ids:
+                    del self._by_fingerprint[row.facts.fingerprint]
+            self._last_used.pop(entry_id, None)
+            self._bytes -= row.size
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def _count(self, tenant: str, kind: str) -> None:
+        with self._lock:
+            self._counters.setdefault(tenant, Counter())[kind] += 1
+
+    def lookup(self, keys: CacheKeys, options: LookupOptions) -> LookupResult:
+        """Exact first (no embedding), then by meaning within the same context."""
+        result = self._lookup(keys, options)
+        decision = result.decision
+        kind = "miss"
+        if isinstance(decision, Hit):
+            kind = f"hit-{decision.kind}"
+        elif isinstance(decision, Bypass):
+            kind = "bypass"
+        self._count(keys.tenant, kind)
+        logger.debug("lookup %s: %s", kind, getattr(decision, "reason", ""))
+        return result
+
+    def _lookup(self, keys: CacheKeys, options: LookupOptions) -> LookupResult:
+        now = self._clock()
+        query = Query(keys.fingerprint, keys.namespace, keys.semantic_text, keys.max_tokens)
+        exact_reason = ""
+        entry_id = self._by_exact.get(keys.exact_key)
+        row = self._rows.get(entry_id) if entry_id is not None else None
+        if row is not None:
+            decision = decide_exact(row.facts, query, options, now)
+            if isinstance(decision, Hit):
+                entry = self._read(decision.entry_id)
+                if entry is not None:
+                    return LookupResult(decision, entry)
+            else:
+                exact_reason = f"{decision.reason}; " if isinstance(decision, Miss) else ""
+        bypass = precheck_semantic(query, options)
+        if bypass is not None:
+            return LookupResult(bypass)
+        if self.semantic_block is not None:
+            return LookupResult(Bypass(self.semantic_block, "model-changed"))
+        with self._lock:
+            allowed = tuple(self._by_fingerprint.get(keys.fingerprint, ()))
+        if not allowed:
+            return LookupResult(Miss(f"{exact_reason}no cached prompt in this context"))
+        try:
+            vector = self._batcher.embed_one(keys.semantic_text or "")
+            neighbours = self._index.search(vector, self._cfg.top_k, allowed_ids=allowed)[0]
+        except Exception as exc:  # degrade to a miss, never a 500 (STYLE: errors)
+            self.degraded_lookups += 1
+            logger.exception("semantic lookup degraded to a miss")
+            return LookupResult(Miss(f"semantic lookup failed: {exc}"))
+        candidates = [
+            (self._rows[n.id].facts, n.similarity) for n in neighbours if n.id in self._rows
+        ]
+        decision = decide_semantic(query, candidates, options, now)
+        if isinstance(decision, Hit):
+            entry = self._read(decision.entry_id)
+            if entry is None:
+                return LookupResult(Miss("matched entry vanished from the store"))
+            return LookupResult(decision, entry)
+        if isinstance(decision, Miss) and exact_reason:
+            decision = Miss(exact_reason + decision.reason, decision.best_similarity)
+        return LookupResult(decision)
+
+    def _read(self, entry_id: int) -> Entry | None:
+        entry = self._store.get(entry_id)
+        if entry is None:
+            # Removed behind our back (another process): forget it, serve nothing.
+            with self._lock:
+                self._forget([entry_id])
+                self._index.remove(np.array([entry_id], dtype=np.int64))
+            return None
+        self._last_used[entry_id] = self._clock()
+        return entry
+
+    def get(self, entry_id: int, tenant: str | None) -> Entry | None:
+        """One entry, if it exists, is fresh, and belongs to `tenant` (None: any tenant)."""
+        row = self._rows.get(entry_id)
+        if row is None or (tenant is not None and row.tenant != tenant):
+            return None
+        if row.facts.expires <= self._clock():
+            return None
+        return self._store.get(entry_id)
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def store(
+        self,
+        keys: CacheKeys,
+        response: Any,
+        *,
+        ttl: float | None = None,
+        tags: Sequence[str] = (),
+        usage: dict[str, Any] | None = None,
+        cost_micros: int | None = None,
+        output_tokens: int | None = None,
+        truncated: bool = False,
+        exact_only: bool = False,
+    ) -> Entry:
+        """Store an answer for `keys`; replaces an entry with the same exact key."""
+        ttl = self._cfg.default_ttl_seconds if ttl is None else ttl
+        now = self._clock()
+        embedding = None
+        if keys.semantic_text and not exact_only:
+            embedding = self._batcher.embed_one(keys.semantic_text)[0]
+        with self._lock:
+            entry_id = self._new_id()
+            entry = Entry(
+                id=entry_id,
+                exact_key=keys.exact_key,
+                fingerprint=keys.fingerprint,
+                namespace=keys.namespace,
+                tenant=keys.tenant,
+                model=keys.model,
+                semantic_text=keys.semantic_text,
+                response=response,
+                created=now,
+                expires=now + ttl,
+                tags=tuple(dict.fromkeys(tags)),
+                usage=usage or {},
+                cost_micros=cost_micros,
+                max_tokens=keys.max_tokens,
+                output_tokens=output_tokens,
+                truncated=truncated,
+                exact_only=exact_only,
+                embedding=embedding,
+                embedding_model=self.embedder.model_id if embedding is not None else None,
+            )
+            previous = self._by_exact.get(keys.exact_key)
+            entry = self._store.set(entry)
+            if previous is not None:
+                self._drop_locked([previous])
+            indexed = embedding is not None and self.semantic_block is None
+            self._remember(entry, indexed=indexed)
+            if indexed and embedding is not None:
+                self._index.add(np.array([entry_id], dtype=np.int64), embedding.reshape(1, -1))
+            self._changes_since_save += 1
+            self._evict_if_needed()
+        return replace(entry, embedding=None)
+
+    def _new_id(self) -> int:
+        while True:
+            candidate = secrets.randbelow(_MAX_ID) + 1
+            if candidate not in self._rows:
+                return candidate
+
+    def _drop_locked(self, entry_ids: Sequence[int]) -> int:
+        ids = [i for i in entry_ids if i in self._rows]
+        if not ids:
+            return 0
+        # Store first: if we crash now, the index holds ids the store lacks, which the next
+        # start removes; the reverse order could serve an entry the caller asked to drop.
+        self._store.drop(ids)
+        self._index.remove(np.array(ids, dtype=np.int64))
+        self._forget(ids)
+        self._changes_since_save += len(ids)
+        return len(ids)
+
+    def drop(self, entry_ids: Sequence[int]) -> int:
+        with self._lock:
+            return self._drop_locked(entry_ids)
+
+    def _evict_if_needed(self) -> None:
+        over_entries = len(self._rows) - self._cfg.max_entries
+        over_bytes = self._bytes - self._cfg.max_bytes
+        if over_entries <= 0 and over_bytes <= 0:
+            return
+        # Evict a little below the limit so that a full cache does not evict on every write.
+        target_entries = int(self._cfg.max_entries * 0.98)
+        target_bytes = int(self._cfg.max_bytes * 0.98)
+        count = max(len(self._rows) - target_entries, 0)
+        if over_bytes > 0 and self._rows:
+            mean = self._bytes / len(self._rows)
+            count = max(count, int((self._bytes - target_bytes) / max(mean, 1)) + 1)
+        count = max(count, 1)
+        victims = heapq.nsmallest(count, self._last_used.items(), key=lambda item: item[1])
+        removed = self._drop_locked([entry_id for entry_id, _ in victims])
+        logger.info("evicted %d least recently used entries", removed)
+
+    def purge_expired(self) -> int:
+        now = self._clock()
+        with self._lock:
+            expired = [i for i, row in self._rows.items() if row.facts.expires <= now]
+            return self._drop_locked(expired)
+
+    def invalidate(self, what: InvalidateFilter) -> int:
+        now = self._clock()
+        with self._lock:
+            ids = [i for i, row in self._rows.items() if self._matches(row, what, now)]
+        if what.similar_to is not None:
+            ids = self._similar(ids, what)
+        with self._lock:
+            removed = self._drop_locked(ids)
+        logger.info("invalidated %d entries (%s)", removed, what)
+        return removed
+
+    @staticmethod
+    def _matches(row: _Row, what: InvalidateFilter, now: float) -> bool:
+        if what.ids and row.facts.entry_id not in what.ids:
+            return False
+        if what.tenant is not None and row.tenant != what.tenant:
+            return False
+        if what.namespace is not None:
+            name = row.facts.namespace.split("/", 1)[1]
+            if name != what.namespace:
+                return False
+        if what.tags and not set(what.tags) & set(row.tags):
+            return False
+        if what.model is not None and row.model != what.model:
+            return False
+        return not (what.older_than is not None and now - row.facts.created < what.older_than)
+
+    def _similar(self, ids: Sequence[int], what: InvalidateFilter) -> list[int]:
+        """Entries a lookup of `similar_to` would hit: the same threshold and guards."""
+        if self.semantic_block is not None:
+            raise Conflict(self.semantic_block)
+        threshold = self._cfg.min_similarity if what.min_similarity is None else what.min_similarity
+        allowed = [i for i in ids if self._rows[i].indexed]
+        if not allowed:
+            return []
+        vector = self._batcher.embed_one(what.similar_to or "")
+        neighbours = self._index.search(vector, len(allowed), allowed_ids=allowed)[0]
+        options = LookupOptions(min_similarity=threshold)
+        matched: list[int] = []
+        for n in neighbours:
+            row = self._rows.get(n.id)
+            if row is None or n.similarity < threshold or row.facts.text is None:
+                continue
+            if check_all(row.facts.text, what.similar_to or "", options.guards).passed:
+                matched.append(n.id)
+        return matched
+
+    # -- upkeep ---------------------------------------------------------------------------
+
+    def save_index(self, *, force: bool = False) -> bool:
+        with self._lock:
+            if not force and self._changes_since_save == 0:
+                return False
+            if self.semantic_block is not None:
+                return False  # keep the old file: the store is re-embedded by the CLI
+            self._index.save(self.settings.index_dir, self.embedder.model_id)
+            self._changes_since_save = 0
+            return True
+
+    def maintain(self) -> None:
+        """Run on a schedule: purge expired entries, save the index when it changed enough."""
+        self.purge_expired()
+        if self._changes_since_save >= self.settings.index.save_every_changes:
+            self.save_index()
+
+    def stats(self, tenant: str | None = None) -> CacheStats:
+        with self._lock:
+            if tenant is None:
+                counts: Counter[str] = Counter()
+                for counter in self._counters.values():
+                    counts.update(counter)
+                entries = len(self._rows)
+                size = self._bytes
+            else:
+                counts = Counter(self._counters.get(tenant, Counter()))
+                rows = [r for r in self._rows.values() if r.tenant == tenant]
+                entries, size = len(rows), sum(r.size for r in rows)
+            return CacheStats(
+                entries=entries,
+                index_entries=len(self._index),
+                bytes=size,
+                hits_exact=counts["hit-exact"],
+                hits_semantic=counts["hit-semantic"],
+                misses=counts["miss"],
+                bypasses=counts["bypass"],
+                semantic_available=self.semantic_block is None,
+                semantic_unavailable_reason=self.semantic_block,
+            )
+
+    @property
+    def batcher(self) -> MicroBatcher:
+        return self._batcher
+
+    def close(self) -> None:
+        try:
+            self.save_index()
+        finally:
+            self._batcher.close()
+            self._store.close()

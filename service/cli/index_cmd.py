@@ -1,0 +1,99 @@
+"""`promptcache index rebuild [--reembed] | check | stats`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from tqdm import tqdm
+
+from embeddings.sentence_transformer import resolve_model
+from service.cli.common import add_common, settings_from
+from service.datadir import DataDirLock
+from service.embedder_factory import build_embedder
+from service.maintenance import check_data_dir, rebuild
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("index", help="check, rebuild or describe the vector index")
+    actions = parser.add_subparsers(dest="action", required=True)
+    rebuild_parser = actions.add_parser("rebuild", help="rebuild the index from the store")
+    rebuild_parser.add_argument(
+        "--reembed", action="store_true", help="embed every entry again with the configured model"
+    )
+    add_common(rebuild_parser)
+    rebuild_parser.set_defaults(func=run_rebuild)
+    for name, func, text in (
+        ("check", run_check, "compare the index with the store (changes nothing)"),
+        ("stats", run_stats, "entries, index size, models"),
+    ):
+        sub = actions.add_parser(name, help=text)
+        add_common(sub)
+        sub.add_argument("--json", action="store_true", help="print JSON")
+        sub.set_defaults(func=func)
+
+
+def run_rebuild(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    with DataDirLock(settings.data_dir, "promptcache index rebuild"):
+        embedder = build_embedder(settings.embedding)
+        with tqdm(total=0, unit="entry", desc="rebuild", disable=None) as bar:
+
+            def progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.n = done
+                bar.refresh()
+
+            indexed, reembedded = rebuild(
+                settings, embedder, reembed=args.reembed, progress=progress
+            )
+    print(
+        f"index rebuilt: {indexed} entries indexed, {reembedded} embedded with {embedder.model_id}"
+    )
+    return 0
+
+
+def _configured_model(args: argparse.Namespace) -> tuple[str, object]:
+    settings = settings_from(args)
+    return resolve_model(settings.embedding.model)[1], settings
+
+
+def run_check(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    report = check_data_dir(settings, resolve_model(settings.embedding.model)[1])
+    if args.json:
+        print(json.dumps({"consistent": report.consistent, "problems": list(report.problems)}))
+    elif report.consistent:
+        print(f"ok: {report.entries} entries, {report.index_entries or 0} in the index")
+    else:
+        for problem in report.problems:
+            print(f"problem: {problem}")
+        print(
+            "fix: promptcache index rebuild"
+            + (" --reembed" if "reembed" in " ".join(report.problems) else "")
+        )
+    return 0 if report.consistent else 1
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    report = check_data_dir(settings, resolve_model(settings.embedding.model)[1])
+    numbers = {
+        "data_dir": str(settings.data_dir),
+        "entries": report.entries,
+        "entries_with_embedding": report.with_embedding,
+        "index_entries": report.index_entries,
+        "index_kind": settings.index.kind,
+        "index_model": report.manifest_model,
+        "configured_model": report.configured_model,
+        "stored_embedding_models": list(report.stored_models),
+        "consistent": report.consistent,
+    }
+    if args.json:
+        print(json.dumps(numbers))
+    else:
+        width = max(len(k) for k in numbers)
+        for key, value in numbers.items():
+            print(f"{key:<{width}}  {value}", file=sys.stdout)
+    return 0

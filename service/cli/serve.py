@@ -1,0 +1,74 @@
+"""`promptcache serve`: run the HTTP service on uvicorn (loopback unless told otherwise)."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import socket
+import sys
+
+from service.api.auth import KeyRing
+from service.cli.common import add_common, settings_from
+from service.datadir import DataDirLock
+from service.errors import ConfigError
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("serve", help="run the HTTP service")
+    add_common(parser)
+    parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default 8080)")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    parser.set_defaults(func=run)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+        except OSError:
+            return False
+
+
+def run(args: argparse.Namespace) -> int:
+    server: dict[str, object] = {}
+    if args.host:
+        server["host"] = args.host
+    if args.port is not None:
+        server["port"] = args.port
+    settings = settings_from(args, server=server or None)
+    host, port = settings.server.host, settings.server.port
+    if not is_loopback(host) and KeyRing(settings.auth).anonymous_allowed:
+        raise ConfigError(
+            f"refusing to listen on {host}: no client API keys are configured, so anyone who "
+            "can reach the port could use the cache. Add [[auth.keys]] to the config file or "
+            "bind to 127.0.0.1"
+        )
+    import uvicorn
+
+    from service.api.app import create_app
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    with DataDirLock(settings.data_dir, f"promptcache serve on {host}:{port}"):
+        print(
+            f"promptcache: serving on http://{host}:{port} (data dir {settings.data_dir}, "
+            f"model {settings.embedding.model})",
+            file=sys.stderr,
+            flush=True,
+        )
+        uvicorn.run(
+            create_app(settings),
+            host=host,
+            port=port,
+            log_level=args.log_level,
+            loop="uvloop",
+            http="httptools",
+        )
+    return 0

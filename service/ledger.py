@@ -1,0 +1,548 @@
+"""The cost ledger: one SQLite row per answer, and the sums every report is built from.
+
+Every answer promptcache gives writes exactly one row: an exact or semantic hit, a miss sent
+upstream, a bypass, an error, or an answer that arrived later through a batch. Budgets, the
+daily report, anomaly detection, metrics and the dashboard all read these rows; nothing keeps a
+second set of books.
+
+Money is in integer micro-dollars, priced by `service.pricing` (which see for rounding).
+- `cost_micros`: what promptcache paid upstream for this answer (0 for a hit).
+- `baseline_micros`: what the request would have cost sent as asked, without promptcache: the
+  asked model's current price for the answer's tokens (for a router alias such as `auto`, the
+  configured baseline model), with no prompt caching and no batch discount. For a hit that is
+  the cost of producing the served answer again today.
+- `saved_*_micros`: where `baseline - cost` came from: exact hits, semantic hits, routing to
+  another model, prompt-cache reads net of write premiums, the batch discount. Routing and
+  prompt caching can be negative (a stronger model than the baseline, writes never read).
+  Invariant, checked when a row is built: `baseline - cost == sum of the five sources`.
+- The cache's own work (embedding, index search) is local and unpriced. Should promptcache
+  ever pay upstream on its own account (a router call), that is a new column, by migration.
+- `priced=False`: a model had no price. Such rows claim no saving (baseline == cost, all
+  sources 0) and reports list their `model_used`, so an unknown model is visible, not free.
+
+Storage: SQLite in WAL mode, so readers (reports) never block the writer (the proxy) and several
+processes may open one file. Schema changes are numbered migrations recorded in
+`schema_version` and applied at open under a write lock, so concurrent openers apply each once.
+Each connection belongs to one thread (created on first use), and every write is one short
+transaction. `synchronous=NORMAL`: a crash of the process loses nothing, a power cut may lose
+the last rows.
+
+Time: `ts` is UTC epoch seconds; windows are half-open `[start_ts, end_ts)`. Day boundaries
+are local midnights in an IANA zone, so a day may be 23 or 25 hours long.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import astuple, dataclass, fields
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from service.errors import InvalidRequest, StorageError
+
+Kind = Literal["hit-exact", "hit-semantic", "miss", "bypass", "error", "batch"]
+KINDS: tuple[Kind, ...] = get_args(Kind)
+GroupBy = Literal[
+    "tenant", "namespace", "feature", "kind", "model_requested", "model_used", "route_tier"
+]
+GROUP_COLUMNS: tuple[GroupBy, ...] = get_args(GroupBy)
+
+_SAVING_SOURCES = ("exact", "semantic", "routing", "prompt_cache", "batch")
+_NEVER_NEGATIVE = (
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_tokens",
+    "cache_read_tokens",
+    "cost_micros",
+    "baseline_micros",
+    "saved_exact_micros",
+    "saved_semantic_micros",
+    "saved_batch_micros",
+)
+
+# Numbered migrations, each a tuple of statements; append, never edit a released one.
+_MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (
+        1,
+        (
+            """
+            CREATE TABLE ledger (
+                id INTEGER PRIMARY KEY,
+                ts REAL NOT NULL,
+                request_id TEXT NOT NULL,
+                tenant TEXT NOT NULL,
+                namespace TEXT NOT NULL,
+                feature TEXT,
+                kind TEXT NOT NULL,
+                model_requested TEXT NOT NULL,
+                model_used TEXT NOT NULL,
+                route_tier TEXT,
+                route_reasons TEXT,
+                input_tokens INTEGER NOT NULL,
+                output_tokens INTEGER NOT NULL,
+                cache_creation_tokens INTEGER NOT NULL,
+                cache_read_tokens INTEGER NOT NULL,
+                cost_micros INTEGER NOT NULL,
+                baseline_micros INTEGER NOT NULL,
+                saved_exact_micros INTEGER NOT NULL,
+                saved_semantic_micros INTEGER NOT NULL,
+                saved_routing_micros INTEGER NOT NULL,
+                saved_prompt_cache_micros INTEGER NOT NULL,
+                saved_batch_micros INTEGER NOT NULL,
+                priced INTEGER NOT NULL,
+                similarity REAL,
+                latency_ms REAL NOT NULL,
+                entry_id INTEGER,
+                status INTEGER NOT NULL,
+                error TEXT,
+                price_version TEXT
+            )
+            """,
+            "CREATE INDEX ledger_ts ON ledger (ts)",
+            "CREATE INDEX ledger_tenant_ts ON ledger (tenant, ts)",
+        ),
+    ),
+)
+SCHEMA_VERSION = _MIGRATIONS[-1][0]
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One answer's ledger entry; see the module docstring for what the money fields mean.
+
+    `feature` is the caller's cost-attribution label (`x-promptcache-feature`), `route_reasons`
+    the router's reasons as text, `similarity` the cosine similarity of a semantic hit,
+    `entry_id` the cache entry served or stored, `status` the HTTP status returned.
+    """
+
+    ts: float
+    request_id: str
+    tenant: str
+    namespace: str
+    feature: str | None
+    kind: Kind
+    model_requested: str
+    model_used: str
+    route_tier: str | None
+    route_reasons: str | None
+    input_tokens: int
+    output_tokens: int
+    cache_creation_tokens: int
+    cache_read_tokens: int
+    cost_micros: int
+    baseline_micros: int
+    saved_exact_micros: int
+    saved_semantic_micros: int
+    saved_routing_micros: int
+    saved_prompt_cache_micros: int
+    saved_batch_micros: int
+    priced: bool
+    similarity: float | None
+    latency_ms: float
+    entry_id: int | None
+    status: int
+    error: str | None = None
+    price_version: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown ledger kind {self.kind!r}; expected one of {KINDS}")
+        if not math.isfinite(self.ts):
+            raise ValueError(f"ts must be finite, got {self.ts}")
+        if not math.isfinite(self.latency_ms) or self.latency_ms < 0:
+            raise ValueError(f"latency_ms must be finite and >= 0, got {self.latency_ms}")
+        for name in _NEVER_NEGATIVE:
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
+        if self.baseline_micros - self.cost_micros != self.saved_micros:
+            raise ValueError(
+                f"ledger row does not balance: baseline {self.baseline_micros} - cost "
+                f"{self.cost_micros} != sum of savings {self.saved_micros}"
+            )
+
+    @property
+    def saved_micros(self) -> int:
+        return (
+            self.saved_exact_micros
+            + self.saved_semantic_micros
+            + self.saved_routing_micros
+            + self.saved_prompt_cache_micros
+            + self.saved_batch_micros
+        )
+
+
+_COLUMNS: tuple[str, ...] = tuple(item.name for item in fields(LedgerRow))
+_INSERT = f"INSERT INTO ledger ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})"
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Sums over a window (and one group, when grouped). Money in micros, latency in ms.
+
+    `hit_rate` = hits / (hits + misses), where misses are `miss` and `batch` rows (both went
+    upstream after the cache had no answer); bypasses and errors are not counted. None when
+    there was neither. Latency percentiles are nearest-rank over all rows; None when empty.
+    """
+
+    group: tuple[str | None, ...]
+    requests: int
+    hits_exact: int
+    hits_semantic: int
+    misses: int
+    bypasses: int
+    errors: int
+    batches: int
+    cost_micros: int
+    baseline_micros: int
+    saved_exact_micros: int
+    saved_semantic_micros: int
+    saved_routing_micros: int
+    saved_prompt_cache_micros: int
+    saved_batch_micros: int
+    input_tokens: int
+    output_tokens: int
+    cache_creation_tokens: int
+    cache_read_tokens: int
+    unpriced: int
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    unpriced_models: tuple[str, ...] = ()
+
+    @property
+    def saved_micros(self) -> int:
+        return (
+            self.saved_exact_micros
+            + self.saved_semantic_micros
+            + self.saved_routing_micros
+            + self.saved_prompt_cache_micros
+            + self.saved_batch_micros
+        )
+
+    @property
+    def hits(self) -> int:
+        return self.hits_exact + self.hits_semantic
+
+    @property
+    def hit_rate(self) -> float | None:
+        looked_up = self.hits + self.misses + self.batches
+        return None if looked_up == 0 else self.hits / looked_up
+
+    @property
+    def by_kind(self) -> dict[str, int]:
+        return {
+            "hit-exact": self.hits_exact,
+            "hit-semantic": self.hits_semantic,
+            "miss": self.misses,
+            "bypass": self.bypasses,
+            "error": self.errors,
+            "batch": self.batches,
+        }
+
+    @property
+    def saved_by_source(self) -> dict[str, int]:
+        return {source: getattr(self, f"saved_{source}_micros") for source in _SAVING_SOURCES}
+
+
+@dataclass(frozen=True)
+class DayTotals:
+    """One local day's totals: `[start_ts, end_ts)` is midnight to midnight in `tz`."""
+
+    day: date
+    tz: str
+    start_ts: float
+    end_ts: float
+    totals: Totals
+
+
+def zone(tz: str) -> ZoneInfo:
+    """The IANA zone `tz`; `InvalidRequest` naming it when there is no such zone."""
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise InvalidRequest(f"unknown time zone {tz!r}") from exc
+
+
+def day_window(day: date, tz: str = "UTC") -> tuple[float, float]:
+    """Epoch seconds of local midnight starting `day` and the next one, in zone `tz`."""
+    local = zone(tz)
+    start = datetime(day.year, day.month, day.day, tzinfo=local)
+    following = day + timedelta(days=1)
+    end = datetime(following.year, following.month, following.day, tzinfo=local)
+    return start.timestamp(), end.timestamp()
+
+
+_KIND_SUMS = ", ".join(f"COALESCE(SUM(kind = '{kind}'), 0)" for kind in KINDS)
+_MONEY_AND_TOKENS = (
+    "cost_micros",
+    "baseline_micros",
+    "saved_exact_micros",
+    "saved_semantic_micros",
+    "saved_routing_micros",
+    "saved_prompt_cache_micros",
+    "saved_batch_micros",
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_tokens",
+    "cache_read_tokens",
+)
+_VALUE_SUMS = ", ".join(f"COALESCE(SUM({column}), 0)" for column in _MONEY_AND_TOKENS)
+# The integer fields of `Totals`, in the order the totals query selects them.
+_COUNTED: tuple[str, ...] = (
+    "requests",
+    "hits_exact",
+    "hits_semantic",
+    "misses",
+    "bypasses",
+    "errors",
+    "batches",
+    *_MONEY_AND_TOKENS,
+    "unpriced",
+)
+
+
+class Ledger:
+    """The ledger file. Open with `Ledger(path)`; safe to share between threads.
+
+    Every method blocks on SQLite: async code calls it from a worker thread.
+    """
+
+    def __init__(self, path: Path, *, busy_timeout_s: float = 10.0) -> None:
+        self._path = Path(path)
+        self._busy_timeout_ms = int(busy_timeout_s * 1000)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+        self._closed = False
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            self._migrate(self._conn())
+        except sqlite3.Error as exc:
+            self.close()
+            raise StorageError(f"cannot open ledger {self._path}: {exc}") from exc
+        except StorageError:
+            self.close()
+            raise
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close every thread's connection; the ledger cannot be used afterwards."""
+        with self._lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StorageError(f"ledger {self._path} is closed")
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        with self._lock:
+            if self._closed:
+                raise StorageError(f"ledger {self._path} is closed")
+            # isolation_level=None: we issue BEGIN ourselves, so every transaction is explicit.
+            # check_same_thread=False only so close() may close it from another thread.
+            conn = sqlite3.connect(
+                self._path,
+                timeout=self._busy_timeout_ms / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            self._connections.append(conn)
+        conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        self._local.conn = conn
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version "
+                "(version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
+            )
+            current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+            version = int(current.fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise StorageError(
+                    f"ledger {self._path} has schema version {version}, newer than this "
+                    f"promptcache understands ({SCHEMA_VERSION}): upgrade promptcache"
+                )
+            for number, statements in _MIGRATIONS:
+                if number <= version:
+                    continue
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                    (number, time.time()),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def schema_version(self) -> int:
+        row = self._query("SELECT COALESCE(MAX(version), 0) FROM schema_version", ())
+        return int(row[0][0])
+
+    # --- writing ------------------------------------------------------------------------
+
+    def record(self, row: LedgerRow) -> int:
+        """Append one row in its own transaction; returns its id."""
+        try:
+            cursor = self._conn().execute(_INSERT, astuple(row))
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot write ledger {self._path}: {exc}") from exc
+        return cursor.lastrowid or 0
+
+    def record_many(self, rows: Iterable[LedgerRow]) -> int:
+        """Append rows in one transaction (all or none); returns how many."""
+        values = [astuple(row) for row in rows]
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(_INSERT, values)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot write ledger {self._path}: {exc}") from exc
+        return len(values)
+
+    # --- reading ------------------------------------------------------------------------
+
+    def _query(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        try:
+            return self._conn().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot read ledger {self._path}: {exc}") from exc
+
+    @staticmethod
+    def _where(start_ts: float, end_ts: float, tenant: str | None) -> tuple[str, list[Any]]:
+        clause = "ts >= ? AND ts < ?"
+        params: list[Any] = [start_ts, end_ts]
+        if tenant is not None:
+            clause += " AND tenant = ?"
+            params.append(tenant)
+        return clause, params
+
+    def rows(self, start_ts: float, end_ts: float, tenant: str | None = None) -> list[LedgerRow]:
+        """Rows with `start_ts <= ts < end_ts`, oldest first."""
+        where, params = self._where(start_ts, end_ts, tenant)
+        found = self._query(
+            f"SELECT {', '.join(_COLUMNS)} FROM ledger WHERE {where} ORDER BY ts, id", params
+        )
+        return [_row(values) for values in found]
+
+    def totals(self, start_ts: float, end_ts: float, *, tenant: str | None = None) -> Totals:
+        """Sums over `[start_ts, end_ts)`, all tenants unless `tenant` is given."""
+        grouped = self.totals_by(start_ts, end_ts, (), tenant=tenant)
+        return grouped[0] if grouped else empty_totals(())
+
+    def totals_by(
+        self,
+        start_ts: float,
+        end_ts: float,
+        group_by: Sequence[GroupBy],
+        *,
+        tenant: str | None = None,
+    ) -> list[Totals]:
+        """Sums per distinct value of the `group_by` columns, ordered by group; in SQL.
+
+        With no columns this is one `Totals` for the window (none if it holds no row).
+        """
+        for column in group_by:
+            if column not in GROUP_COLUMNS:
+                raise InvalidRequest(f"cannot group the ledger by {column!r}")
+        cols = list(group_by)
+        where, params = self._where(start_ts, end_ts, tenant)
+        select_groups = "".join(f"{c}, " for c in cols)
+        partition = f"PARTITION BY {', '.join(cols)} " if cols else ""
+        group_clause = f"GROUP BY {', '.join(cols)} ORDER BY {', '.join(cols)}" if cols else ""
+        # Nearest-rank percentile: the smallest value whose rank r satisfies r >= p * n.
+        sql = f"""
+            SELECT {select_groups}COUNT(*), {_KIND_SUMS}, {_VALUE_SUMS},
+                   COALESCE(SUM(priced = 0), 0),
+                   MIN(CASE WHEN rn * 100 >= n * 50 THEN latency_ms END),
+                   MIN(CASE WHEN rn * 100 >= n * 95 THEN latency_ms END)
+            FROM (
+                SELECT *,
+                       ROW_NUMBER() OVER ({partition}ORDER BY latency_ms) AS rn,
+                       COUNT(*) OVER ({partition.strip()}) AS n
+                FROM ledger WHERE {where}
+            ) {group_clause}
+        """
+        found = self._query(sql, params)
+        unpriced = self._unpriced_models(where, params, cols)
+        results: list[Totals] = []
+        width = len(cols)
+        for values in found:
+            if values[width] == 0:
+                continue  # the ungrouped aggregate of an empty window
+            group = tuple(values[:width])
+            numbers = dict(zip(_COUNTED, (int(v) for v in values[width:-2]), strict=True))
+            p50, p95 = values[-2:]
+            results.append(
+                Totals(
+                    group=group,
+                    **numbers,
+                    latency_p50_ms=None if p50 is None else float(p50),
+                    latency_p95_ms=None if p95 is None else float(p95),
+                    unpriced_models=unpriced.get(group, ()),
+                )
+            )
+        return results
+
+    def _unpriced_models(
+        self, where: str, params: list[Any], cols: Sequence[str]
+    ) -> dict[tuple[str | None, ...], tuple[str, ...]]:
+        select_groups = "".join(f"{c}, " for c in cols)
+        found = self._query(
+            f"SELECT DISTINCT {select_groups}model_used FROM ledger "
+            f"WHERE {where} AND priced = 0 ORDER BY model_used",
+            params,
+        )
+        models: dict[tuple[str | None, ...], tuple[str, ...]] = {}
+        for values in found:
+            group = tuple(values[: len(cols)])
+            models[group] = (*models.get(group, ()), values[len(cols)])
+        return models
+
+    def day_totals(self, day: date, tz: str = "UTC", *, tenant: str | None = None) -> DayTotals:
+        """Totals of one local day in the IANA zone `tz` (an empty day gives zero totals)."""
+        start_ts, end_ts = day_window(day, tz)
+        return DayTotals(day, tz, start_ts, end_ts, self.totals(start_ts, end_ts, tenant=tenant))
+
+
+def empty_totals(group: tuple[str | None, ...] = ()) -> Totals:
+    """Totals of a window without rows."""
+    zeros = dict.fromkeys(_COUNTED, 0)
+    return Totals(group, **zeros, latency_p50_ms=None, latency_p95_ms=None, unpriced_models=())
+
+
+def _row(values: Sequence[Any]) -> LedgerRow:
+    named = dict(zip(_COLUMNS, values, strict=True))
+    named["priced"] = bool(named["priced"])
+    return LedgerRow(**named)

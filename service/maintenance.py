@@ -1,0 +1,228 @@
+"""Keeping the index in step with the store: open, check, repair, rebuild, re-embed.
+
+The store is the truth and every entry carries its embedding and the id of the model that
+made it, so the index can always be rebuilt. These functions are shared by the service at
+start (`SemanticCache` opens its index through `open_index`) and by the `promptcache index`
+commands, so the CLI and the server agree on what "consistent" means.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from embeddings.base import Embedder
+from index.faiss_index import (
+    FaissIndex,
+    IndexCorrupt,
+    IndexLoadError,
+    IndexMissing,
+    IndexModelMismatch,
+    load_index,
+)
+from index.manifest import read_manifest
+from service.config import Settings
+from service.store import Entry, EntryStore
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]  # (done, total)
+
+
+def reembed_hint(stored_models: Iterable[str], configured: str) -> str:
+    models = ", ".join(sorted(set(stored_models))) or "another model"
+    return (
+        f"the cached embeddings were made by {models} but the configured model is {configured}: "
+        "semantic hits are off until you run `promptcache index rebuild --reembed` "
+        "(exact hits keep working)"
+    )
+
+
+def new_index(settings: Settings, dim: int) -> FaissIndex:
+    cfg = settings.index
+    return FaissIndex.create(
+        dim,
+        kind=cfg.kind,
+        hnsw_m=cfg.hnsw_m,
+        hnsw_ef_construction=cfg.hnsw_ef_construction,
+        hnsw_ef_search=cfg.hnsw_ef_search,
+    )
+
+
+def build_index(settings: Settings, dim: int, entries: Sequence[Entry]) -> FaissIndex:
+    index = new_index(settings, dim)
+    rows = [e for e in entries if e.embedding is not None]
+    if rows:
+        ids = np.array([e.id for e in rows], dtype=np.int64)
+        vectors = np.stack([e.embedding for e in rows if e.embedding is not None])
+        index.add(ids, vectors.astype(np.float32))
+    return index
+
+
+@dataclass(frozen=True)
+class OpenedIndex:
+    index: FaissIndex
+    how: Literal["loaded", "repaired", "rebuilt", "new", "refused"]
+    detail: str = ""
+
+
+def open_index(
+    settings: Settings,
+    embedder_model: str,
+    dim: int,
+    indexed_entries: Callable[[], Sequence[Entry]],
+    expected_ids: set[int],
+    *,
+    model_changed: bool,
+) -> OpenedIndex:
+    """Load the saved index, or repair/rebuild it from the store; never trust it blindly.
+
+    `indexed_entries` is only called when vectors are needed (it reads every embedding).
+    """
+    if model_changed:
+        return OpenedIndex(new_index(settings, dim), "refused", "embedding model changed")
+    try:
+        index = load_index(settings.index_dir, embedder_model, dim)
+    except IndexMissing:
+        if not expected_ids:
+            return OpenedIndex(new_index(settings, dim), "new")
+        return OpenedIndex(
+            build_index(settings, dim, indexed_entries()), "rebuilt", "index file missing"
+        )
+    except (IndexCorrupt, IndexModelMismatch, IndexLoadError) as exc:
+        return OpenedIndex(build_index(settings, dim, indexed_entries()), "rebuilt", str(exc))
+    present = {int(i) for i in index.ids()}
+    missing, extra = expected_ids - present, present - expected_ids
+    if not missing and not extra:
+        return OpenedIndex(index, "loaded")
+    if extra:
+        index.remove(np.array(sorted(extra), dtype=np.int64))
+    if missing:
+        rows = [e for e in indexed_entries() if e.id in missing and e.embedding is not None]
+        if rows:
+            index.add(
+                np.array([e.id for e in rows], dtype=np.int64),
+                np.stack([e.embedding for e in rows if e.embedding is not None]),
+            )
+    detail = f"index was stale: {len(missing)} missing, {len(extra)} extra"
+    return OpenedIndex(index, "repaired", detail)
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    entries: int
+    with_embedding: int
+    index_entries: int | None
+    manifest_model: str | None
+    configured_model: str
+    stored_models: tuple[str, ...]
+    missing_from_index: int
+    extra_in_index: int
+    problems: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def consistent(self) -> bool:
+        return not self.problems
+
+
+def check_data_dir(settings: Settings, configured_model: str) -> CheckReport:
+    """Compare the saved index with the store without changing either."""
+    store = EntryStore(settings.entries_dir)
+    try:
+        entries = list(store.scan())
+    finally:
+        store.close()
+    embedded = {e.id for e in entries if e.embedding_model is not None}
+    stored_models = tuple(sorted({e.embedding_model for e in entries if e.embedding_model}))
+    problems: list[str] = []
+    if any(m != configured_model for m in stored_models):
+        problems.append(reembed_hint(stored_models, configured_model))
+    manifest_model: str | None = None
+    index_count: int | None = None
+    missing = extra = 0
+    try:
+        manifest = read_manifest(settings.index_dir)
+        manifest_model = manifest.model_id
+        index = load_index(settings.index_dir, manifest.model_id, manifest.dim)
+        present = {int(i) for i in index.ids()}
+        index_count = len(present)
+        missing, extra = len(embedded - present), len(present - embedded)
+        if missing or extra:
+            problems.append(f"index is stale: {missing} entries missing, {extra} extra")
+        if manifest.model_id != configured_model:
+            problems.append(
+                f"index was built with {manifest.model_id}, configured model is {configured_model}"
+            )
+    except IndexMissing:
+        if embedded:
+            problems.append("index file missing")
+    except IndexLoadError as exc:
+        problems.append(f"index unreadable: {exc}")
+    return CheckReport(
+        entries=len(entries),
+        with_embedding=len(embedded),
+        index_entries=index_count,
+        manifest_model=manifest_model,
+        configured_model=configured_model,
+        stored_models=stored_models,
+        missing_from_index=missing,
+        extra_in_index=extra,
+        problems=tuple(problems),
+    )
+
+
+def rebuild(
+    settings: Settings,
+    embedder: Embedder,
+    *,
+    reembed: bool,
+    progress: Progress | None = None,
+    batch_size: int = 64,
+) -> tuple[int, int]:
+    """Rebuild the index from the store; with `reembed`, embed every entry again first.
+
+    Re-embedding writes each entry back one batch at a time, so an interrupted run loses
+    nothing and a second run finishes the job. Returns (entries indexed, entries re-embedded).
+    """
+    store = EntryStore(settings.entries_dir)
+    try:
+        entries = list(store.scan(with_embedding=True))
+        embeddable = [e for e in entries if e.semantic_text and not e.exact_only]
+        other_model = {
+            e.embedding_model
+            for e in embeddable
+            if e.embedding_model and e.embedding_model != embedder.model_id
+        }
+        if other_model and not reembed:
+            raise ValueError(reembed_hint(other_model, embedder.model_id))
+        # Without --reembed only entries that never got a vector are embedded.
+        stale = [e for e in embeddable if reembed or e.embedding is None]
+        total = len(stale) + len(entries)
+        done = 0
+        fresh: dict[int, Entry] = {}
+        for start in range(0, len(stale), batch_size):
+            chunk = stale[start : start + batch_size]
+            vectors = embedder.embed([e.semantic_text or "" for e in chunk])
+            updated = [
+                e.with_embedding(v, embedder.model_id) for e, v in zip(chunk, vectors, strict=True)
+            ]
+            store.set_many(updated)
+            fresh.update((e.id, e) for e in updated)
+            done += len(chunk)
+            if progress:
+                progress(done, total)
+        final = [fresh.get(e.id, e) for e in entries]
+        indexed = [
+            e for e in final if e.embedding is not None and e.embedding_model == embedder.model_id
+        ]
+        index = build_index(settings, embedder.dim, indexed)
+        index.save(settings.index_dir, embedder.model_id)
+        if progress:
+            progress(total, total)
+        return len(indexed), len(stale)
+    finally:
+        store.close()

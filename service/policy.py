@@ -1,0 +1,179 @@
+"""What counts as a hit: pure decisions over plain values, no I/O (DESIGN §4).
+
+The orchestrator (`service.cache`) gathers facts — the cached entry's metadata, the
+candidates the index found with their cosine similarities, the request's options and the
+time — and asks this module. Every answer is a value with a reason, logged per request, so a
+surprising hit or miss can always be explained. Nothing here knows about FAISS, disks or HTTP.
+
+Precision first: when in doubt the answer is `Miss`. A semantic `Hit` needs, in order:
+the same context fingerprint and namespace, a fresh entry, an answer that may be served
+semantically at this `max_tokens`, a cosine similarity of at least `min_similarity`, and
+every enabled guard passing. Text in a script the embedding model does not cover is not
+compared by meaning at all (`Bypass`), because such a model maps unseen text to near-identical
+vectors and would serve false hits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from service.guards import check_all
+from service.scripts import scripts_of
+
+# Guard names (see service.guards); all of them are on by default.
+DEFAULT_GUARDS: tuple[str, ...] = (
+    "numbers",
+    "dates",
+    "amounts",
+    "negation",
+    "entities",
+    "comparatives",
+    "swapped_roles",
+)
+
+
+@dataclass(frozen=True)
+class EntryFacts:
+    """What the policy needs to know about one cached entry."""
+
+    entry_id: int
+    fingerprint: str
+    namespace: str
+    created: float
+    expires: float
+    text: str | None
+    output_tokens: int | None = None
+    max_tokens: int | None = None
+    truncated: bool = False  # the cached answer was cut off by its max_tokens
+    exact_only: bool = False  # e.g. answers with tool_use: only the identical request
+
+
+@dataclass(frozen=True)
+class Query:
+    fingerprint: str
+    namespace: str
+    text: str | None
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class LookupOptions:
+    min_similarity: float
+    max_age: float | None = None  # seconds; `cache-control: max-age=N`
+    guards: tuple[str, ...] = DEFAULT_GUARDS
+    # Scripts the embedding model covers; None means every script.
+    covered_scripts: frozenset[str] | None = None
+    semantic: bool = True  # False: exact hits only (e.g. high temperature)
+    semantic_off_reason: str = ""
+
+
+@dataclass(frozen=True)
+class Hit:
+    entry_id: int
+    kind: Literal["exact", "semantic"]
+    similarity: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class Miss:
+    reason: str
+    best_similarity: float | None = None
+
+
+@dataclass(frozen=True)
+class Bypass:
+    """Semantic lookup skipped on purpose; `code` lets callers react (the API maps codes)."""
+
+    reason: str
+    code: Literal["not-text", "uncovered-script", "disabled", "model-changed", "empty"] = field(
+        default="disabled"
+    )
+
+
+Decision = Hit | Miss | Bypass
+
+
+def _freshness_problem(facts: EntryFacts, options: LookupOptions, now: float) -> str | None:
+    if facts.expires <= now:
+        return "expired"
+    if options.max_age is not None and now - facts.created > options.max_age:
+        return f"older than max-age={options.max_age:g}s"
+    return None
+
+
+def _max_tokens_problem(facts: EntryFacts, query: Query) -> str | None:
+    """A cached answer fits a request only if it would have come out the same."""
+    if query.max_tokens is None:
+        return None
+    if facts.output_tokens is not None and query.max_tokens < facts.output_tokens:
+        return f"cached answer has {facts.output_tokens} tokens > max_tokens {query.max_tokens}"
+    if facts.truncated and facts.max_tokens is not None and query.max_tokens > facts.max_tokens:
+        return f"cached answer was cut at max_tokens {facts.max_tokens}"
+    return None
+
+
+def decide_exact(facts: EntryFacts, query: Query, options: LookupOptions, now: float) -> Decision:
+    if facts.fingerprint != query.fingerprint or facts.namespace != query.namespace:
+        return Miss("exact key collision with another context")  # cannot happen with sha256
+    problem = _freshness_problem(facts, options, now) or _max_tokens_problem(facts, query)
+    if problem:
+        return Miss(f"exact match not served: {problem}")
+    return Hit(facts.entry_id, "exact", 1.0, "identical request")
+
+
+def precheck_semantic(query: Query, options: LookupOptions) -> Bypass | None:
+    """Reasons not to embed at all; checked before any embedding work."""
+    if not options.semantic:
+        return Bypass(options.semantic_off_reason or "semantic lookup disabled", "disabled")
+    if query.text is None:
+        return Bypass("last turn is not plain text: exact hits only", "not-text")
+    if options.covered_scripts is not None:
+        uncovered = scripts_of(query.text) - options.covered_scripts - {"Other"}
+        if uncovered:
+            names = ", ".join(sorted(uncovered))
+            return Bypass(
+                f"text in {names}, which the embedding model does not cover: exact hits only",
+                "uncovered-script",
+            )
+    return None
+
+
+def decide_semantic(
+    query: Query,
+    candidates: Sequence[tuple[EntryFacts, float]],
+    options: LookupOptions,
+    now: float,
+) -> Decision:
+    """Pick the best candidate that passes every rule; candidates come best first."""
+    bypass = precheck_semantic(query, options)
+    if bypass is not None:
+        return bypass
+    if not candidates:
+        return Miss("no cached prompt in this context")
+    best = max(similarity for _, similarity in candidates)
+    refusals: list[str] = []
+    for facts, similarity in sorted(candidates, key=lambda c: -c[1]):
+        if similarity < options.min_similarity:
+            break
+        if facts.fingerprint != query.fingerprint or facts.namespace != query.namespace:
+            continue  # defence in depth: the index search is already restricted
+        if facts.exact_only:
+            refusals.append(f"entry {facts.entry_id} serves exact hits only")
+            continue
+        problem = _freshness_problem(facts, options, now) or _max_tokens_problem(facts, query)
+        if problem:
+            refusals.append(f"entry {facts.entry_id} {problem}")
+            continue
+        if facts.text is None:
+            continue
+        verdict = check_all(facts.text, query.text or "", options.guards)
+        if not verdict.passed:
+            refusals.append(f"guard {verdict.reason}")
+            continue
+        return Hit(facts.entry_id, "semantic", similarity, f"similarity {similarity:.4f}")
+    if refusals:
+        return Miss("; ".join(refusals[:3]), best)
+    return Miss(f"best similarity {best:.4f} below min_similarity {options.min_similarity:g}", best)

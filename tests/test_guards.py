@@ -1,0 +1,362 @@
+"""Guards refuse the known false-hit families and let true paraphrases through.
+
+Every pair here was written for this project (none comes from a public dataset). Each guard has
+pairs it must refuse (the detail that changes the answer) and paraphrases it must pass; a
+combined list of realistic paraphrases must pass all guards together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from service.guards import GUARDS, GuardVerdict, check_all, normalize
+
+Pair = tuple[str, str]
+
+REFUSE: dict[str, list[Pair]] = {
+    "numbers": [
+        ("What is 15% of 200?", "What is 25% of 200?"),
+        ("Convert 1,000 meters to feet", "Convert 1,500 meters to feet"),
+        ("How long does it take to boil two eggs?", "How long does it take to boil three eggs?"),
+        ("Who won the 2nd round?", "Who won the 3rd round?"),
+        ("What is -5 squared?", "What is 5 squared?"),
+        ("Is 5kg of flour enough for 3x the recipe?", "Is 8kg of flour enough for 3x the recipe?"),
+        ("사과 세 개는 몇 칼로리인가요?", "사과 네 개는 몇 칼로리인가요?"),
+        ("3명이 먹을 파스타 레시피", "5명이 먹을 파스타 레시피"),
+        ("첫 번째 장의 요약을 해줘", "두 번째 장의 요약을 해줘"),
+        ("인구가 천만 명이 넘는 도시", "인구가 백만 명이 넘는 도시"),
+    ],
+    "dates": [
+        ("What's the weather in Seoul tomorrow?", "What was the weather in Seoul yesterday?"),
+        ("Who won the World Cup in 2018?", "Who won the World Cup in 2022?"),
+        ("Plan a trip for March with my family", "Plan a trip for April with my family"),
+        ("What meetings do I have on Monday?", "What meetings do I have on Tuesday?"),
+        ("Schedule a call at 9am", "Schedule a call at 9pm"),
+        ("What happened last week in the markets?", "What happened this week in the markets?"),
+        ("월요일에 문을 여는 식당", "화요일에 문을 여는 식당"),
+        ("1월에 가기 좋은 여행지", "2월에 가기 좋은 여행지"),
+        ("내일 서울 날씨 어때?", "오늘 서울 날씨 어때?"),
+        ("작년 매출 보고서를 요약해줘", "올해 매출 보고서를 요약해줘"),
+    ],
+    "amounts": [
+        ("Is $5 enough for lunch in Tokyo?", "Is €5 enough for lunch in Tokyo?"),
+        ("How should I invest $10,000?", "How should I invest $100,000?"),
+        ("Convert 100 dollars to yen", "Convert 100 euros to yen"),
+        ("Is a ₩50,000 gift too much?", "Is a $50 gift too much?"),
+        ("What can I buy for 20 bucks?", "What can I buy for 20 pounds sterling?"),
+        ("5달러짜리 선물 추천", "5유로짜리 선물 추천"),
+        ("만 원으로 살 수 있는 것", "천 원으로 살 수 있는 것"),
+        ("10만원 이하 이어폰 추천", "20만원 이하 이어폰 추천"),
+    ],
+    "negation": [
+        ("Is coffee good for your health?", "Is coffee not good for your health?"),
+        ("Apps that work with internet access", "Apps that work without internet access"),
+        ("I always get emails from them", "I never get emails from them"),
+        ("Why can I delete my account?", "Why can't I delete my account?"),
+        ("Can I call the API with a key?", "Can I call the API with no key?"),
+        ("이 약은 임산부가 먹어도 되나요?", "이 약은 임산부가 먹으면 안 되나요?"),
+        ("파이썬으로 할 수 있는 것", "파이썬으로 할 수 없는 것"),
+        ("매운 음식을 좋아해요", "매운 음식을 좋아하지 않아요"),
+        ("이 버튼을 누르세요", "이 버튼을 누르지 마세요"),
+        ("설탕을 넣은 케이크 레시피", "설탕 없이 만드는 케이크 레시피"),
+    ],
+    "entities": [
+        ("What is the capital of France?", "What is the capital of Germany?"),
+        ("Best time of year to visit Paris", "Best time of year to visit London"),
+        ("How do I use pandas.merge()?", "How do I use pandas.concat()?"),
+        ("What does the user_id field mean?", "What does the account_id field mean?"),
+        ("How do I parse config.yaml?", "How do I parse config.json?"),
+        ("Is Python 3.11 faster?", "Is Python 3.12 faster?"),
+        ("Send a message to john@example.com", "Send a message to jane@example.com"),
+        ("Compare REST with GraphQL", "Compare REST with gRPC"),
+        ("React에서 useState 사용법", "React에서 useEffect 사용법"),
+        ("numpy 배열을 정렬하는 방법", "pandas 배열을 정렬하는 방법"),
+        ("`git rebase` 사용법", "`git merge` 사용법"),
+    ],
+    "comparatives": [
+        ("Is Python better than Java for beginners?", "Is Python worse than Java for beginners?"),
+        ("Why did sales increase in Q3?", "Why did sales decrease in Q3?"),
+        ("What should I eat before a workout?", "What should I eat after a workout?"),
+        ("Find the largest element in a list", "Find the smallest element in a list"),
+        ("How to upload files to S3", "How to download files from S3"),
+        ("Sort the table in ascending order", "Sort the table in descending order"),
+        ("물가가 증가한 이유", "물가가 감소한 이유"),
+        ("운동 전에 먹으면 좋은 음식", "운동 후에 먹으면 좋은 음식"),
+        ("배열에서 최대값 찾기", "배열에서 최소값 찾기"),
+        ("더 빠른 정렬 알고리즘", "더 느린 정렬 알고리즘"),
+    ],
+    "swapped_roles": [
+        ("How do I convert PDF to Word?", "How do I convert Word to PDF?"),
+        ("Translate English to Korean", "Translate Korean to English"),
+        ("Cheap flights from Seoul to Tokyo", "Cheap flights from Tokyo to Seoul"),
+        ("Is Python faster than Java?", "Is Java faster than Python?"),
+        ("Why did Google acquire YouTube?", "Why did YouTube acquire Google?"),
+        ("How do I migrate from MySQL to PostgreSQL?", "How do I migrate from PostgreSQL to MySQL?"),
+        ("서울에서 부산으로 가는 기차", "부산에서 서울로 가는 기차"),
+        ("엑셀을 PDF로 변환하는 방법", "PDF를 엑셀로 변환하는 방법"),
+        ("고양이가 강아지를 쫓는 이유", "강아지가 고양이를 쫓는 이유"),
+        ("한국어보다 영어가 어려운가요?", "영어보다 한국어가 어려운가요?"),
+    ],
+}
+
+PASS: dict[str, list[Pair]] = {
+    "numbers": [
+        ("What is 15% of 200?", "what's 15 percent of 200"),
+        ("Convert 1,000 meters to feet", "How many feet are in 1000 meters?"),
+        ("How long should I boil five eggs?", "How many minutes do 5 eggs need to boil?"),
+        ("Give me the 2nd largest element", "Return the second largest element"),
+        ("How does one learn 2 languages at once?", "How can I learn two languages at once?"),
+        ("It costs 3 million dollars", "It costs $3,000,000"),
+        ("Ｗｈａｔ ｉｓ １５％ ｏｆ ２００？", "What is 15% of 200?"),
+        ("사과 3개는 몇 칼로리?", "사과 세 개의 칼로리는?"),
+        ("5만 원으로 살 수 있는 선물", "50,000원으로 살 수 있는 선물"),
+        ("첫 번째 장을 요약해 주세요", "1번째 장 요약 부탁해요"),
+    ],
+    "dates": [
+        ("What's the weather in Seoul tomorrow?", "Tomorrow's weather in Seoul?"),
+        ("Who won the World Cup in 2018?", "2018 World Cup winner?"),
+        ("Plan a trip for March", "I need a plan for a trip in March"),
+        ("meetings on monday", "What meetings do I have on Monday?"),
+        ("Events on March 5", "What events are there on 5 March?"),
+        ("What is the best phone today?", "What is the best phone?"),
+        ("May I ask how to bake bread?", "How do I bake bread?"),
+        ("내일 서울 날씨 어때?", "서울 내일 날씨는?"),
+        ("3월 5일에 열리는 행사", "행사가 3월 5일에 열리나요?"),
+        ("주말에 갈 만한 곳", "이번 주말에 가볼 만한 곳"),
+    ],
+    "amounts": [
+        ("Is $5 enough for lunch?", "Is 5 dollars enough for lunch?"),
+        ("How should I invest $10,000?", "Ways to invest 10,000 USD"),
+        ("It costs 3 million dollars", "It costs $3,000,000"),
+        ("Best phone under 300 dollars", "best phone under $300?"),
+        ("Did he win the lottery?", "He won the lottery, right?"),
+        ("Can I pay in yen at the airport?", "At the airport, can I pay with yen?"),
+        ("5달러짜리 선물 추천", "$5짜리 선물 추천해줘"),
+        ("5만 원 이하 선물", "₩50,000 이하의 선물"),
+    ],
+    "negation": [
+        ("Why can't I log in?", "Why am I unable to log in?"),
+        ("Why doesn't my code compile?", "Why does my code not compile?"),
+        ("Do you know what time it is now?", "What time is it now, do you know?"),
+        ("Is it safe or not?", "Is it safe?"),
+        ("Not only fast but also cheap: which laptop?", "Which laptop is fast and cheap?"),
+        ("Nothing works after the update", "After the update, nothing works"),
+        ("로그인이 안 돼요", "로그인을 할 수 없어요"),
+        ("설탕 없이 만드는 케이크", "설탕이 없는 케이크 레시피"),
+        ("안녕하세요, 안드로이드 설정 방법", "안드로이드 설정은 어떻게 하나요?"),
+        ("잘못된 입력을 고치는 법", "잘못된 입력 수정 방법"),
+    ],
+    "entities": [
+        ("What is the capital of France?", "what is france's capital"),
+        ("How do I install Python on Windows?", "Installing python on windows: how?"),
+        ("How do I use pandas.merge()?", "Usage of pandas.merge() please"),
+        ("Explain the user_id field", "What does the user_id field mean?"),
+        ("How to read config.yaml in Python", "In Python, how do I read config.yaml?"),
+        ("What Is The Best Way To Learn Java?", "best way to learn java"),
+        ("HOW DO I RESET MY PASSWORD", "How do I reset my password?"),
+        ("Who is Barack Obama?", "Who is Obama?"),
+        ("React에서 useState 사용법", "useState를 React에서 쓰는 법"),
+        ("numpy 배열 정렬 방법", "numpy로 배열을 정렬하는 방법"),
+    ],
+    "comparatives": [
+        ("Is Python better than Java?", "Is Python a better choice than Java?"),
+        ("What should I eat before a run?", "Before running, what should I eat?"),
+        ("Is ice more or less dense than water?", "Why is ice less dense than water?"),
+        ("Find the largest number in the list", "Get the biggest number in the list"),
+        ("How do I turn on dark mode?", "Turning on dark mode, how?"),
+        ("How to increase my credit score", "Ways to increase a credit score fast"),
+        ("운동 전에 뭘 먹어야 해?", "운동하기 전에 먹을 음식"),
+        ("배열의 최대값 구하기", "배열에서 가장 큰 값(최대값) 찾기"),
+    ],
+    "swapped_roles": [
+        ("How do I convert PDF to Word?", "Converting a PDF file to Word: how?"),
+        ("Cheap flights from Seoul to Tokyo", "Cheap flights to Tokyo from Seoul"),
+        ("Which is better, Python or Java?", "Java or Python: which is better?"),
+        ("Difference between TCP and UDP", "Difference between UDP and TCP"),
+        ("Python vs Java for web development", "Java vs Python for web development"),
+        ("Is it safe to travel to Egypt?", "Is travel to Egypt safe?"),
+        ("서울에서 부산까지 가는 방법", "부산까지 서울에서 가는 방법"),
+        ("고양이가 강아지를 쫓는 이유", "강아지를 고양이가 쫓는 이유"),
+        ("엑셀을 PDF로 변환하는 방법", "PDF로 엑셀 파일을 변환하려면?"),
+    ],
+}
+
+# Realistic prompt pairs that mean the same thing; every guard must let (nearly) all through.
+PARAPHRASES: list[Pair] = [
+    ("How do I reset my password?", "What's the way to reset my password?"),
+    ("What is the capital of Australia?", "Tell me the capital city of Australia."),
+    ("How can I make my website load faster?", "Ways to speed up my website's loading time?"),
+    ("Explain recursion with a simple example", "Can you give a simple example of recursion?"),
+    ("What are the benefits of drinking green tea?", "Green tea: what are its benefits?"),
+    ("How do I center a div in CSS?", "CSS: how to center a div"),
+    ("Write a haiku about autumn", "Compose a haiku on the topic of autumn"),
+    ("What's the difference between a list and a tuple in Python?",
+     "In Python, how does a tuple differ from a list?"),
+    ("How many calories are in a banana?", "Banana calorie count?"),
+    ("Recommend a good book on machine learning", "What is a good machine learning book?"),
+    ("How to fix permission denied when running a script?",
+     "Running a script gives permission denied, how do I fix it?"),
+    ("Summarize the plot of Hamlet", "Give me a summary of Hamlet's plot"),
+    ("What time zone is New York in?", "Which time zone does New York use?"),
+    ("How do I undo the last git commit?", "Undo the last commit in git?"),
+    ("Why is the sky blue?", "What makes the sky look blue?"),
+    ("How to cook rice in a pot without a rice cooker",
+     "Cooking rice in a pot when you don't have a rice cooker"),
+    ("I can't connect to Wi-Fi on my laptop", "My laptop won't connect to Wi-Fi"),
+    ("What are some tips for a job interview?", "Give me tips for job interviews"),
+    ("How do I convert a string to an integer in Java?", "Java: turning a string into an integer"),
+    ("What's a healthy breakfast I can make in 10 minutes?",
+     "Healthy breakfast ideas that take 10 minutes to make"),
+    ("How do I remove duplicates from a list in Python?",
+     "Python: removing duplicate items from a list"),
+    ("Is it safe to eat raw eggs?", "Can you safely eat eggs raw?"),
+    ("파이썬에서 리스트를 정렬하는 방법", "파이썬 리스트 정렬은 어떻게 하나요?"),
+    ("서울에서 가볼 만한 곳 추천해줘", "서울 여행지 추천 부탁해요"),
+    ("비밀번호를 잊어버렸어요. 어떻게 재설정하나요?", "비밀번호 재설정 방법을 알려주세요"),
+    ("엑셀에서 중복 값을 제거하는 방법", "엑셀 중복값 제거 어떻게 해요?"),
+    ("김치찌개 맛있게 끓이는 법", "김치찌개를 맛있게 만드는 방법은?"),
+    ("영어 회화 실력을 늘리는 방법", "영어 회화를 잘하려면 어떻게 해야 하나요?"),
+    ("잠이 안 올 때 어떻게 해야 하나요?", "잠이 오지 않을 때 해결 방법"),
+    ("자바스크립트에서 배열을 복사하는 방법", "자바스크립트 배열 복사는 어떻게 하나요?"),
+    ("다이어트에 좋은 음식 추천", "살 빼는 데 도움이 되는 음식 추천해 주세요"),
+    ("리액트에서 상태 관리하는 방법", "React 상태 관리는 어떻게 해요?"),
+    ("주말에 서울에서 할 만한 것", "서울에서 주말에 할 거리 추천"),
+    ("노트북이 너무 느려요. 빠르게 하는 방법이 있을까요?", "느린 노트북을 빠르게 만드는 방법"),
+    ("오늘 날씨 어때?", "오늘 날씨 알려줘"),
+    ("이메일을 정중하게 거절하는 방법", "정중하게 거절하는 이메일 쓰는 법"),
+    ("3일 동안 제주도 여행 일정 짜줘", "제주도 3일 여행 일정을 만들어 주세요"),
+    ("How do I split a string by comma in Python?", "Python: split string on commas?"),
+]
+
+
+def _cases(table: dict[str, list[Pair]]) -> list[tuple[str, str, str]]:
+    return [(name, a, b) for name, pairs in table.items() for a, b in pairs]
+
+
+def test_every_guard_has_enough_cases() -> None:
+    assert set(REFUSE) == set(PASS) == set(GUARDS)
+    for name in GUARDS:
+        assert len(REFUSE[name]) >= 8, name
+        assert len(PASS[name]) >= 8, name
+    assert len(PARAPHRASES) >= 30
+
+
+@pytest.mark.parametrize(("name", "cached", "new"), _cases(REFUSE))
+def test_guard_refuses_false_hit(name: str, cached: str, new: str) -> None:
+    verdict = GUARDS[name](cached, new)
+    assert not verdict.passed, (cached, new)
+    assert verdict.guard == name
+    assert verdict.reason and verdict.reason != "ok"
+    # The refusal does not depend on which side was cached.
+    assert not GUARDS[name](new, cached).passed
+
+
+@pytest.mark.parametrize(("name", "cached", "new"), _cases(PASS))
+def test_guard_passes_paraphrase(name: str, cached: str, new: str) -> None:
+    verdict = GUARDS[name](cached, new)
+    assert verdict.passed, verdict.reason
+    assert GUARDS[name](new, cached).passed
+
+
+@pytest.mark.parametrize(("name", "cached", "new"), _cases(PASS))
+def test_case_punctuation_and_spacing_do_not_matter(name: str, cached: str, new: str) -> None:
+    shouted = "  " + new.upper().replace(" ", "   ") + "!!"
+    assert GUARDS[name](cached, new.lower().rstrip("?.!")).passed
+    if name != "entities":  # ALL-CAPS text turns off the capital-letter rules, by design
+        assert GUARDS[name](cached, shouted).passed
+
+
+def test_combined_paraphrases_pass_all_guards() -> None:
+    failures = [
+        (a, b, verdict.reason)
+        for a, b in PARAPHRASES
+        if not (verdict := check_all(a, b, GUARDS)).passed
+    ]
+    rate = 1 - len(failures) / len(PARAPHRASES)
+    print(f"\nparaphrase pass rate with all guards: {rate:.1%} of {len(PARAPHRASES)}")
+    for failure in failures:
+        print("  refused:", failure)
+    assert rate >= 0.9, failures
+
+
+def test_reasons_name_the_difference() -> None:
+    assert GUARDS["numbers"]("What is 15% of 200?", "What is 25% of 200?").reason == (
+        "numbers differ: {15%} vs {25%}"
+    )
+    assert GUARDS["numbers"]("the 2nd item", "the 3rd item").reason == (
+        "numbers differ: {2nd} vs {3rd}"
+    )
+    assert GUARDS["dates"]("in 2024", "in 2025").reason == "dates differ: {2024} vs {2025}"
+    assert GUARDS["dates"]("내일 날씨", "tomorrow's weather").passed
+    assert GUARDS["amounts"]("$5 gift", "€5 gift").reason == "currencies differ: {USD} vs {EUR}"
+    assert GUARDS["amounts"]("$5 gift", "$7 gift").reason == "amounts differ: {USD 5} vs {USD 7}"
+    assert GUARDS["entities"]("visit Paris", "visit London").reason == (
+        "entities differ: {paris} vs {london}"
+    )
+    assert "'better' vs 'worse'" in GUARDS["comparatives"]("a better one", "a worse one").reason
+    assert "negation differs: 1 vs 0" in GUARDS["negation"]("I can't go", "I can go").reason
+
+
+def test_normalize_folds_width_quotes_and_spaces() -> None:
+    assert normalize("  Ｐｙｔｈｏｎ’s   １０％\n") == "Python's 10%"
+
+
+def test_check_all_reports_first_refusal_and_rejects_unknown_names() -> None:
+    verdict = check_all("Is $5 enough in Paris?", "Is $6 enough in London?", GUARDS)
+    assert not verdict.passed and verdict.guard == "numbers"
+    only_entities = check_all("Is $5 enough in Paris?", "Is $6 enough in London?", ["entities"])
+    assert only_entities.guard == "entities" and not only_entities.passed
+    assert check_all("Is $5 enough in Paris?", "Is $6 enough in London?", []).passed
+    with pytest.raises(KeyError, match="nonsense"):
+        check_all("a", "b", ["numbers", "nonsense"])
+
+
+def test_registry_and_verdict_are_immutable() -> None:
+    with pytest.raises(TypeError):
+        GUARDS["numbers"] = GUARDS["dates"]  # type: ignore[index]
+    verdict = GuardVerdict(True, "numbers", "ok")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        verdict.passed = False  # type: ignore[misc]
+
+
+# Words that exercise every guard, so that generated texts hit the rules and not only noise.
+VOCAB = [
+    "15%", "1,000", "two", "3rd", "first", "세", "개", "두 번째", "3천", "만", "원", "$5", "€",
+    "5달러", "2024", "March", "Monday", "tomorrow", "내일", "월요일", "1월", "not", "never",
+    "can't", "안", "않", "없이", "아니", "Paris", "London", "user_id", "config.yaml", "`x`",
+    "Python 3.11", "API", "better", "worse", "증가", "감소", "before", "after", "convert", "to",
+    "from", "than", "서울에서", "부산으로", "고양이가", "강아지를", "the", "is", "how", "?", ",",
+]
+texts = st.one_of(
+    st.text(max_size=60),
+    st.lists(st.sampled_from(VOCAB), max_size=12).map(" ".join),
+)
+guard_sets = st.sets(st.sampled_from(sorted(GUARDS)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=texts)
+def test_every_guard_passes_identical_texts(text: str) -> None:
+    for name, guard in GUARDS.items():
+        verdict = guard(text, text)
+        assert verdict.passed, (name, text, verdict.reason)
+
+
+@settings(max_examples=300, deadline=None)
+@given(cached=texts, new=texts, subset=guard_sets, extra=guard_sets)
+def test_more_guards_never_pass_what_fewer_refused(
+    cached: str, new: str, subset: set[str], extra: set[str]
+) -> None:
+    if not check_all(cached, new, subset).passed:
+        assert not check_all(cached, new, subset | extra).passed
+
+
+@settings(max_examples=200, deadline=None)
+@given(cached=texts, new=texts)
+def test_guards_are_symmetric(cached: str, new: str) -> None:
+    for name, guard in GUARDS.items():
+        assert guard(cached, new).passed == guard(new, cached).passed, name

@@ -1,0 +1,97 @@
+"""Keys are context-correct: transport details never split a key, content always does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service.keys import cache_keys, canonical_request
+
+
+def _req(**extra: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 100,
+        "system": "You are terse.",
+        "messages": [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello."},
+            {"role": "user", "content": "How do I reset my password?"},
+        ],
+    }
+    base.update(extra)
+    return base
+
+
+def test_transport_fields_do_not_change_the_exact_key() -> None:
+    plain = cache_keys(_req(), tenant="t")
+    noisy = _req(stream=True, metadata={"user_id": "u1"}, max_tokens=999)
+    noisy["messages"][-1] = {
+        "role": "user",
+        "content": [
+            {
+                "type": "text",
+                "text": "  How do I reset my password?\n",
+                "cache_control": {"type": "ephemeral"},
+            }
+        ],
+    }
+    noisy["system"] = [
+        {"type": "text", "text": "You are terse.", "cache_control": {"type": "ephemeral"}}
+    ]
+    assert cache_keys(noisy, tenant="t").exact_key == plain.exact_key
+
+
+def test_everything_that_changes_the_answer_changes_the_exact_key() -> None:
+    plain = cache_keys(_req(), tenant="t").exact_key
+    variants = [
+        _req(model="claude-opus-4-5"),
+        _req(system="You are verbose."),
+        _req(temperature=0.5),
+        _req(top_p=0.9),
+        _req(top_k=5),
+        _req(stop_sequences=["END"]),
+        _req(tools=[{"name": "f", "input_schema": {"type": "object"}}]),
+        _req(thinking={"type": "enabled", "budget_tokens": 2000}),
+    ]
+    keys = {cache_keys(v, tenant="t").exact_key for v in variants}
+    assert plain not in keys and len(keys) == len(variants)
+    assert cache_keys(_req(), tenant="other").exact_key != plain
+    assert cache_keys(_req(), tenant="t", namespace="ns").exact_key != plain
+
+
+def test_fingerprint_ignores_only_the_last_user_turn() -> None:
+    a = cache_keys(_req(), tenant="t")
+    other_question = _req()
+    other_question["messages"][-1] = {"role": "user", "content": "Where is the logout button?"}
+    b = cache_keys(other_question, tenant="t")
+    assert a.fingerprint == b.fingerprint and a.exact_key != b.exact_key
+    earlier = _req()
+    earlier["messages"][0] = {"role": "user", "content": "Hey"}
+    assert cache_keys(earlier, tenant="t").fingerprint != a.fingerprint
+    assert cache_keys(_req(system="Other"), tenant="t").fingerprint != a.fingerprint
+    assert cache_keys(_req(), tenant="u").fingerprint != a.fingerprint
+    assert cache_keys(_req(model="m2"), tenant="t").fingerprint != a.fingerprint
+
+
+def test_semantic_text_only_for_plain_text_user_turns() -> None:
+    assert cache_keys(_req(), tenant="t").semantic_text == "How do I reset my password?"
+    tool_result = _req()
+    tool_result["messages"][-1] = {
+        "role": "user",
+        "content": [{"type": "tool_result", "tool_use_id": "x", "content": "42"}],
+    }
+    assert cache_keys(tool_result, tenant="t").semantic_text is None
+    image = _req()
+    image["messages"][-1] = {
+        "role": "user",
+        "content": [{"type": "text", "text": "What is this?"}, {"type": "image", "source": {}}],
+    }
+    assert cache_keys(image, tenant="t").semantic_text is None
+
+
+def test_canonical_form_string_equals_one_text_block() -> None:
+    a = canonical_request({"model": "m", "messages": [{"role": "user", "content": "x"}]})
+    b = canonical_request(
+        {"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "x "}]}]}
+    )
+    assert a == b

@@ -1,0 +1,119 @@
+"""The pure policy: decisions over plain values, checked exhaustively and by property."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from service.policy import (
+    Bypass,
+    EntryFacts,
+    Hit,
+    LookupOptions,
+    Miss,
+    Query,
+    decide_exact,
+    decide_semantic,
+)
+
+NOW = 1_000_000.0
+
+
+def facts(entry_id: int = 1, fp: str = "fp", ns: str = "t/default", **kw: object) -> EntryFacts:
+    values: dict[str, object] = {
+        "entry_id": entry_id,
+        "fingerprint": fp,
+        "namespace": ns,
+        "created": NOW - 10,
+        "expires": NOW + 100,
+        "text": "how do I reset my password",
+    }
+    values.update(kw)
+    return EntryFacts(**values)  # type: ignore[arg-type]
+
+
+QUERY = Query("fp", "t/default", "how can I reset my password")
+
+
+def opts(threshold: float = 0.9, **kw: object) -> LookupOptions:
+    return LookupOptions(min_similarity=threshold, guards=(), **kw)  # type: ignore[arg-type]
+
+
+def test_semantic_hit_needs_threshold_freshness_and_context() -> None:
+    assert isinstance(decide_semantic(QUERY, [(facts(), 0.95)], opts(), NOW), Hit)
+    assert isinstance(decide_semantic(QUERY, [(facts(), 0.85)], opts(), NOW), Miss)
+    assert isinstance(decide_semantic(QUERY, [(facts(expires=NOW), 0.99)], opts(), NOW), Miss)
+    assert isinstance(decide_semantic(QUERY, [(facts(fp="other"), 0.99)], opts(), NOW), Miss)
+    assert isinstance(decide_semantic(QUERY, [(facts(ns="u/default"), 0.99)], opts(), NOW), Miss)
+    aged = opts(max_age=5)
+    assert isinstance(decide_semantic(QUERY, [(facts(), 0.99)], aged, NOW), Miss)
+    assert isinstance(decide_semantic(QUERY, [], opts(), NOW), Miss)
+
+
+def test_zero_is_a_real_threshold() -> None:
+    decision = decide_semantic(QUERY, [(facts(), 0.01)], opts(0.0), NOW)
+    assert isinstance(decision, Hit)
+    assert isinstance(decide_semantic(QUERY, [(facts(), -0.01)], opts(0.0), NOW), Miss)
+
+
+def test_next_candidate_is_tried_when_the_best_is_refused() -> None:
+    candidates = [(facts(1, exact_only=True), 0.99), (facts(2), 0.96)]
+    decision = decide_semantic(QUERY, candidates, opts(), NOW)
+    assert isinstance(decision, Hit) and decision.entry_id == 2
+
+
+def test_uncovered_script_bypasses_before_any_comparison() -> None:
+    korean = Query("fp", "t/default", "비밀번호 재설정")
+    decision = decide_semantic(
+        korean, [(facts(), 0.99)], opts(covered_scripts=frozenset({"Latin"})), NOW
+    )
+    assert isinstance(decision, Bypass) and decision.code == "uncovered-script"
+    assert isinstance(decide_semantic(korean, [(facts(), 0.99)], opts(), NOW), Hit)
+
+
+def test_exact_rules() -> None:
+    assert isinstance(decide_exact(facts(), QUERY, opts(), NOW), Hit)
+    assert isinstance(decide_exact(facts(expires=NOW - 1), QUERY, opts(), NOW), Miss)
+    long_answer = facts(output_tokens=300)
+    assert isinstance(
+        decide_exact(long_answer, Query("fp", "t/default", "x", 100), opts(), NOW), Miss
+    )
+    cut = facts(output_tokens=100, max_tokens=100, truncated=True)
+    assert isinstance(decide_exact(cut, Query("fp", "t/default", "x", 100), opts(), NOW), Hit)
+    assert isinstance(decide_exact(cut, Query("fp", "t/default", "x", 200), opts(), NOW), Miss)
+
+
+candidate_lists = st.lists(
+    st.tuples(
+        st.integers(1, 50),
+        st.sampled_from(["fp", "fp2"]),
+        st.sampled_from(["t/default", "u/default", "t/other"]),
+        st.floats(-1, 1, allow_nan=False),
+        st.floats(NOW - 50, NOW + 50, allow_nan=False),
+    ),
+    max_size=8,
+    unique_by=lambda row: row[0],
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(candidate_lists, st.floats(-1, 1), st.floats(-1, 1))
+def test_raising_min_similarity_never_adds_hits_and_never_crosses_context(
+    raw: list[tuple[int, str, str, float, float]], low: float, high: float
+) -> None:
+    low, high = min(low, high), max(low, high)
+    candidates = [(facts(i, fp, ns, expires=exp), sim) for i, fp, ns, sim, exp in raw]
+    loose = decide_semantic(QUERY, candidates, opts(low), NOW)
+    strict = decide_semantic(QUERY, candidates, opts(high), NOW)
+    for decision in (loose, strict):
+        if isinstance(decision, Hit):
+            chosen = next(
+                f
+                for f, _ in candidates
+                if f.entry_id == decision.entry_id
+                and f.fingerprint == "fp"
+                and f.namespace == "t/default"
+            )
+            assert chosen.expires > NOW
+    if isinstance(strict, Hit):
+        assert isinstance(loose, Hit) and loose.entry_id == strict.entry_id
