@@ -89,10 +89,26 @@ class RouterSettings(_Frozen):
     # Requests whose `model` is one of these aliases are routed; any other model is kept.
     aliases: tuple[str, ...] = ("auto",)
     cheap_model: str = "claude-haiku-4-5"
-    standard_model: str = "claude-sonnet-4-5"
-    strong_model: str = "claude-opus-4-5"
+    standard_model: str = "claude-sonnet-4-6"
+    strong_model: str = "claude-opus-4-6"
     # The model a routed request's baseline cost is priced at (what the team would otherwise use).
-    baseline_model: str = "claude-sonnet-4-5"
+    baseline_model: str = "claude-sonnet-4-6"
+
+
+class ProxySettings(_Frozen):
+    # Above this temperature a request wants variety: exact hits only, unless the client
+    # sends `x-cache-semantic: on`. A request without `temperature` is not affected.
+    semantic_max_temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    # max_tokens filled in for `x-promptcache-task` requests that do not set it.
+    task_max_tokens: dict[str, int] = Field(
+        default_factory=lambda: {
+            "classification": 50,
+            "summary": 500,
+            "code_review": 2000,
+            "code_generation": 4000,
+            "translation": 1500,
+        }
+    )
 
 
 class Settings(_Frozen):
@@ -104,6 +120,7 @@ class Settings(_Frozen):
     server: ServerSettings = ServerSettings()
     upstream: UpstreamSettings = UpstreamSettings()
     router: RouterSettings = RouterSettings()
+    proxy: ProxySettings = ProxySettings()
     # A TOML/JSON price file whose models replace or add to the shipped table.
     prices_file: Path | None = None
     # Day boundaries of reports and budgets.

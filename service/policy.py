@@ -15,9 +15,9 @@ vectors and would serve false hits.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from service.guards import check_all
 from service.scripts import scripts_of
@@ -177,3 +177,35 @@ def decide_semantic(
     if refusals:
         return Miss("; ".join(refusals[:3]), best)
     return Miss(f"best similarity {best:.4f} below min_similarity {options.min_similarity:g}", best)
+
+
+@dataclass(frozen=True)
+class Storability:
+    storable: bool
+    exact_only: bool
+    truncated: bool
+    reason: str
+
+
+_TOOL_BLOCKS = frozenset({"tool_use", "server_tool_use"})
+
+
+def cacheability(message: Mapping[str, Any]) -> Storability:
+    """Which upstream answers may be stored, and how they may be served later.
+
+    Finished answers are stored. An answer cut off by `max_tokens` is stored but serves only
+    requests with the same `max_tokens`. An answer that calls a tool depends on the exact
+    request, so it serves exact hits only. Refusals, paused turns and anything unknown are
+    not stored.
+    """
+    stop = message.get("stop_reason")
+    content = message.get("content")
+    blocks = content if isinstance(content, list) else []
+    calls_tool = any(isinstance(b, Mapping) and b.get("type") in _TOOL_BLOCKS for b in blocks)
+    if stop in ("end_turn", "stop_sequence"):
+        return Storability(True, calls_tool, False, "stored")
+    if stop == "max_tokens":
+        return Storability(True, calls_tool, True, "stored; cut off at max_tokens")
+    if stop == "tool_use":
+        return Storability(True, True, False, "stored for exact hits only (tool use)")
+    return Storability(False, False, False, f"not stored: stop_reason {stop!r}")

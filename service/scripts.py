@@ -57,8 +57,11 @@ _RANGES: Final[tuple[tuple[int, int, str], ...]] = (
     (0x0E00, 0x0E7F, THAI),
     (0x1100, 0x11FF, HANGUL),  # conjoining jamo
     (0x1C80, 0x1C8F, CYRILLIC),
+    (0x1D00, 0x1DBF, LATIN),  # phonetic extensions (a few Greek/Cyrillic small capitals too)
     (0x1E00, 0x1EFF, LATIN),  # Latin Extended Additional (Vietnamese)
     (0x1F00, 0x1FFF, GREEK),
+    (0x2090, 0x209C, LATIN),  # subscript letters
+    (0x2184, 0x2184, LATIN),
     (0x2C60, 0x2C7F, LATIN),
     (0x2DE0, 0x2DFF, CYRILLIC),
     (0x2E80, 0x2FDF, HAN),  # CJK and Kangxi radicals
@@ -86,6 +89,15 @@ _RANGES: Final[tuple[tuple[int, int, str], ...]] = (
     (0xFF41, 0xFF5A, LATIN),  # full-width a-z
     (0xFF66, 0xFF9F, KATAKANA),  # half-width katakana
     (0xFFA0, 0xFFDC, HANGUL),  # half-width jamo
+    (0x1AFF0, 0x1AFFF, KATAKANA),  # kana extended-B
+    (0x1B000, 0x1B000, KATAKANA),
+    (0x1B001, 0x1B11F, HIRAGANA),  # kana supplement and extended-A
+    (0x1B120, 0x1B122, KATAKANA),
+    (0x1B132, 0x1B132, HIRAGANA),
+    (0x1B150, 0x1B152, HIRAGANA),  # small kana extension
+    (0x1B155, 0x1B167, KATAKANA),
+    (0x1DF00, 0x1DFFF, LATIN),  # Latin extended-G
+    (0x1EE00, 0x1EEFF, ARABIC),  # Arabic mathematical alphabetic symbols
     (0x20000, 0x3FFFF, HAN),  # supplementary ideograph planes
 )
 _STARTS: Final[tuple[int, ...]] = tuple(first for first, _, _ in _RANGES)

@@ -100,14 +100,18 @@ class Upstream(Protocol):
     ) -> AsyncIterator[StreamEvent]:
         """Events in arrival order, `ping` included, through `message_stop`.
 
-        The iterator is an async generator: `aclose()` it (or use `contextlib.aclosing`)
-        when stopping early so the upstream connection is released at once.
+        A failure before the first event raises its own class (`RateLimited`,
+        `UpstreamTimeout`, ...); any failure after it raises `StreamBroken`. The iterator is
+        an async generator: `aclose()` it (or use `contextlib.aclosing`) when stopping early
+        so the upstream connection is released at once.
         """
         ...
 
     async def count_tokens(
         self, request: dict[str, Any], *, extra_headers: Mapping[str, str] | None = None
-    ) -> int: ...
+    ) -> int:
+        """Input tokens of a Messages request (generation-only fields are dropped first)."""
+        ...
 
     async def create_batch(self, requests: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """`requests` are `{"custom_id": ..., "params": {...}}`; returns the batch object."""
@@ -116,7 +120,7 @@ class Upstream(Protocol):
     async def retrieve_batch(self, batch_id: str) -> dict[str, Any]: ...
 
     def batch_results(self, batch_id: str) -> AsyncIterator[dict[str, Any]]:
-        """Each line of the results JSONL, decoded; raises if the batch has not ended."""
+        """Each line of the results JSONL, decoded; `Conflict` if the batch has not ended."""
         ...
 
     async def cancel_batch(self, batch_id: str) -> dict[str, Any]: ...

@@ -8,6 +8,7 @@ combined list of realistic paraphrases must pass all guards together.
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -95,7 +96,10 @@ REFUSE: dict[str, list[Pair]] = {
         ("Cheap flights from Seoul to Tokyo", "Cheap flights from Tokyo to Seoul"),
         ("Is Python faster than Java?", "Is Java faster than Python?"),
         ("Why did Google acquire YouTube?", "Why did YouTube acquire Google?"),
-        ("How do I migrate from MySQL to PostgreSQL?", "How do I migrate from PostgreSQL to MySQL?"),
+        (
+            "How do I migrate from MySQL to PostgreSQL?",
+            "How do I migrate from PostgreSQL to MySQL?",
+        ),
         ("서울에서 부산으로 가는 기차", "부산에서 서울로 가는 기차"),
         ("엑셀을 PDF로 변환하는 방법", "PDF를 엑셀로 변환하는 방법"),
         ("고양이가 강아지를 쫓는 이유", "강아지가 고양이를 쫓는 이유"),
@@ -194,25 +198,35 @@ PARAPHRASES: list[Pair] = [
     ("What are the benefits of drinking green tea?", "Green tea: what are its benefits?"),
     ("How do I center a div in CSS?", "CSS: how to center a div"),
     ("Write a haiku about autumn", "Compose a haiku on the topic of autumn"),
-    ("What's the difference between a list and a tuple in Python?",
-     "In Python, how does a tuple differ from a list?"),
+    (
+        "What's the difference between a list and a tuple in Python?",
+        "In Python, how does a tuple differ from a list?",
+    ),
     ("How many calories are in a banana?", "Banana calorie count?"),
     ("Recommend a good book on machine learning", "What is a good machine learning book?"),
-    ("How to fix permission denied when running a script?",
-     "Running a script gives permission denied, how do I fix it?"),
+    (
+        "How to fix permission denied when running a script?",
+        "Running a script gives permission denied, how do I fix it?",
+    ),
     ("Summarize the plot of Hamlet", "Give me a summary of Hamlet's plot"),
     ("What time zone is New York in?", "Which time zone does New York use?"),
     ("How do I undo the last git commit?", "Undo the last commit in git?"),
     ("Why is the sky blue?", "What makes the sky look blue?"),
-    ("How to cook rice in a pot without a rice cooker",
-     "Cooking rice in a pot when you don't have a rice cooker"),
+    (
+        "How to cook rice in a pot without a rice cooker",
+        "Cooking rice in a pot when you don't have a rice cooker",
+    ),
     ("I can't connect to Wi-Fi on my laptop", "My laptop won't connect to Wi-Fi"),
     ("What are some tips for a job interview?", "Give me tips for job interviews"),
     ("How do I convert a string to an integer in Java?", "Java: turning a string into an integer"),
-    ("What's a healthy breakfast I can make in 10 minutes?",
-     "Healthy breakfast ideas that take 10 minutes to make"),
-    ("How do I remove duplicates from a list in Python?",
-     "Python: removing duplicate items from a list"),
+    (
+        "What's a healthy breakfast I can make in 10 minutes?",
+        "Healthy breakfast ideas that take 10 minutes to make",
+    ),
+    (
+        "How do I remove duplicates from a list in Python?",
+        "Python: removing duplicate items from a list",
+    ),
     ("Is it safe to eat raw eggs?", "Can you safely eat eggs raw?"),
     ("파이썬에서 리스트를 정렬하는 방법", "파이썬 리스트 정렬은 어떻게 하나요?"),
     ("서울에서 가볼 만한 곳 추천해줘", "서울 여행지 추천 부탁해요"),
@@ -323,13 +337,74 @@ def test_registry_and_verdict_are_immutable() -> None:
         verdict.passed = False  # type: ignore[misc]
 
 
+def test_long_prompts_take_linear_time() -> None:
+    words = [w for pair in PARAPHRASES + REFUSE["numbers"] for text in pair for w in text.split()]
+    cached = " ".join(words[i % len(words)] for i in range(12_000))
+    new = " ".join(words[(i * 7) % len(words)] for i in range(12_000))
+    assert len(cached) > 50_000
+    for name, guard in GUARDS.items():
+        start = time.perf_counter()
+        verdict = guard(cached, new)
+        assert time.perf_counter() - start < 3.0, name
+        assert len(verdict.reason) < 400, name  # reasons stay one readable line
+
+
 # Words that exercise every guard, so that generated texts hit the rules and not only noise.
 VOCAB = [
-    "15%", "1,000", "two", "3rd", "first", "세", "개", "두 번째", "3천", "만", "원", "$5", "€",
-    "5달러", "2024", "March", "Monday", "tomorrow", "내일", "월요일", "1월", "not", "never",
-    "can't", "안", "않", "없이", "아니", "Paris", "London", "user_id", "config.yaml", "`x`",
-    "Python 3.11", "API", "better", "worse", "증가", "감소", "before", "after", "convert", "to",
-    "from", "than", "서울에서", "부산으로", "고양이가", "강아지를", "the", "is", "how", "?", ",",
+    "15%",
+    "1,000",
+    "two",
+    "3rd",
+    "first",
+    "세",
+    "개",
+    "두 번째",
+    "3천",
+    "만",
+    "원",
+    "$5",
+    "€",
+    "5달러",
+    "2024",
+    "March",
+    "Monday",
+    "tomorrow",
+    "내일",
+    "월요일",
+    "1월",
+    "not",
+    "never",
+    "can't",
+    "안",
+    "않",
+    "없이",
+    "아니",
+    "Paris",
+    "London",
+    "user_id",
+    "config.yaml",
+    "`x`",
+    "Python 3.11",
+    "API",
+    "better",
+    "worse",
+    "증가",
+    "감소",
+    "before",
+    "after",
+    "convert",
+    "to",
+    "from",
+    "than",
+    "서울에서",
+    "부산으로",
+    "고양이가",
+    "강아지를",
+    "the",
+    "is",
+    "how",
+    "?",
+    ",",
 ]
 texts = st.one_of(
     st.text(max_size=60),
@@ -338,7 +413,7 @@ texts = st.one_of(
 guard_sets = st.sets(st.sampled_from(sorted(GUARDS)))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(text=texts)
 def test_every_guard_passes_identical_texts(text: str) -> None:
     for name, guard in GUARDS.items():
@@ -346,7 +421,7 @@ def test_every_guard_passes_identical_texts(text: str) -> None:
         assert verdict.passed, (name, text, verdict.reason)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(cached=texts, new=texts, subset=guard_sets, extra=guard_sets)
 def test_more_guards_never_pass_what_fewer_refused(
     cached: str, new: str, subset: set[str], extra: set[str]
@@ -355,7 +430,7 @@ def test_more_guards_never_pass_what_fewer_refused(
         assert not check_all(cached, new, subset | extra).passed
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(cached=texts, new=texts)
 def test_guards_are_symmetric(cached: str, new: str) -> None:
     for name, guard in GUARDS.items():

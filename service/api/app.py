@@ -22,10 +22,16 @@ from embeddings.base import Embedder
 from service.api.auth import KeyRing
 from service.api.cache_routes import router as cache_router
 from service.api.errors import error_response, install_error_handlers
+from service.api.messages_routes import router as messages_router
 from service.api.state import AppState
 from service.cache import SemanticCache
 from service.config import Settings
 from service.embedder_factory import build_embedder
+from service.ledger import Ledger
+from service.pricing import load_prices
+from service.proxy import Proxy
+from service.router import Router
+from service.upstream import AnthropicUpstream
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +53,22 @@ def create_app(
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        model: Embedder = embedder or await run_in_threadpool(build_embedder, settings.embedding)
+        model = embedder
+        if model is None:
+            model = await run_in_threadpool(build_embedder, settings.embedding)
         cache = await run_in_threadpool(lambda: SemanticCache(settings, model, clock=clock))
-        app.state.promptcache = AppState(settings, cache, KeyRing(settings.auth))
+        ledger = Ledger(settings.ledger_path)
+        upstream = AnthropicUpstream(settings.upstream)
+        proxy = Proxy(
+            settings,
+            cache,
+            upstream,
+            Router(settings.router),
+            load_prices(settings.prices_file),
+            ledger,
+            clock=clock,
+        )
+        app.state.promptcache = AppState(settings, cache, KeyRing(settings.auth), proxy)
         task = asyncio.create_task(_maintenance_loop(cache, settings.cache.purge_interval_seconds))
         try:
             yield
@@ -57,7 +76,9 @@ def create_app(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            await upstream.aclose()
             await run_in_threadpool(cache.close)
+            ledger.close()
 
     app = FastAPI(
         title="promptcache",
@@ -82,4 +103,5 @@ def create_app(
         return await call_next(request)
 
     app.include_router(cache_router)
+    app.include_router(messages_router)
     return app

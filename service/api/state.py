@@ -8,6 +8,7 @@ from service.api.auth import KeyRing
 from service.cache import SemanticCache
 from service.config import Settings
 from service.policy import LookupOptions
+from service.proxy import Proxy
 
 
 @dataclass
@@ -15,6 +16,7 @@ class AppState:
     settings: Settings
     cache: SemanticCache
     keyring: KeyRing
+    proxy: Proxy
 
     def lookup_options(
         self,

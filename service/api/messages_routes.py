@@ -1,0 +1,130 @@
+"""`POST /v1/messages`: the Anthropic Messages API, drop-in, with cache headers.
+
+Request controls come as headers so the stock SDK can send them with `extra_headers`;
+response headers say where the answer came from and what it cost. The body is read raw and
+validated by `service.proxy` with the Messages API's own rules, so fields promptcache does
+not know are forwarded untouched.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response, StreamingResponse
+
+from service.api.errors import JSONBytes
+from service.api.state import AppState
+from service.errors import InvalidRequest
+from service.pricing import format_usd
+from service.proxy import Answer, Controls
+from service.upstream import FORWARDED_HEADERS
+
+router = APIRouter()
+
+_NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+
+
+def _number(headers: Any, name: str, low: float, high: float) -> float | None:
+    raw = headers.get(name)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidRequest(f"{name}: not a number: {raw!r}") from None
+    if not low <= value <= high:
+        raise InvalidRequest(f"{name}: must be between {low:g} and {high:g}, got {value:g}")
+    return value
+
+
+def _name(headers: Any, header: str) -> str | None:
+    raw = headers.get(header)
+    if raw is None:
+        return None
+    if not _NAME.match(raw):
+        raise InvalidRequest(f"{header}: use 1-128 letters, digits, _ . : -")
+    return str(raw)
+
+
+def parse_controls(headers: Any, max_ttl: float) -> Controls:
+    no_cache = no_store = False
+    max_age: float | None = None
+    raw_directives = str(headers.get("cache-control", "")).split(",")
+    directives: list[str] = [d.strip().lower() for d in raw_directives if d.strip()]
+    for directive in directives:
+        if directive == "no-cache":
+            no_cache = True
+        elif directive == "no-store":
+            no_store = True
+        elif directive.startswith("max-age="):
+            try:
+                max_age = float(int(directive.removeprefix("max-age=")))
+            except ValueError:
+                raise InvalidRequest(f"cache-control: bad max-age in {directive!r}") from None
+            if max_age < 0:
+                raise InvalidRequest("cache-control: max-age must be >= 0")
+        else:
+            raise InvalidRequest(
+                f"cache-control: unknown directive {directive!r} "
+                "(use no-cache, no-store, max-age=N)"
+            )
+    ttl = _number(headers, "x-cache-ttl", 1, max_ttl)
+    semantic = headers.get("x-cache-semantic", "").strip().lower()
+    if semantic not in ("", "on", "off"):
+        raise InvalidRequest("x-cache-semantic: use on or off")
+    return Controls(
+        no_cache=no_cache,
+        no_store=no_store,
+        max_age=max_age,
+        ttl=ttl,
+        namespace=_name(headers, "x-cache-namespace"),
+        min_similarity=_number(headers, "x-cache-min-similarity", -1.0, 1.0),
+        feature=_name(headers, "x-promptcache-feature"),
+        task=_name(headers, "x-promptcache-task"),
+        semantic_opt_in=semantic == "on",
+        forward_headers={k: v for k, v in headers.items() if k.lower() in FORWARDED_HEADERS},
+    )
+
+
+def answer_headers(answer: Answer | None, request_id: str) -> dict[str, str]:
+    headers = {"request-id": request_id}
+    if answer is None:
+        headers["x-cache"] = "miss"
+        return headers
+    headers["x-cache"] = answer.kind
+    headers["x-promptcache-model"] = answer.model_used
+    headers["x-promptcache-cost-usd"] = format_usd(answer.charge.cost_micros)
+    headers["x-promptcache-saved-usd"] = format_usd(answer.charge.saved_micros)
+    if answer.similarity is not None and answer.kind.startswith("hit-"):
+        headers["x-cache-similarity"] = f"{answer.similarity:.4f}"
+    if answer.entry_id is not None:
+        headers["x-cache-entry"] = str(answer.entry_id)
+    return headers
+
+
+@router.post("/v1/messages")
+async def messages(request: Request) -> Response:
+    state: AppState = request.app.state.promptcache
+    principal = state.keyring.authenticate(request)
+    raw = await request.body()
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
+    controls = parse_controls(request.headers, state.settings.cache.max_ttl_seconds)
+    options = state.lookup_options(min_similarity=controls.min_similarity, max_age=controls.max_age)
+    proxy = state.proxy
+    prepared = proxy.prepare(body, tenant=principal.tenant, controls=controls, options=options)
+    if prepared.stream:
+        answer, events = await proxy.stream(prepared)
+        headers = answer_headers(answer, prepared.request_id)
+        if answer is None:  # a streamed miss: its cost is known only at the end (ledger)
+            headers["x-cache"] = "bypass" if controls.no_cache else "miss"
+        return StreamingResponse(
+            events, media_type="text/event-stream", headers={**headers, "cache-control": "no-cache"}
+        )
+    answer = await proxy.complete(prepared)
+    return JSONBytes(answer.message, headers=answer_headers(answer, prepared.request_id))

@@ -1,0 +1,460 @@
+"""The Anthropic-compatible proxy: one `/v1/messages` call from request to ledger row.
+
+Order of answers: exact hit, semantic hit, then a miss sent upstream to the model the
+router picks (or the model the client named). Concurrent identical misses share one
+upstream call (single flight). What may be stored follows `service.policy.cacheability`;
+upstream errors and broken streams are never stored. Every answer, error included, writes
+one ledger row priced by `service.pricing`.
+
+This module knows requests and money but not HTTP: `service.api.messages_routes` parses
+headers into `Controls` and turns `Answer`s and event streams into responses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from service.cache import SemanticCache
+from service.config import Settings
+from service.errors import InvalidRequest, PayloadTooLarge, PromptCacheError
+from service.keys import CacheKeys, cache_keys
+from service.ledger import Kind, Ledger, LedgerRow
+from service.policy import Bypass, Hit, LookupOptions, cacheability
+from service.pricing import Charge, PriceTable, usage_from_message
+from service.router import RouteDecision, Router
+from service.sse import MessageAssembler, message_to_events
+from service.upstream import StreamBroken, StreamEvent, Upstream
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Controls:
+    """Per-request cache controls, from headers (DESIGN §6)."""
+
+    no_cache: bool = False  # skip lookup, store the answer
+    no_store: bool = False  # do not store the answer
+    max_age: float | None = None
+    ttl: float | None = None
+    namespace: str | None = None
+    min_similarity: float | None = None
+    feature: str | None = None
+    task: str | None = None
+    semantic_opt_in: bool = False  # allow semantic hits above the temperature ceiling
+    forward_headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    request: dict[str, Any]
+    keys: CacheKeys
+    options: LookupOptions
+    model_requested: str
+    baseline_model: str
+    stream: bool
+    controls: Controls
+    tenant: str
+    request_id: str
+    started: float
+
+
+@dataclass(frozen=True)
+class Answer:
+    kind: Kind
+    message: dict[str, Any]
+    model_used: str
+    charge: Charge
+    reason: str
+    similarity: float | None = None
+    entry_id: int | None = None
+
+
+def _text_message(text: str, model: str, entry_id: int) -> dict[str, Any]:
+    """A stored plain-text answer (cache API) in Messages form."""
+    return {
+        "id": f"msg_pc_{entry_id}",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 0, "output_tokens": 0},
+    }
+
+
+def validate_request(
+    body: Any, task_max_tokens: Mapping[str, int], task: str | None
+) -> dict[str, Any]:
+    """The checks the Messages API makes before anything else, as 400s with its wording."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("request body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidRequest(
+            "model: field required (a model id, or `auto` to let promptcache route)"
+        )
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest("messages: at least one message is required")
+    for position, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
+            raise InvalidRequest(f"messages.{position}: needs role `user` or `assistant`")
+        if not isinstance(message.get("content"), (str, list)):
+            raise InvalidRequest(
+                f"messages.{position}.content: must be a string or a list of blocks"
+            )
+    request = dict(body)
+    max_tokens = request.get("max_tokens")
+    if max_tokens is None:
+        if task is None or task not in task_max_tokens:
+            raise InvalidRequest(
+                "max_tokens: field required (or send x-promptcache-task with one of "
+                f"{', '.join(sorted(task_max_tokens))} to use its default)"
+            )
+        request["max_tokens"] = task_max_tokens[task]
+    elif isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise InvalidRequest("max_tokens: must be a positive integer")
+    if "stream" in request and not isinstance(request["stream"], bool):
+        raise InvalidRequest("stream: must be true or false")
+    temperature = request.get("temperature")
+    if temperature is not None and (
+        isinstance(temperature, bool) or not isinstance(temperature, (int, float))
+    ):
+        raise InvalidRequest("temperature: must be a number")
+    return request
+
+
+class Proxy:
+    def __init__(
+        self,
+        settings: Settings,
+        cache: SemanticCache,
+        upstream: Upstream,
+        router: Router,
+        prices: PriceTable,
+        ledger: Ledger,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.cache = cache
+        self.upstream = upstream
+        self.router = router
+        self.prices = prices
+        self.ledger = ledger
+        self._clock = clock
+        self._in_flight: dict[tuple[str, int | None], asyncio.Future[dict[str, Any]]] = {}
+        self.upstream_calls = 0
+
+    # -- preparation ----------------------------------------------------------------------
+
+    def prepare(
+        self,
+        body: Any,
+        *,
+        tenant: str,
+        controls: Controls,
+        options: LookupOptions,
+    ) -> Prepared:
+        started = time.perf_counter()
+        request = validate_request(body, self.settings.proxy.task_max_tokens, controls.task)
+        keys = cache_keys(request, tenant=tenant, namespace=controls.namespace)
+        size = len(keys.semantic_text or "")
+        if size > self.settings.cache.max_prompt_chars:
+            raise PayloadTooLarge(
+                f"the last user turn has {size:,} characters; the limit is "
+                f"{self.settings.cache.max_prompt_chars:,} (cache.max_prompt_chars)"
+            )
+        temperature = request.get("temperature")
+        ceiling = self.settings.proxy.semantic_max_temperature
+        if temperature is not None and temperature > ceiling and not controls.semantic_opt_in:
+            options = LookupOptions(
+                min_similarity=options.min_similarity,
+                max_age=options.max_age,
+                guards=options.guards,
+                covered_scripts=options.covered_scripts,
+                semantic=False,
+                semantic_off_reason=(
+                    f"temperature {temperature:g} above {ceiling:g}: exact hits only "
+                    "(send x-cache-semantic: on to allow semantic hits)"
+                ),
+            )
+        model = str(request["model"])
+        routed = model in self.settings.router.aliases
+        return Prepared(
+            request=request,
+            keys=keys,
+            options=options,
+            model_requested=model,
+            baseline_model=self.settings.router.baseline_model if routed else model,
+            stream=bool(request.get("stream")),
+            controls=controls,
+            tenant=tenant,
+            request_id=f"req_pc_{secrets.token_hex(12)}",
+            started=started,
+        )
+
+    # -- answers --------------------------------------------------------------------------
+
+    async def lookup(self, prepared: Prepared) -> Answer | None:
+        if prepared.controls.no_cache:
+            return None
+        result = await run_in_threadpool(self.cache.lookup, prepared.keys, prepared.options)
+        decision = result.decision
+        if not isinstance(decision, Hit) or result.entry is None:
+            if isinstance(decision, Bypass) and decision.code == "model-changed":
+                logger.warning("semantic lookup off: %s", decision.reason)
+            return None
+        entry = result.entry
+        message = (
+            entry.response
+            if isinstance(entry.response, dict)
+            else _text_message(str(entry.response), entry.model, entry.id)
+        )
+        usage = usage_from_message(message)
+        charge = self.prices.charge(
+            usage,
+            baseline_model=prepared.baseline_model,
+            model_used=str(message.get("model", entry.model)),
+            hit=decision.kind,
+        )
+        answer = Answer(
+            kind="hit-exact" if decision.kind == "exact" else "hit-semantic",
+            message=message,
+            model_used=str(message.get("model", entry.model)),
+            charge=charge,
+            reason=decision.reason,
+            similarity=decision.similarity,
+            entry_id=entry.id,
+        )
+        await self.record(prepared, answer, status=200)
+        return answer
+
+    def _route(self, prepared: Prepared) -> tuple[RouteDecision, dict[str, Any]]:
+        decision = self.router.route(prepared.request, prepared.controls.task)
+        upstream_request = dict(prepared.request)
+        upstream_request["model"] = decision.model
+        upstream_request.pop("stream", None)
+        return decision, upstream_request
+
+    def _flight_key(self, prepared: Prepared) -> tuple[str, int | None]:
+        return prepared.keys.exact_key, prepared.keys.max_tokens
+
+    async def _follow(self, prepared: Prepared, future: asyncio.Future[dict[str, Any]]) -> Answer:
+        message = await asyncio.shield(future)
+        usage = usage_from_message(message)
+        charge = self.prices.charge(
+            usage,
+            baseline_model=prepared.baseline_model,
+            model_used=str(message.get("model")),
+            hit="exact",
+        )
+        answer = Answer(
+            "hit-exact",
+            message,
+            str(message.get("model")),
+            charge,
+            "coalesced with an identical request in flight",
+            1.0,
+        )
+        await self.record(prepared, answer, status=200)
+        return answer
+
+    def _lead(self, prepared: Prepared) -> asyncio.Future[dict[str, Any]]:
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        # Nobody may be following: mark the exception as seen so asyncio does not log it.
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._in_flight[self._flight_key(prepared)] = future
+        return future
+
+    def _land(self, prepared: Prepared, future: asyncio.Future[dict[str, Any]]) -> None:
+        if self._in_flight.get(self._flight_key(prepared)) is future:
+            del self._in_flight[self._flight_key(prepared)]
+
+    async def complete(self, prepared: Prepared) -> Answer:
+        """A non-streaming answer: hit, coalesced, or one upstream call."""
+        hit = await self.lookup(prepared)
+        if hit is not None:
+            return hit
+        waiting = self._in_flight.get(self._flight_key(prepared))
+        if waiting is not None:
+            return await self._follow(prepared, waiting)
+        future = self._lead(prepared)
+        route: RouteDecision | None = None
+        try:
+            route, upstream_request = await run_in_threadpool(self._route, prepared)
+            self.upstream_calls += 1
+            message = await self.upstream.create(
+                upstream_request, extra_headers=prepared.controls.forward_headers
+            )
+            answer = await self._finish(prepared, route, message)
+            future.set_result(message)
+            return answer
+        except PromptCacheError as exc:
+            future.set_exception(exc)
+            await self.record_error(prepared, exc, route)
+            raise
+        except BaseException as exc:
+            future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
+            raise
+        finally:
+            self._land(prepared, future)
+
+    async def _finish(
+        self, prepared: Prepared, route: RouteDecision | None, message: dict[str, Any]
+    ) -> Answer:
+        """Price, store (when allowed) and record an answer that came from upstream."""
+        usage = usage_from_message(message)
+        model_used = str(
+            message.get("model") or (route.model if route else prepared.model_requested)
+        )
+        charge = self.prices.charge(
+            usage, baseline_model=prepared.baseline_model, model_used=model_used
+        )
+        store = cacheability(message)
+        entry_id: int | None = None
+        reason = store.reason
+        if store.storable and not prepared.controls.no_store:
+            entry = await run_in_threadpool(
+                lambda: self.cache.store(
+                    prepared.keys,
+                    message,
+                    ttl=prepared.controls.ttl,
+                    usage=dict(message.get("usage") or {}),
+                    cost_micros=charge.cost_micros,
+                    output_tokens=usage.output_tokens,
+                    truncated=store.truncated,
+                    exact_only=store.exact_only,
+                )
+            )
+            entry_id = entry.id
+        elif prepared.controls.no_store:
+            reason = "not stored: cache-control no-store"
+        kind: Kind = "bypass" if prepared.controls.no_cache else "miss"
+        answer = Answer(kind, message, model_used, charge, reason, None, entry_id)
+        await self.record(prepared, answer, status=200, route=route)
+        return answer
+
+    async def stream(self, prepared: Prepared) -> tuple[Answer | None, AsyncIterator[bytes]]:
+        """Events for a streaming request. Errors before the first event raise here, so the
+        HTTP status can still say what went wrong; later failures end the stream with an
+        `error` event and store nothing. The Answer is known up front only for hits."""
+        hit = await self.lookup(prepared)
+        if hit is not None:
+            return hit, _replay(hit.message)
+        waiting = self._in_flight.get(self._flight_key(prepared))
+        if waiting is not None:
+            answer = await self._follow(prepared, waiting)
+            return answer, _replay(answer.message)
+        future = self._lead(prepared)
+        route: RouteDecision | None = None
+        try:
+            route, upstream_request = await run_in_threadpool(self._route, prepared)
+            self.upstream_calls += 1
+            events = self.upstream.stream(
+                upstream_request, extra_headers=prepared.controls.forward_headers
+            )
+            first = await anext(events)
+        except PromptCacheError as exc:
+            future.set_exception(exc)
+            self._land(prepared, future)
+            await self.record_error(prepared, exc, route)
+            raise
+        except BaseException as exc:
+            future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
+            self._land(prepared, future)
+            raise
+        return None, self._relay(prepared, route, first, events, future)
+
+    async def _relay(
+        self,
+        prepared: Prepared,
+        route: RouteDecision | None,
+        first: StreamEvent,
+        events: AsyncIterator[StreamEvent],
+        future: asyncio.Future[dict[str, Any]],
+    ) -> AsyncIterator[bytes]:
+        assembler = MessageAssembler()
+        try:
+            assembler.feed(first)
+            yield first.encode()
+            async for event in events:
+                assembler.feed(event)
+                yield event.encode()
+            message = assembler.message
+            if message is None:
+                raise StreamBroken("upstream stream ended without message_stop")
+            await self._finish(prepared, route, message)
+            future.set_result(message)
+        except StreamBroken as exc:
+            future.set_exception(exc)
+            await self.record_error(prepared, exc, route)
+            error = {"type": "error", "error": {"type": exc.error_type, "message": exc.message}}
+            yield StreamEvent("error", error).encode()
+        except BaseException as exc:  # client went away, or cancelled: store nothing
+            future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
+            raise
+        finally:
+            self._land(prepared, future)
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+
+    # -- ledger ---------------------------------------------------------------------------
+
+    async def record(
+        self, prepared: Prepared, answer: Answer, *, status: int, route: RouteDecision | None = None
+    ) -> None:
+        usage = answer.message.get("usage") or {}
+        hit = answer.kind.startswith("hit-")
+        row = LedgerRow(
+            ts=self._clock(),
+            request_id=prepared.request_id,
+            tenant=prepared.tenant,
+            namespace=prepared.keys.namespace.split("/", 1)[1],
+            feature=prepared.controls.feature,
+            kind=answer.kind,
+            model_requested=prepared.model_requested,
+            model_used=answer.model_used,
+            route_tier=route.tier if route is not None and route.routed else None,
+            route_reasons="; ".join(route.reasons) if route is not None and route.routed else None,
+            input_tokens=0 if hit else int(usage.get("input_tokens") or 0),
+            output_tokens=0 if hit else int(usage.get("output_tokens") or 0),
+            cache_creation_tokens=0 if hit else int(usage.get("cache_creation_input_tokens") or 0),
+            cache_read_tokens=0 if hit else int(usage.get("cache_read_input_tokens") or 0),
+            similarity=answer.similarity,
+            latency_ms=(time.perf_counter() - prepared.started) * 1000,
+            entry_id=answer.entry_id,
+            status=status,
+            **asdict(answer.charge),
+        )
+        await run_in_threadpool(self.ledger.record, row)
+
+    async def record_error(
+        self, prepared: Prepared, exc: PromptCacheError, route: RouteDecision | None
+    ) -> None:
+        charge = self.prices.charge(
+            None, baseline_model=prepared.baseline_model, model_used=prepared.model_requested
+        )
+        model = route.model if route is not None else prepared.model_requested
+        answer = Answer("error", {}, model, charge, exc.message)
+        try:
+            await self.record(prepared, answer, status=exc.status, route=route)
+        except Exception:  # the ledger must not turn an upstream error into a 500
+            logger.exception("could not record an error in the ledger")
+
+
+async def _replay(message: Mapping[str, Any]) -> AsyncIterator[bytes]:
+    for event in message_to_events(message):
+        yield event.encode()

@@ -1,0 +1,351 @@
+"""`/v1/messages` end to end: the real anthropic SDK -> promptcache (uvicorn) -> the stand-in."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx
+import pytest
+
+from service.api.app import create_app
+from service.config import Settings
+from service.ledger import Ledger, LedgerRow
+from service.standin import StandinState
+from tests.conftest import CountingEmbedder, make_settings
+from tests.servers import running
+from tests.standin_server import RunningStandin, running_standin
+
+MODEL = "claude-sonnet-4-6"  # $3 / $15 per million tokens = 3 / 15 micro-dollars per token
+KEYS = [
+    {"key": "tenant-a-key-1", "tenant": "acme", "role": "client"},
+    {"key": "tenant-b-key-1", "tenant": "globex", "role": "client"},
+    {"key": "admin-key-123", "tenant": "ops", "role": "admin"},
+]
+
+
+@pytest.fixture(scope="module")
+def standin() -> Iterator[RunningStandin]:
+    with running_standin(StandinState(timeout_delay=3.0)) as server:
+        yield server
+
+
+class Service:
+    def __init__(self, url: str, settings: Settings) -> None:
+        self.url = url
+        self.settings = settings
+        self.clients: list[anthropic.Anthropic] = []
+
+    def sdk(self, key: str = "tenant-a-key-1") -> anthropic.Anthropic:
+        client = anthropic.Anthropic(base_url=self.url, api_key=key, max_retries=0, timeout=30)
+        self.clients.append(client)
+        return client
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+
+    def ledger_rows(self) -> list[LedgerRow]:
+        with Ledger(self.settings.ledger_path) as ledger:
+            return ledger.rows(0, math.inf)
+
+
+def start(
+    stack: ExitStack,
+    tmp_path: Path,
+    embedder: CountingEmbedder,
+    standin: RunningStandin,
+    **upstream: Any,
+) -> Service:
+    upstream_settings = {
+        "base_url": standin.base_url,
+        "api_key": "upstream-key",
+        "max_retries": 0,
+        "timeout_seconds": 10,
+    }
+    upstream_settings.update(upstream)
+    settings = make_settings(tmp_path / "data", auth={"keys": KEYS}, upstream=upstream_settings)
+    url = stack.enter_context(running(create_app(settings, embedder=embedder)))
+    service = Service(url, settings)
+    stack.callback(service.close)
+    return service
+
+
+@pytest.fixture
+def service(
+    tmp_path: Path, embedder: CountingEmbedder, standin: RunningStandin
+) -> Iterator[Service]:
+    standin.state.reset()
+    with ExitStack() as stack:
+        yield start(stack, tmp_path, embedder, standin)
+
+
+def ask(client: anthropic.Anthropic, text: str, **extra: Any) -> Any:
+    return client.messages.with_raw_response.create(
+        model=extra.pop("model", MODEL),
+        max_tokens=extra.pop("max_tokens", 300),
+        messages=[{"role": "user", "content": text}],
+        **extra,
+    )
+
+
+def test_miss_then_exact_then_semantic_hit_with_ledger_to_the_micro_dollar(
+    service: Service, standin: RunningStandin
+) -> None:
+    client = service.sdk()
+    first = ask(client, "How do I reset my password?")
+    assert first.headers["x-cache"] == "miss"
+    original = first.parse()
+    usage = original.usage
+    cost = usage.input_tokens * 3 + usage.output_tokens * 15
+    assert first.headers["x-promptcache-cost-usd"] == f"{cost / 1e6:.6f}"
+    assert first.headers["x-promptcache-saved-usd"] == "0.000000"
+    exact = ask(client, "How do I reset my password?")
+    assert exact.headers["x-cache"] == "hit-exact"
+    assert exact.parse() == original
+    assert exact.headers["x-cache-entry"] == first.headers["x-cache-entry"]
+    assert exact.headers["x-promptcache-saved-usd"] == f"{cost / 1e6:.6f}"
+    semantic = ask(client, "How can I reset my password?")
+    assert semantic.headers["x-cache"] == "hit-semantic"
+    assert float(semantic.headers["x-cache-similarity"]) >= 0.95
+    assert semantic.parse().content == original.content
+    assert semantic.headers["x-promptcache-model"] == MODEL
+    assert standin.state.messages_calls == 1
+
+    miss, exact_row, semantic_row = service.ledger_rows()
+    assert (miss.kind, exact_row.kind, semantic_row.kind) == ("miss", "hit-exact", "hit-semantic")
+    assert miss.cost_micros == miss.baseline_micros == cost
+    assert (miss.input_tokens, miss.output_tokens) == (usage.input_tokens, usage.output_tokens)
+    assert (
+        exact_row.cost_micros == 0
+        and exact_row.saved_exact_micros == cost == exact_row.baseline_micros
+    )
+    assert semantic_row.cost_micros == 0 and semantic_row.saved_semantic_micros == cost
+    assert semantic_row.similarity is not None and semantic_row.similarity >= 0.95
+    assert {r.tenant for r in (miss, exact_row, semantic_row)} == {"acme"}
+
+
+def test_streaming_relay_store_replay_and_broken_stream(
+    service: Service, standin: RunningStandin
+) -> None:
+    client = service.sdk()
+    params: dict[str, Any] = {
+        "model": MODEL,
+        "max_tokens": 300,
+        "messages": [{"role": "user", "content": "Explain what a mutex is in two sentences."}],
+    }
+    with client.messages.stream(**params) as stream:
+        streamed = stream.get_final_message()
+    assert standin.state.messages_calls == 1
+    stored = ask(client, params["messages"][0]["content"])
+    assert stored.headers["x-cache"] == "hit-exact"
+    assert stored.parse().model_dump() == streamed.model_dump()
+    with client.messages.stream(**params) as stream:
+        replayed = stream.get_final_message()
+    assert replayed.model_dump() == streamed.model_dump()
+    assert standin.state.messages_calls == 1
+    raw = httpx.post(
+        f"{service.url}/v1/messages",
+        json={**params, "stream": True},
+        headers={"x-api-key": "tenant-a-key-1"},
+        timeout=30,
+    )
+    assert raw.headers["x-cache"] == "hit-exact"
+    events = [
+        line.removeprefix("event: ") for line in raw.text.splitlines() if line.startswith("event: ")
+    ]
+    assert events[0] == "message_start" and events[-2:] == ["message_delta", "message_stop"]
+    assert {"content_block_start", "content_block_delta", "content_block_stop"} <= set(events)
+
+    standin.state.inject("broken_stream")
+    broken = {
+        **params,
+        "messages": [{"role": "user", "content": "Describe the water cycle briefly."}],
+    }
+    with pytest.raises(anthropic.APIError), client.messages.stream(**broken) as stream:
+        stream.get_final_message()
+    lookup = httpx.post(
+        f"{service.url}/v1/cache/lookup",
+        json={"prompt": "Describe the water cycle briefly.", "model": MODEL},
+        headers={"x-api-key": "tenant-a-key-1"},
+    ).json()
+    assert lookup["status"] == "miss"
+    assert service.ledger_rows()[-1].kind == "error"
+
+
+def test_router_picks_a_tier_and_never_changes_an_explicit_model(
+    service: Service, standin: RunningStandin
+) -> None:
+    client = service.sdk()
+    routed = ask(client, "Translate 'good morning' into French.", model="auto")
+    assert routed.headers["x-promptcache-model"] == service.settings.router.cheap_model
+    assert standin.state.last_requests[-1]["model"] == service.settings.router.cheap_model
+    hard = (
+        "Our Go service deadlocks under load. Here is the code:\n```go\nmu.Lock()\nch <- v\n"
+        "mu.Unlock()\n```\nWhy does this race condition happen, and how should we redesign the "
+        "locking? Analyse the trade-offs step by step."
+    )
+    ask(client, hard, model="auto")
+    assert standin.state.last_requests[-1]["model"] == service.settings.router.strong_model
+    ask(client, "Translate 'good night' into French.", model="claude-opus-4-6")
+    assert standin.state.last_requests[-1]["model"] == "claude-opus-4-6"
+    rows = service.ledger_rows()
+    assert rows[0].route_tier == "cheap" and rows[0].route_reasons
+    assert rows[0].model_requested == "auto" and rows[0].baseline_micros > rows[0].cost_micros
+    assert rows[0].saved_routing_micros == rows[0].baseline_micros - rows[0].cost_micros
+    assert rows[2].route_tier is None and rows[2].model_used == "claude-opus-4-6"
+
+
+@pytest.mark.parametrize(
+    ("fault", "status"),
+    [
+        ("rate_limit", 429),
+        ("server_error", 503),
+        ("overloaded", 503),
+        ("timeout", 504),
+        ("malformed", 502),
+        ("auth", 502),
+    ],
+)
+def test_upstream_faults_map_to_statuses_and_store_nothing(
+    tmp_path: Path, embedder: CountingEmbedder, standin: RunningStandin, fault: str, status: int
+) -> None:
+    standin.state.reset()
+    with ExitStack() as stack:
+        service = start(stack, tmp_path, embedder, standin, timeout_seconds=1.0)
+        standin.state.inject(fault)
+        reply = httpx.post(
+            f"{service.url}/v1/messages",
+            json={
+                "model": MODEL,
+                "max_tokens": 50,
+                "messages": [{"role": "user", "content": "Hello there"}],
+            },
+            headers={"x-api-key": "tenant-a-key-1"},
+            timeout=30,
+        )
+        assert reply.status_code == status, reply.text
+        body = reply.json()
+        assert body["type"] == "error" and body["error"]["message"]
+        if fault == "auth":
+            assert "ANTHROPIC_API_KEY" in body["error"]["message"]
+        stats = httpx.get(
+            f"{service.url}/v1/cache/stats", headers={"x-api-key": "admin-key-123"}
+        ).json()
+        assert stats["entries"] == 0
+        assert service.ledger_rows()[-1].kind == "error"
+        assert service.ledger_rows()[-1].status == status
+
+
+def test_twenty_concurrent_identical_misses_make_one_upstream_call(
+    service: Service, standin: RunningStandin
+) -> None:
+    standin.state.latency_seconds = 0.5
+    body = {
+        "model": MODEL,
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": "What is a monad?"}],
+    }
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=service.url, timeout=30) as client:
+            calls = [
+                client.post("/v1/messages", json=body, headers={"x-api-key": "tenant-a-key-1"})
+                for _ in range(20)
+            ]
+            return await asyncio.gather(*calls)
+
+    try:
+        replies = asyncio.run(burst())
+    finally:
+        standin.state.latency_seconds = 0.0
+    assert [r.status_code for r in replies] == [200] * 20
+    assert len({r.json()["id"] for r in replies}) == 1
+    assert standin.state.messages_calls == 1
+    assert sorted(r.headers["x-cache"] for r in replies).count("miss") == 1
+
+
+def test_tenants_never_share_answers_and_clients_cannot_invalidate(
+    service: Service, standin: RunningStandin
+) -> None:
+    ask(service.sdk("tenant-a-key-1"), "What is our refund policy?")
+    other = service.sdk("tenant-b-key-1")
+    assert ask(other, "What is our refund policy?").headers["x-cache"] == "miss"
+    assert ask(other, "What's our refund policy?").headers["x-cache"] in ("miss", "hit-semantic")
+    assert standin.state.messages_calls >= 2
+    rows = service.ledger_rows()
+    assert [r.tenant for r in rows[:2]] == ["acme", "globex"]
+    denied = httpx.post(
+        f"{service.url}/v1/cache/invalidate",
+        json={"all": True},
+        headers={"x-api-key": "tenant-a-key-1"},
+    )
+    assert denied.status_code == 403
+    anonymous = httpx.post(f"{service.url}/v1/messages", json={"model": MODEL})
+    assert anonymous.status_code == 401
+
+
+def test_request_controls_and_bad_requests(service: Service, standin: RunningStandin) -> None:
+    headers = {"x-api-key": "tenant-a-key-1"}
+    body = {
+        "model": MODEL,
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": "Name three colours."}],
+    }
+    url = f"{service.url}/v1/messages"
+    assert (
+        httpx.post(url, json=body, headers={**headers, "cache-control": "no-store"}).headers[
+            "x-cache"
+        ]
+        == "miss"
+    )
+    assert httpx.post(url, json=body, headers=headers).headers["x-cache"] == "miss"
+    assert (
+        httpx.post(url, json=body, headers={**headers, "cache-control": "no-cache"}).headers[
+            "x-cache"
+        ]
+        == "bypass"
+    )
+    assert httpx.post(url, json=body, headers=headers).headers["x-cache"] == "hit-exact"
+    other_ns = httpx.post(url, json=body, headers={**headers, "x-cache-namespace": "support"})
+    assert other_ns.headers["x-cache"] == "miss"
+    hot = {**body, "temperature": 1.0, "messages": [{"role": "user", "content": "Name 3 colours."}]}
+    assert httpx.post(url, json=hot, headers=headers).headers["x-cache"] == "miss"
+    task = {"model": MODEL, "messages": [{"role": "user", "content": "Is this spam: WIN NOW"}]}
+    filled = httpx.post(url, json=task, headers={**headers, "x-promptcache-task": "classification"})
+    assert filled.status_code == 200 and standin.state.last_requests[-1]["max_tokens"] == 50
+    for bad_body, bad_headers, words in [
+        ({"model": MODEL, "messages": [{"role": "user", "content": "x"}]}, {}, "max_tokens"),
+        ({"model": MODEL, "max_tokens": 5, "messages": []}, {}, "messages"),
+        ({"max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}, {}, "model"),
+        (body, {"x-cache-min-similarity": "2"}, "x-cache-min-similarity"),
+        (body, {"cache-control": "max-age=soon"}, "max-age"),
+        (body, {"x-cache-ttl": "0"}, "x-cache-ttl"),
+    ]:
+        reply = httpx.post(url, json=bad_body, headers={**headers, **bad_headers})
+        assert reply.status_code == 400, (bad_body, reply.text)
+        assert words in reply.json()["error"]["message"]
+    garbage = httpx.post(
+        url, content=b"{oops", headers={**headers, "content-type": "application/json"}
+    )
+    assert garbage.status_code == 400 and garbage.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_without_an_upstream_key_misses_say_how_to_set_it(
+    tmp_path: Path, embedder: CountingEmbedder
+) -> None:
+    settings = make_settings(tmp_path / "d")
+    with running(create_app(settings, embedder=embedder)) as url:
+        body = {"model": MODEL, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+        reply = httpx.post(f"{url}/v1/messages", json=body)
+        assert reply.status_code == 503 and "ANTHROPIC_API_KEY" in reply.json()["error"]["message"]
+        stored = httpx.post(
+            f"{url}/v1/cache/entries", json={"prompt": "hi", "model": MODEL, "response": "hello"}
+        )
+        assert stored.status_code == 201
+        assert httpx.post(f"{url}/v1/messages", json=body).headers["x-cache"] == "hit-exact"
