@@ -422,7 +422,7 @@ class FaissIndex:
                 raise
             with self._lock.write():
                 for change_ids, change_vectors in self._journal:
-                    if False:
+                    if change_vectors is None:
                         fresh.drop(change_ids)
                     else:
                         fresh.add(change_ids, change_vectors)

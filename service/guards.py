@@ -316,8 +316,10 @@ def check_numbers(cached: str, new: str) -> GuardVerdict:
     a_only, b_only = a - b, b - a
 
     def soft(nums: list[_Number]) -> set[str]:
-        keys = {n.key.lstrip("#"): n.soft for n in nums if n.soft}
-        return set(keys) - {n.key.lstrip("#") for n in nums if not n.soft}
+        """Values only ever mentioned softly."""
+        return {n.key.lstrip("#") for n in nums if n.soft} - {
+            n.key.lstrip("#") for n in nums if not n.soft
+        }
 
     if (not b_only and set(a_only) <= soft(a_nums)) or (not a_only and set(b_only) <= soft(b_nums)):
         return _ok("numbers")
@@ -335,7 +337,7 @@ def check_numbers(cached: str, new: str) -> GuardVerdict:
 _MONTHS: Final = tuple(
     "January February March April May June July August September October November December".split()
 )
-_WEEKDAYS: Final = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split()
+_WEEKDAYS: Final = tuple("Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split())
 _MONTH_WORD: Final = re.compile(
     r"\b(?P<word>january|february|march|april|may|june|july|august|september|october|november"
     r"|december|jan|feb|mar|apr|jun|jul|aug|sept|sep|oct|nov|dec)\b\.?",
@@ -493,7 +495,7 @@ _CURRENCY_SYMBOLS: Final = _table(
 )
 _CURRENCY_WORDS: Final = _table(
     "dollar=USD dollars=USD buck=USD bucks=USD usd=USD euro=EUR euros=EUR eur=EUR sterling=GBP "
-    "quid=GBP gbp=GBP pence=GBP yen=JPY jpy=JPY yuan=CNY renminbi=CNY rmb=CNY cny=CNY krw=KRW "
+    "quid=GBP gbp=GBP pence=GBX yen=JPY jpy=JPY yuan=CNY renminbi=CNY rmb=CNY cny=CNY krw=KRW "
     "rupee=INR rupees=INR inr=INR rs=INR ruble=RUB rubles=RUB rouble=RUB roubles=RUB cad=CAD "
     "aud=AUD chf=CHF franc=CHF francs=CHF hkd=HKD sgd=SGD btc=BTC bitcoin=BTC bitcoins=BTC "
     "peso=MXN pesos=MXN cent=cent cents=cent 달러=USD 유로=EUR 파운드=GBP 엔화=JPY 위안=CNY "
@@ -588,7 +590,7 @@ _KO_NEGATION_LABELS: Final = (
     (
         "안",
         r"(?<![가-힣])안(?=\s)|(?<![가-힣])안(?:되|돼|됨|됐|될|된|하|해|했|함|할|한|가|와|먹"
-        r"|보이|보여|봐|나와|나오|나요|열려|들|써|쓰|맞|좋|는)",
+        r"|보이|보여|봐|나와|나오|나요|열려|들|써|쓰|맞|좋)",
     ),
     ("않", r"않"),
     ("못", r"(?<![가-힣])못(?!생)|(?<!잘)(?<=[가-힣])못(?=하|해|했|한|할|함)"),  # not 잘못, 못생긴
@@ -654,7 +656,7 @@ _STRUCTURED: Final = re.compile(
 _DOTTED_ACRONYM: Final = re.compile(r"\b(?:[A-Z]\.){2,}")
 # "work.Then what?": a missing space, told from code ("pandas.DataFrame") by the next word.
 _GLUED_SENTENCE: Final = re.compile(r"(?<=[a-z])\.(?P<next>[A-Z][a-z']*)")
-_CODE_TOKENS: Final = re.compile(r"[\w.]+")
+_CODE_TOKENS: Final = re.compile(r"[\w. ]+")
 _CHUNK: Final = re.compile(r"[^\s?!;,()\[\]{}\"<>/]+")
 _LATIN_RUN: Final = re.compile(r"(?<![A-Za-zÀ-ɏ0-9])[A-Za-zÀ-ɏ_][A-Za-zÀ-ɏ0-9_.+#-]*")
 # Code: snake_case, lower.dotted (os.path, config.yaml, example.com), v1.2, 1.2.3.
@@ -700,16 +702,18 @@ class _Folded:
         return cls(folded, tokens, index)
 
     def mentions(self, entity: str) -> bool:
-        """Whether the text mentions `entity`, allowing a plural or possessive ("Paris's")."""
+        """Whether the text mentions `entity`: names also as a plural or possessive ("Paris's"),
+        identifiers as the same token sequence ("pandas.DataFrame" ~ "pandas DataFrame")."""
         parts = _FOLDED_TOKEN.findall(entity)
-        if not parts or not _WORDISH.fullmatch(entity):
-            if entity in self.text or not parts:
-                return entity in self.text
-            if not _CODE_TOKENS.fullmatch(entity):
-                return False  # URLs, emails, calls, paths: only verbatim
-            # "pandas.DataFrame" is also mentioned as "pandas DataFrame", "user_id" as "user id".
+        if not parts:
+            return entity in self.text
         *head, last = parts
-        endings = (last, last + "s", last + "es")
+        if _WORDISH.fullmatch(entity):
+            endings: tuple[str, ...] = (last, last + "s", last + "es")
+        elif _CODE_TOKENS.fullmatch(entity):
+            endings = (last,)
+        else:
+            return entity in self.text  # URLs, emails, calls, paths: verbatim only
         if not head:
             return any(ending in self.index for ending in endings)
         return any(
@@ -968,7 +972,7 @@ _COORDINATION: Final = frozenset({"and", "or", ",", "&", "vs", "versus", "/", "w
 _PASSIVE_EN: Final = re.compile(r"\bby\b", re.IGNORECASE)
 # Korean particles, longest first, and the role they mark; 와/과/하고/랑 are symmetric, so absent.
 _KO_PARTICLES: Final = tuple(
-    pair.split("=")
+    tuple(pair.split("="))
     for pair in (
         "에서부터=source 으로부터=source 에게서=source 한테서=source 에서=source 부터=source "
         "으로=goal 까지=goal 로=goal 에게=recipient 한테=recipient 보다=compared 을=object "

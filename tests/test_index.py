@@ -213,16 +213,21 @@ def test_compaction_keeps_writes_made_while_it_builds() -> None:
     index.remove(ids[:1000])
     live = {int(i): vectors[i] for i in ids[1000:]}
     done = threading.Event()
-    outcome: list[bool] = []
+    outcome: list[object] = []
 
     def compact() -> None:
-        outcome.append(index.compact())
-        done.set()
+        try:
+            outcome.append(index.compact())
+        except Exception as exc:  # checked below, in the test's own thread
+            outcome.append(exc)
+        finally:
+            done.set()
 
     worker = threading.Thread(target=compact)
     worker.start()
     next_id = 10_000
-    while not done.is_set() or next_id < 10_020:
+    deadline = time.monotonic() + 60
+    while (not done.is_set() or next_id < 10_020) and time.monotonic() < deadline:
         row = unit_rows(rng, 1)
         index.add(np.array([next_id], dtype=np.int64), row)
         live[next_id] = row[0]

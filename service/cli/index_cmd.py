@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
-from tqdm import tqdm
-
-from embeddings.sentence_transformer import resolve_model
 from service.cli.common import add_common, settings_from
-from service.datadir import DataDirLock
-from service.embedder_factory import build_embedder
-from service.maintenance import check_data_dir, rebuild
+from service.config import Settings
+
+if TYPE_CHECKING:
+    from service.maintenance import CheckReport
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -35,6 +34,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run_rebuild(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from service.datadir import DataDirLock
+    from service.embedder_factory import build_embedder
+    from service.maintenance import rebuild
+
     settings = settings_from(args)
     with DataDirLock(settings.data_dir, "promptcache index rebuild"):
         embedder = build_embedder(settings.embedding)
@@ -54,14 +59,16 @@ def run_rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
-def _configured_model(args: argparse.Namespace) -> tuple[str, object]:
-    settings = settings_from(args)
-    return resolve_model(settings.embedding.model)[1], settings
+def _check(settings: Settings) -> CheckReport:
+    from embeddings.sentence_transformer import resolve_model
+    from service.maintenance import check_data_dir
+
+    return check_data_dir(settings, resolve_model(settings.embedding.model)[1])
 
 
 def run_check(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    report = check_data_dir(settings, resolve_model(settings.embedding.model)[1])
+    report = _check(settings)
     if args.json:
         print(json.dumps({"consistent": report.consistent, "problems": list(report.problems)}))
     elif report.consistent:
@@ -78,7 +85,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 def run_stats(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    report = check_data_dir(settings, resolve_model(settings.embedding.model)[1])
+    report = _check(settings)
     numbers = {
         "data_dir": str(settings.data_dir),
         "entries": report.entries,

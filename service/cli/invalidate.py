@@ -8,11 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from service.api.schemas import parse_duration
-from service.cache import InvalidateFilter, SemanticCache
 from service.cli.common import add_common, settings_from
-from service.datadir import DataDirLock
-from service.embedder_factory import build_embedder
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -31,6 +27,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
+    from service.api.schemas import parse_duration
+    from service.cache import InvalidateFilter, SemanticCache
+    from service.datadir import DataDirLock
+    from service.embedder_factory import build_embedder
+
     given = (
         args.ids
         or args.namespace

@@ -8,9 +8,7 @@ import logging
 import socket
 import sys
 
-from service.api.auth import KeyRing
 from service.cli.common import add_common, settings_from
-from service.datadir import DataDirLock
 from service.errors import ConfigError
 
 
@@ -36,6 +34,9 @@ def is_loopback(host: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    from service.api.auth import KeyRing
+    from service.datadir import DataDirLock
+
     server: dict[str, object] = {}
     if args.host:
         server["host"] = args.host
