@@ -575,7 +575,7 @@ def _slots_of(directory: Path, idmap: Any, manifest: Manifest) -> _Slots:
 
 def _neighbours(similarities: Vectors, ids: Ids) -> list[list[Neighbour]]:
     # Rounding can put a self-match a hair above 1; keep the documented [-1, 1] range.
-    clipped = np.clip(similarities, -1.0, 1.0)
+    clipped = np.minimum(np.maximum(similarities, -1.0), 1.0)
     return [
         [Neighbour(i, s) for i, s in zip(row_ids, row_sims, strict=True) if i >= 0]
         for row_ids, row_sims in zip(ids.tolist(), clipped.tolist(), strict=True)
@@ -600,12 +600,13 @@ def _check_rows(array: object, dim: int, what: str) -> Vectors:
     if array.dtype != np.float32:
         raise ValueError(f"{what} must be float32, got {array.dtype}")
     squared = np.einsum("ij,ij->i", array, array)
-    # NaN fails both comparisons, so it is rejected too.
-    bad = ~((np.abs(squared - 1.0) <= _NORM_SQ_TOLERANCE) | (squared == 0.0))
-    if bad.any():
-        row = int(np.argmax(bad))
-        norm = float(np.sqrt(squared[row]))
-        raise ValueError(f"{what} row {row} has L2 norm {norm:.6g}; expected unit rows")
+    # NaN fails every comparison, so it lands in the error path too.
+    if not (np.abs(squared - 1.0) <= _NORM_SQ_TOLERANCE).all():
+        bad = ~((np.abs(squared - 1.0) <= _NORM_SQ_TOLERANCE) | (squared == 0.0))
+        if bad.any():
+            row = int(np.argmax(bad))
+            norm = float(np.sqrt(squared[row]))
+            raise ValueError(f"{what} row {row} has L2 norm {norm:.6g}; expected unit rows")
     return np.ascontiguousarray(array)
 
 

@@ -212,6 +212,23 @@ class SemanticCache:
 
     # -- reads ----------------------------------------------------------------------------
 
+    def options(
+        self,
+        *,
+        min_similarity: float | None = None,
+        max_age: float | None = None,
+        semantic: bool = True,
+        semantic_off_reason: str = "",
+    ) -> LookupOptions:
+        """Lookup options from the settings, overridden per request where given."""
+        return LookupOptions(
+            min_similarity=self._cfg.min_similarity if min_similarity is None else min_similarity,
+            max_age=max_age,
+            covered_scripts=self.embedder.covered_scripts,
+            semantic=semantic,
+            semantic_off_reason=semantic_off_reason,
+        )
+
     def _count(self, tenant: str, kind: str) -> None:
         with self._lock:
             self._counters.setdefault(tenant, Counter())[kind] += 1

@@ -14,9 +14,16 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from service.errors import ConfigError
 
@@ -111,6 +118,60 @@ class ProxySettings(_Frozen):
     )
 
 
+def _budget_scope(value: str) -> str:
+    kind, _, name = value.partition(":")
+    if value == "global" or (kind in ("tenant", "feature") and name.strip()):
+        return value
+    raise ValueError("scope must be `global`, `tenant:<name>` or `feature:<name>`")
+
+
+class BudgetSettings(_Frozen):
+    """One `[[budgets]]` entry; spend is the ledger's `cost_micros` in the calendar period."""
+
+    name: str = Field(min_length=1, max_length=128)
+    scope: Annotated[str, AfterValidator(_budget_scope)] = "global"
+    period: Literal["daily", "monthly"]
+    amount_usd: float = Field(gt=0, le=1e9)
+    # Fractions of amount_usd; crossing one raises a `budget_threshold` alert once per period.
+    thresholds: tuple[Annotated[float, Field(gt=0, le=10)], ...] = (0.8, 1.0)
+    # Misses are refused once spent + the request's bound would pass amount * hard_limit;
+    # None: alert only, never refuse.
+    hard_limit: float | None = Field(default=1.0, gt=0, le=10)
+
+
+def _unique_budget_names(budgets: tuple[BudgetSettings, ...]) -> tuple[BudgetSettings, ...]:
+    names = [budget.name for budget in budgets]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"budget names must be unique: {', '.join(duplicates)}")
+    return budgets
+
+
+class AlertSettings(_Frozen):
+    # Each alert is POSTed as JSON to every URL here, off the request path.
+    webhooks: tuple[Annotated[str, Field(pattern=r"^https?://")], ...] = ()
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # Tries per webhook (first try included); the wait doubles from the base after each.
+    webhook_max_attempts: int = Field(default=4, ge=1, le=10)
+    webhook_backoff_seconds: float = Field(default=0.5, ge=0, le=60)
+    # Alerts waiting for delivery beyond this are dropped (and logged), never blocking.
+    webhook_queue_size: int = Field(default=1000, ge=1)
+
+
+class AnomalySettings(_Frozen):
+    # Today's cost above cost_multiplier x the trailing daily average, once today >= min_cost.
+    cost_multiplier: float = Field(default=2.0, gt=1.0)
+    min_cost_usd: float = Field(default=1.0, ge=0)
+    # Today's hit rate below hit_rate_fraction x the trailing average, once today has
+    # min_requests looked-up requests (hits + misses + batch).
+    hit_rate_fraction: float = Field(default=0.5, gt=0, lt=1)
+    min_requests: int = Field(default=50, ge=1)
+    # The trailing window, and how many of its days need data before anything is compared.
+    trailing_days: int = Field(default=7, ge=1, le=90)
+    min_history_days: int = Field(default=3, ge=1, le=90)
+    check_interval_seconds: float = Field(default=300.0, gt=0)
+
+
 class Settings(_Frozen):
     data_dir: Path = Path(".promptcache")
     embedding: EmbeddingSettings = EmbeddingSettings()
@@ -125,6 +186,9 @@ class Settings(_Frozen):
     prices_file: Path | None = None
     # Day boundaries of reports and budgets.
     timezone: str = "UTC"
+    budgets: Annotated[tuple[BudgetSettings, ...], AfterValidator(_unique_budget_names)] = ()
+    alerts: AlertSettings = AlertSettings()
+    anomaly: AnomalySettings = AnomalySettings()
 
     @field_validator("data_dir")
     @classmethod

@@ -143,3 +143,18 @@ def cache_keys(
         model=str(canonical.get("model", "")),
         max_tokens=max_tokens if isinstance(max_tokens, int) else None,
     )
+
+
+def prompt_keys(
+    messages: list[dict[str, Any]],
+    *,
+    model: str,
+    tenant: str,
+    system: Any = None,
+    namespace: str | None = None,
+) -> CacheKeys:
+    """Keys for the cache-native API (and the benchmarks, which must decide identically)."""
+    request: dict[str, Any] = {"model": model, "messages": messages}
+    if system is not None:
+        request["system"] = system
+    return cache_keys(request, tenant=tenant, namespace=namespace)

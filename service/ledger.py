@@ -29,6 +29,10 @@ the last rows.
 
 Time: `ts` is UTC epoch seconds; windows are half-open `[start_ts, end_ts)`. Day boundaries
 are local midnights in an IANA zone, so a day may be 23 or 25 hours long.
+
+Alerts (budget thresholds, anomalies; raised by `service.alerts`) live in the same file, in
+the `alerts` table: one row per (kind, scope, period, subject), enforced by a UNIQUE
+constraint, so an alert is raised once even across restarts and processes.
 """
 
 from __future__ import annotations
@@ -106,6 +110,29 @@ _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             """,
             "CREATE INDEX ledger_ts ON ledger (ts)",
             "CREATE INDEX ledger_tenant_ts ON ledger (tenant, ts)",
+        ),
+    ),
+    (
+        2,
+        (
+            """
+            CREATE TABLE alerts (
+                id INTEGER PRIMARY KEY,
+                kind TEXT NOT NULL,
+                scope TEXT NOT NULL,
+                period TEXT NOT NULL,
+                subject TEXT NOT NULL,
+                message TEXT NOT NULL,
+                value REAL NOT NULL,
+                threshold REAL NOT NULL,
+                created_at REAL NOT NULL,
+                delivered_at REAL,
+                delivery_attempts INTEGER NOT NULL DEFAULT 0,
+                delivery_error TEXT,
+                UNIQUE (kind, scope, period, subject)
+            )
+            """,
+            "CREATE INDEX alerts_created ON alerts (created_at)",
         ),
     ),
 )
@@ -268,6 +295,60 @@ def zone(tz: str) -> ZoneInfo:
         raise InvalidRequest(f"unknown time zone {tz!r}") from exc
 
 
+@dataclass(frozen=True)
+class Spend:
+    """Money paid upstream in a window, and the newest ledger id the sum had seen.
+
+    `through_id` lets a cache of the sum skip rows it already counted (`BudgetBook.on_row`).
+    """
+
+    micros: int
+    through_id: int
+
+
+@dataclass(frozen=True)
+class Activity:
+    """The few sums anomaly detection needs, without the cost of latency percentiles.
+
+    `looked_up` counts hits, misses and batch rows: the denominator of the hit rate.
+    """
+
+    requests: int
+    looked_up: int
+    hits: int
+    cost_micros: int
+
+    @property
+    def hit_rate(self) -> float | None:
+        return None if self.looked_up == 0 else self.hits / self.looked_up
+
+
+@dataclass(frozen=True)
+class AlertRecord:
+    """One stored alert (see `service.alerts` for kinds and the webhook payload).
+
+    `subject` tells alerts of one kind, scope and period apart (a budget's name and
+    threshold); `created_at`/`delivered_at` are UTC epoch seconds, `delivered_at` None until
+    every webhook accepted it.
+    """
+
+    id: int
+    kind: str
+    scope: str
+    period: str
+    subject: str
+    message: str
+    value: float
+    threshold: float
+    created_at: float
+    delivered_at: float | None
+    delivery_attempts: int
+    delivery_error: str | None
+
+
+_ALERT_COLUMNS: tuple[str, ...] = tuple(item.name for item in fields(AlertRecord))
+
+
 def day_window(day: date, tz: str = "UTC") -> tuple[float, float]:
     """Epoch seconds of local midnight starting `day` and the next one, in zone `tz`."""
     local = zone(tz)
@@ -275,6 +356,16 @@ def day_window(day: date, tz: str = "UTC") -> tuple[float, float]:
     following = day + timedelta(days=1)
     end = datetime(following.year, following.month, following.day, tzinfo=local)
     return start.timestamp(), end.timestamp()
+
+
+def month_window(year: int, month: int, tz: str = "UTC") -> tuple[float, float]:
+    """Epoch seconds of local midnight starting the month and the one starting the next."""
+    local = zone(tz)
+    if not 1 <= month <= 12:
+        raise InvalidRequest(f"month must be 1..12, got {month}")
+    start = datetime(year, month, 1, tzinfo=local)
+    following = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=local)
+    return start.timestamp(), following.timestamp()
 
 
 _KIND_SUMS = ", ".join(f"COALESCE(SUM(kind = '{kind}'), 0)" for kind in KINDS)
@@ -534,6 +625,105 @@ class Ledger:
         """Totals of one local day in the IANA zone `tz` (an empty day gives zero totals)."""
         start_ts, end_ts = day_window(day, tz)
         return DayTotals(day, tz, start_ts, end_ts, self.totals(start_ts, end_ts, tenant=tenant))
+
+    def spent(
+        self,
+        start_ts: float,
+        end_ts: float,
+        *,
+        tenant: str | None = None,
+        feature: str | None = None,
+    ) -> Spend:
+        """Sum of `cost_micros` in the window (one tenant and/or feature when given).
+
+        One statement, so the sum and `through_id` (the newest id in the whole ledger) come
+        from one snapshot: every row with an id up to it is counted if it is in the window.
+        """
+        where, params = self._where(start_ts, end_ts, tenant)
+        if feature is not None:
+            where += " AND feature = ?"
+            params.append(feature)
+        found = self._query(
+            f"SELECT (SELECT COALESCE(SUM(cost_micros), 0) FROM ledger WHERE {where}), "
+            "(SELECT COALESCE(MAX(id), 0) FROM ledger)",
+            params,
+        )
+        return Spend(int(found[0][0]), int(found[0][1]))
+
+    def activity(self, start_ts: float, end_ts: float, *, tenant: str | None = None) -> Activity:
+        """Requests, looked-up requests, hits and cost in the window."""
+        where, params = self._where(start_ts, end_ts, tenant)
+        found = self._query(
+            "SELECT COUNT(*), COALESCE(SUM(kind IN ('hit-exact', 'hit-semantic', 'miss', "
+            "'batch')), 0), COALESCE(SUM(kind IN ('hit-exact', 'hit-semantic')), 0), "
+            f"COALESCE(SUM(cost_micros), 0) FROM ledger WHERE {where}",
+            params,
+        )
+        requests, looked_up, hits, cost = (int(v) for v in found[0])
+        return Activity(requests, looked_up, hits, cost)
+
+    # --- alerts -------------------------------------------------------------------------
+
+    def add_alert(
+        self,
+        *,
+        kind: str,
+        scope: str,
+        period: str,
+        subject: str,
+        message: str,
+        value: float,
+        threshold: float,
+        created_at: float,
+    ) -> AlertRecord | None:
+        """Store a new alert; None when one with the same (kind, scope, period, subject) exists."""
+        try:
+            cursor = self._conn().execute(
+                "INSERT OR IGNORE INTO alerts (kind, scope, period, subject, message, value, "
+                "threshold, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (kind, scope, period, subject, message, value, threshold, created_at),
+            )
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot write alert to ledger {self._path}: {exc}") from exc
+        if cursor.rowcount == 0:
+            return None
+        return AlertRecord(
+            int(cursor.lastrowid or 0),
+            kind,
+            scope,
+            period,
+            subject,
+            message,
+            value,
+            threshold,
+            created_at,
+            None,
+            0,
+            None,
+        )
+
+    def alerts(self, limit: int = 50, *, kind: str | None = None) -> list[AlertRecord]:
+        """Stored alerts, newest first."""
+        where, params = ("WHERE kind = ?", [kind]) if kind is not None else ("", [])
+        found = self._query(
+            f"SELECT {', '.join(_ALERT_COLUMNS)} FROM alerts {where} "
+            "ORDER BY created_at DESC, id DESC LIMIT ?",
+            [*params, limit],
+        )
+        return [AlertRecord(*values) for values in found]
+
+    def mark_alert_delivery(
+        self, alert_id: int, *, delivered_at: float | None, attempts: int, error: str | None
+    ) -> None:
+        """Record how delivering an alert to the webhooks went."""
+        try:
+            self._conn().execute(
+                "UPDATE alerts SET delivered_at = ?, delivery_attempts = ?, delivery_error = ? "
+                "WHERE id = ?",
+                (delivered_at, attempts, error, alert_id),
+            )
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot write alert to ledger {self._path}: {exc}") from exc
 
 
 def empty_totals(group: tuple[str | None, ...] = ()) -> Totals:

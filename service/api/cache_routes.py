@@ -20,7 +20,7 @@ from service.api.schemas import InvalidateBody, LookupBody, PromptFields, StoreB
 from service.api.state import AppState
 from service.cache import InvalidateFilter
 from service.errors import Conflict, NotFound, PayloadTooLarge
-from service.keys import CacheKeys, cache_keys
+from service.keys import CacheKeys, prompt_keys
 from service.policy import Bypass, Hit
 from service.store import Entry
 
@@ -51,11 +51,13 @@ def _state(request: Request) -> AppState:
 
 
 def _keys_for(body: PromptFields, model: str, principal: Principal, state: AppState) -> CacheKeys:
-    messages = body.as_messages()
-    request: dict[str, Any] = {"model": model, "messages": messages}
-    if body.system is not None:
-        request["system"] = body.system
-    keys = cache_keys(request, tenant=principal.tenant, namespace=body.namespace)
+    keys = prompt_keys(
+        body.as_messages(),
+        model=model,
+        tenant=principal.tenant,
+        system=body.system,
+        namespace=body.namespace,
+    )
     size = len(keys.semantic_text or "") + len(str(body.system or ""))
     if size > state.settings.cache.max_prompt_chars:
         raise PayloadTooLarge(

@@ -19,19 +19,6 @@ class AppState:
     proxy: Proxy
 
     def lookup_options(
-        self,
-        *,
-        min_similarity: float | None = None,
-        max_age: float | None = None,
-        semantic: bool = True,
-        semantic_off_reason: str = "",
+        self, *, min_similarity: float | None = None, max_age: float | None = None
     ) -> LookupOptions:
-        return LookupOptions(
-            min_similarity=self.settings.cache.min_similarity
-            if min_similarity is None
-            else min_similarity,
-            max_age=max_age,
-            covered_scripts=self.cache.embedder.covered_scripts,
-            semantic=semantic,
-            semantic_off_reason=semantic_off_reason,
-        )
+        return self.cache.options(min_similarity=min_similarity, max_age=max_age)
