@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -109,7 +110,7 @@ def test_allowed_ids_search_is_exact_for_both_kinds(
     chosen = np.sort(rng.choice(len(ids), size=allowed_count, replace=False))
     # Ids not in the index (and numpy ints) are allowed in the filter and simply ignored.
     allowed = {int(i) for i in ids[chosen]} | {1, 2, 10**12}
-    allowed_np = [np.int64(i) for i in allowed]
+    allowed_np: list[Any] = [np.int64(i) for i in allowed]
     queries = unit_rows(rng, 15)
     for k in (1, 5):
         result = index.search(queries, k, allowed_ids=allowed)
@@ -167,7 +168,8 @@ def test_add_replace_remove_semantics(kind: str) -> None:
     new = unit_rows(rng, 1)
     index.add(np.array([100], dtype=np.int64), new)
     assert len(index) == 200
-    assert index.search(new, 1)[0][0] == Neighbour(100, pytest.approx(1.0, abs=1e-5))
+    best = index.search(new, 1)[0][0]
+    assert best.id == 100 and best.similarity == pytest.approx(1.0, abs=1e-5)
     assert all(n.id != 100 for n in index.search(vectors[:1], 5)[0])
     # The replacement is what allowed-id searches score too.
     hit = index.search(new, 1, allowed_ids={100})[0][0]
@@ -306,7 +308,7 @@ def test_rejects_bad_vectors_ids_and_k() -> None:
     ]
     for ids, vectors, message in bad_inputs:
         with pytest.raises(ValueError, match=message):
-            index.add(ids, vectors)  # type: ignore[arg-type]
+            index.add(ids, vectors)
     assert len(index) == 0
     # All-zero rows (what a normalizer makes of empty input) are accepted and score 0.
     index.add(np.array([5], dtype=np.int64), np.zeros((1, DIM), dtype=np.float32))
@@ -452,13 +454,14 @@ def test_bad_manifests(saved: Path, content: bytes, match: str) -> None:
 
 
 def test_bad_manifest_field_values(saved: Path) -> None:
-    for changes, match in [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"metric": "l2"}, "metric"),
         ({"dim": True}, "'dim' is missing or not of type int"),
         ({"index_sha256": "xyz"}, "sha256 hex digest"),
         ({"saved_at": "yesterday"}, "not an ISO time"),
         ({"model_id": ""}, "model_id is empty"),
-    ]:
+    ]
+    for changes, match in cases:
         original = (saved / "manifest.json").read_bytes()
         rewrite_manifest(saved, **changes)
         assert_load_fails(saved, IndexCorrupt, match)

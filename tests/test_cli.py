@@ -1,0 +1,65 @@
+"""The `promptcache` command line, in-process: exit codes, one-line errors, the data-dir lock."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from service.cache import SemanticCache
+from service.cli.main import main
+from service.datadir import DataDirLock
+from service.keys import prompt_keys
+from tests.conftest import CountingEmbedder, make_settings
+
+
+def seed(data_dir: Path, embedder: CountingEmbedder) -> None:
+    cache = SemanticCache(make_settings(data_dir), embedder)
+    for text, tag in (("How do I reset my password?", "auth"), ("Where is my invoice?", "billing")):
+        keys = prompt_keys([{"role": "user", "content": text}], model="m", tenant="default")
+        cache.store(keys, f"answer to {text}", tags=[tag])
+    cache.close()
+
+
+def test_index_check_stats_rebuild_and_invalidate(
+    tmp_path: Path, embedder: CountingEmbedder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    seed(data, embedder)
+    assert main(["index", "check", "--data-dir", str(data)]) == 0
+    assert "ok: 2 entries" in capsys.readouterr().out
+    assert main(["index", "stats", "--json", "--data-dir", str(data)]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["entries"] == stats["index_entries"] == 2 and stats["consistent"]
+    (data / "index" / "index.faiss").unlink()
+    assert main(["index", "check", "--data-dir", str(data)]) == 1
+    assert "index.faiss is missing" in capsys.readouterr().out
+    assert main(["index", "rebuild", "--data-dir", str(data)]) == 0
+    assert "2 entries indexed" in capsys.readouterr().out
+    assert main(["index", "check", "--data-dir", str(data)]) == 0
+    capsys.readouterr()
+    assert main(["invalidate", "--tag", "auth", "--data-dir", str(data)]) == 0
+    assert "removed 1 entries" in capsys.readouterr().out
+    assert main(["index", "check", "--data-dir", str(data)]) == 0
+
+
+def test_errors_are_one_line_and_non_zero(
+    tmp_path: Path, embedder: CountingEmbedder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    seed(data, embedder)
+    assert main(["invalidate", "--data-dir", str(data)]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "promptcache: give at least one filter, or --all to remove every entry"
+    )
+    with DataDirLock(data, "promptcache serve on 127.0.0.1:8080"):
+        assert main(["invalidate", "--all", "--data-dir", str(data)]) == 2
+        err = capsys.readouterr().err
+        assert "in use by promptcache serve" in err and "POST /v1/cache/invalidate" in err
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[cache]\nmin_similarity = 3\n")
+    assert main(["index", "check", "--config", str(bad), "--data-dir", str(data)]) == 1
+    assert "invalid setting cache.min_similarity" in capsys.readouterr().err
+    assert main(["serve", "--host", "0.0.0.0", "--data-dir", str(data)]) == 1
+    assert "refusing to listen on 0.0.0.0" in capsys.readouterr().err
