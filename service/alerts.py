@@ -22,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Protocol, get_args
 
 import httpx
 import orjson
@@ -65,6 +65,22 @@ def alert_json(alert: AlertRecord) -> dict[str, Any]:
         "delivery_attempts": alert.delivery_attempts,
         "delivery_error": alert.delivery_error,
     }
+
+
+class AlertSink(Protocol):
+    """What raises alerts needs (`AlertCenter`); returns None when already raised."""
+
+    def raise_alert(
+        self,
+        kind: str,
+        scope: str,
+        period: str,
+        message: str,
+        value: float,
+        threshold: float,
+        *,
+        subject: str = "",
+    ) -> AlertRecord | None: ...
 
 
 class AlertCenter:

@@ -30,30 +30,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
+from service.alerts import AlertSink
 from service.config import BudgetSettings, Settings
 from service.errors import ConfigError, InvalidRequest, RateLimited
-from service.ledger import AlertRecord, Ledger, LedgerRow, day_window, month_window, zone
+from service.ledger import Ledger, LedgerRow, day_window, month_window, zone
 from service.pricing import CacheTtl, PriceTable, Usage, format_usd
 
 logger = logging.getLogger(__name__)
-
-
-class AlertSink(Protocol):
-    """Where budget alerts go (`service.alerts.AlertCenter`); None means already raised."""
-
-    def raise_alert(
-        self,
-        kind: str,
-        scope: str,
-        period: str,
-        message: str,
-        value: float,
-        threshold: float,
-        *,
-        subject: str = "",
-    ) -> AlertRecord | None: ...
 
 
 @dataclass(frozen=True)

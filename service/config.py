@@ -172,6 +172,42 @@ class AnomalySettings(_Frozen):
     check_interval_seconds: float = Field(default=300.0, gt=0)
 
 
+class BatchSettings(_Frozen):
+    """Message Batches (`service.batches`)."""
+
+    # An upstream batch is first polled after poll_initial_seconds; the wait doubles after
+    # each poll up to poll_max_seconds.
+    poll_initial_seconds: float = Field(default=5.0, gt=0, le=3600)
+    poll_max_seconds: float = Field(default=300.0, gt=0, le=86400)
+    # Batches up to this size are looked up and sent upstream before the POST answers (a
+    # batch made only of hits has ended by then); larger ones are processed in the background.
+    inline_max_requests: int = Field(default=2000, ge=0, le=100_000)
+    # Semantic de-duplication compares every pair of requests that share one context; a
+    # context with more requests than this merges identical requests only.
+    semantic_group_max: int = Field(default=20_000, ge=0)
+
+
+class PromptCachingSettings(_Frozen):
+    """Anthropic prompt-cache breakpoints added to misses (`service.prompt_caching`)."""
+
+    enabled: bool = True
+    # "5m" writes cost 1.25x input, "1h" writes 2x; reads cost 0.1x either way.
+    ttl: Literal["5m", "1h"] = "5m"
+    # Overrides of the minimum cacheable prefix per model id, id prefix or family word
+    # ("haiku", "sonnet", "opus", "default") on top of the table from Anthropic's docs.
+    min_tokens: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
+
+
+class ContextSettings(_Frozen):
+    """Context budgets and whitespace normalization of misses (`service.context_budget`)."""
+
+    # Estimated-input-token budget per `x-promptcache-feature`; the request header
+    # `x-promptcache-context-budget: N` wins over it.
+    budgets_by_feature: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
+    # Collapse blank-line and space runs in prose (never in code fences) before sending.
+    normalize_whitespace: bool = False
+
+
 class Settings(_Frozen):
     data_dir: Path = Path(".promptcache")
     embedding: EmbeddingSettings = EmbeddingSettings()
@@ -189,6 +225,9 @@ class Settings(_Frozen):
     budgets: Annotated[tuple[BudgetSettings, ...], AfterValidator(_unique_budget_names)] = ()
     alerts: AlertSettings = AlertSettings()
     anomaly: AnomalySettings = AnomalySettings()
+    batches: BatchSettings = BatchSettings()
+    prompt_caching: PromptCachingSettings = PromptCachingSettings()
+    context: ContextSettings = ContextSettings()
 
     @field_validator("data_dir")
     @classmethod

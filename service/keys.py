@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
+from service.jsoncodec import dumps
 
 # Fields that change the answer; everything else in a Messages request is transport.
 ANSWER_FIELDS = (
@@ -101,8 +101,7 @@ def canonical_request(request: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _digest(*parts: Any) -> str:
-    payload = orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)
-    return hashlib.sha256(payload).hexdigest()
+    return hashlib.sha256(dumps(parts, sort_keys=True)).hexdigest()
 
 
 def semantic_text_of(message: Mapping[str, Any]) -> str | None:

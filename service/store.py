@@ -24,6 +24,7 @@ import numpy.typing as npt
 import orjson
 
 from service.errors import StorageError
+from service.jsoncodec import dumps
 
 _PREFIX = "e:"
 _FORMAT = 1
@@ -85,7 +86,7 @@ def encode_entry(entry: Entry) -> bytes:
             np.ascontiguousarray(entry.embedding, dtype="<f4").tobytes()
         ).decode(),
     }
-    return orjson.dumps(data)
+    return dumps(data)
 
 
 def decode_entry(raw: bytes | str, *, with_embedding: bool = True) -> Entry:

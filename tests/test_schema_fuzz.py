@@ -19,7 +19,7 @@ def test_no_input_gets_a_500(tmp_path: Path, embedder: CountingEmbedder) -> None
     with running(app) as url:
 
         @settings(
-            max_examples=100,
+            max_examples=60,
             deadline=None,
             suppress_health_check=list(HealthCheck),
             database=None,

@@ -125,15 +125,12 @@ def _with_key(request: Request, key: str) -> Request:
 
 
 def _admin(request: Request, src: _Sources, *, allow_query_key: bool) -> str | None:
-    """Check admin access from a header, `?key=` (page only) or the cookie.
+    """Check admin access from `?key=` (page only), the cookie, or a header, in that order.
 
     Returns the query key when that is what granted access (the caller sets the cookie).
     """
-    if "x-api-key" in request.headers or "authorization" in request.headers:
-        require_admin(src.keyring.authenticate(request))
-        return None
-    key = request.query_params.get("key")
-    if allow_query_key and key:
+    key = request.query_params.get("key") if allow_query_key else None
+    if key:
         require_admin(src.keyring.authenticate(_with_key(request, key)))
         return key
     token = request.cookies.get(COOKIE)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import os
 import socket
 import sys
 
@@ -50,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
             "can reach the port could use the cache. Add [[auth.keys]] to the config file or "
             "bind to 127.0.0.1"
         )
+    # FAISS reads OMP_NUM_THREADS once, in every thread that searches: set it before import.
+    os.environ.setdefault("OMP_NUM_THREADS", str(settings.embedding.threads))
     import uvicorn
 
     from service.api.app import create_app

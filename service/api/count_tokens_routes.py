@@ -1,0 +1,74 @@
+"""`POST /v1/messages/count_tokens`: Anthropic's token counter, with a local fallback.
+
+The upstream answer is exact, so it is asked first whenever an upstream key is configured;
+when the upstream cannot answer (no key, down, timing out, rate-limited) the local estimate
+of `service.tokens` answers instead, so clients that size prompts before sending keep
+working. The response header `x-promptcache-token-source: upstream | estimate` says which
+one answered. A request the upstream rejects as malformed is an error, not a fallback: the
+estimate would only hide the mistake. A router alias (`auto`) is counted for the model the
+router would pick.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from service.api.errors import JSONBytes
+from service.api.state import AppState
+from service.errors import InvalidRequest, RateLimited, UpstreamError
+from service.tokens import estimate_request_tokens
+from service.upstream import FORWARDED_HEADERS
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter()
+
+SOURCE_HEADER = "x-promptcache-token-source"
+
+
+def _validate(body: Any) -> dict[str, Any]:
+    """The checks count_tokens makes before anything else, with the Messages API's wording."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("request body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidRequest("model: field required (a model id, or `auto`)")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest("messages: at least one message is required")
+    for position, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
+            raise InvalidRequest(f"messages.{position}: needs role `user` or `assistant`")
+        if not isinstance(message.get("content"), (str, list)):
+            raise InvalidRequest(
+                f"messages.{position}.content: must be a string or a list of blocks"
+            )
+    return body
+
+
+@router.post("/v1/messages/count_tokens")
+async def count_tokens(request: Request) -> Response:
+    state: AppState = request.app.state.promptcache
+    state.keyring.authenticate(request)
+    try:
+        body = _validate(orjson.loads(await request.body()))
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
+    counted = dict(body)
+    if body["model"] in state.settings.router.aliases:
+        counted["model"] = state.proxy.router.route(body).model
+    forward = {k: v for k, v in request.headers.items() if k.lower() in FORWARDED_HEADERS}
+    if state.settings.upstream.api_key:
+        try:
+            tokens = await state.proxy.upstream.count_tokens(counted, extra_headers=forward)
+        except (UpstreamError, RateLimited) as exc:
+            logger.warning("count_tokens falls back to the local estimate: %s", exc)
+        else:
+            return JSONBytes({"input_tokens": tokens}, headers={SOURCE_HEADER: "upstream"})
+    estimate = estimate_request_tokens(counted)
+    return JSONBytes({"input_tokens": estimate}, headers={SOURCE_HEADER: "estimate"})

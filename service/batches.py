@@ -1,0 +1,799 @@
+"""Message Batches, cache-first: what is cached is answered at once, the rest goes upstream once.
+
+A submitted batch is triaged request by request: each is looked up in the cache like a
+`/v1/messages` call (`Proxy.lookup`, which writes the hit's ledger row). Among the misses,
+identical requests and requests the semantic policy would call duplicates (same context
+fingerprint, same `max_tokens`, similarity and guards as for a cache hit) are merged: one
+leader goes upstream and its duplicates get its answer. The leaders go to Anthropic as one
+Message Batch; a background task per batch polls it with exponential backoff, stores each
+succeeded answer in the cache, and writes one ledger row per caller request (`batch` at the
+batch price for leaders, `hit-exact`/`hit-semantic` for duplicates, `error` for results that
+errored, expired or were canceled, which are passed through and never stored). A semantic
+duplicate whose leader's answer may not serve it (a tool call, a refusal, an error) is sent
+upstream on its own in a follow-up batch rather than given an answer meant for another text.
+
+State lives in `<data-dir>/batches.sqlite3` (`service.batch_store`), one row per caller
+request, so a restart resumes every unfinished batch where it stood. Delivery is
+at-least-once around the two unavoidable gaps: a crash between Anthropic accepting a batch
+and us recording its id re-sends those requests, and a crash between writing ledger rows and
+recording the results writes those rows again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+import orjson
+from starlette.concurrency import run_in_threadpool
+
+from embeddings.base import Vectors
+from service.batch_store import (
+    BatchRecord,
+    BatchStore,
+    BatchView,
+    DupKind,
+    RequestRow,
+    errored,
+    normal_result,
+    succeeded,
+)
+from service.config import Settings
+from service.errors import (
+    InvalidRequest,
+    NotFound,
+    PromptCacheError,
+    RateLimited,
+    StorageError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from service.ledger import Kind, LedgerRow
+from service.policy import EntryFacts, Hit, Query, cacheability, decide_semantic, precheck_semantic
+from service.pricing import Charge, Usage, usage_from_message
+from service.proxy import Answer, Controls, Prepared, Proxy
+
+logger = logging.getLogger(__name__)
+
+MAX_REQUESTS = 100_000  # Anthropic's limit per batch
+LIFETIME_SECONDS = 24 * 3600.0  # a batch expires a day after creation, as upstream
+_CUSTOM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_TRANSIENT = (RateLimited, UpstreamTimeout, UpstreamUnavailable)
+_DISPATCH_ATTEMPTS = 5  # transient failures to create an upstream batch before giving up
+_GIVE_UP_SECONDS = 2 * LIFETIME_SECONDS  # an upstream batch silent this long is expired
+_CONCURRENCY = 16  # lookups / cache writes in flight per batch (the micro-batcher merges them)
+_BLOCK = 256  # rows per similarity block in semantic de-duplication
+_RESULTS_PAGE = 1000
+# Ledger `status` of results that are not HTTP answers: expired (timeout), canceled (the
+# caller went away: nginx's 499).
+_STATUS = {"expired": 408, "canceled": 499}
+_ERROR_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "overloaded_error": 529,
+}
+
+Step = Literal["ended", "again", "sent", "wait"]
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class _Follow:
+    leader: int
+    kind: DupKind
+    similarity: float
+
+
+def _error_text(result: Mapping[str, Any]) -> tuple[int, str]:
+    """Ledger status and message of a result that is not `succeeded`."""
+    kind = str(result.get("type"))
+    if kind in _STATUS:
+        return _STATUS[kind], f"batch request {kind}"
+    outer = result.get("error")
+    inner = outer.get("error") if isinstance(outer, dict) else None
+    inner = inner if isinstance(inner, dict) else {}
+    error_type = str(inner.get("type", "api_error"))
+    return _ERROR_STATUS.get(error_type, 500), str(inner.get("message", "batch request errored"))
+
+
+def parse_requests(body: Any, limit: int = MAX_REQUESTS) -> list[tuple[str, dict[str, Any]]]:
+    """The `(custom_id, params)` pairs of a create-batch body, checked as the API checks them."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("request body must be a JSON object")
+    for key in body:
+        if key != "requests":
+            raise InvalidRequest(f"{key}: Extra inputs are not permitted")
+    items = body.get("requests")
+    if not isinstance(items, list) or not items:
+        raise InvalidRequest("requests: at least one request is required")
+    if len(items) > limit:
+        raise InvalidRequest(f"requests: at most {limit:,} requests per batch, got {len(items):,}")
+    seen: set[str] = set()
+    out: list[tuple[str, dict[str, Any]]] = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or set(item) - {"custom_id", "params"}:
+            raise InvalidRequest(f"requests.{i}: must be an object with custom_id and params only")
+        custom_id = item.get("custom_id")
+        if not isinstance(custom_id, str) or not _CUSTOM_ID.match(custom_id):
+            raise InvalidRequest(f"requests.{i}.custom_id: use 1-64 letters, digits, _ or -")
+        if custom_id in seen:
+            raise InvalidRequest(
+                f"requests.{i}.custom_id: {custom_id!r} is used twice; custom_ids must be unique"
+            )
+        seen.add(custom_id)
+        params = item.get("params")
+        if not isinstance(params, dict):
+            raise InvalidRequest(f"requests.{i}.params: must be a Messages request object")
+        if params.get("stream") is True:
+            raise InvalidRequest(f"requests.{i}.params.stream: batch requests cannot stream")
+        out.append((custom_id, params))
+    return out
+
+
+async def _each(items: Sequence[_T], work: Callable[[_T], Awaitable[None]]) -> None:
+    """Run `work` over `items` with `_CONCURRENCY` workers (not one task per item)."""
+    queue = iter(items)
+
+    async def worker() -> None:
+        for item in queue:  # a shared iterator: each worker takes the next item
+            await work(item)
+
+    await asyncio.gather(*(worker() for _ in range(min(_CONCURRENCY, len(items)))))
+
+
+# --- the service ----------------------------------------------------------------------------
+
+
+class BatchService:
+    """Submit, follow and answer batches. `start()` resumes unfinished batches; `stop()`
+    cancels the pollers (their state is on disk) and closes the store."""
+
+    def __init__(
+        self, settings: Settings, proxy: Proxy, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._settings = settings
+        self._cfg = settings.batches
+        self._proxy = proxy
+        self._clock = clock
+        self._store: BatchStore | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._wake: dict[str, asyncio.Event] = {}
+        self._dispatch_failures: dict[str, int] = {}
+
+    @property
+    def path(self) -> Path:
+        return self._settings.data_dir / "batches.sqlite3"
+
+    @property
+    def store(self) -> BatchStore:
+        if self._store is None:
+            raise StorageError("the batch service is not running")
+        return self._store
+
+    async def start(self) -> None:
+        self._store = await run_in_threadpool(BatchStore, self.path)
+        unfinished = await run_in_threadpool(self.store.unfinished)
+        for batch_id in unfinished:
+            self._follow(batch_id)
+        if unfinished:
+            logger.info("resumed %d unfinished batches", len(unfinished))
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    # -- the API's verbs ----------------------------------------------------------------------
+
+    async def submit(self, body: Any, *, tenant: str, controls: Controls) -> BatchView:
+        """Validate and record a batch; small batches are triaged and dispatched before this
+        returns (a batch made only of hits has ended by then), large ones in the background."""
+        pairs = parse_requests(body)
+        now = self._clock()
+        record = BatchRecord(
+            id=f"msgbatch_pc_{secrets.token_hex(12)}",
+            tenant=tenant,
+            controls=replace(controls, forward_headers={}),
+            created_at=now,
+            expires_at=now + LIFETIME_SECONDS,
+        )
+        rows = [RequestRow(i, custom_id, params) for i, (custom_id, params) in enumerate(pairs)]
+        prepared = await run_in_threadpool(self._prepare_all, record, rows, True)
+        if len(rows) <= self._cfg.inline_max_requests:
+            rows = await self._triage(record, rows, prepared)
+            await run_in_threadpool(self.store.create, record, rows)
+            if await self._step(record.id) == "again":  # dispatch failed for good: errored
+                await self._step(record.id)  # ... and the batch ends
+        else:
+            await run_in_threadpool(self.store.create, record, rows)
+        logger.info("batch %s: %d requests from tenant %s", record.id, len(rows), tenant)
+        self._follow(record.id)
+        return await self.view(record.id, None)
+
+    async def view(self, batch_id: str, tenant: str | None) -> BatchView:
+        """The batch, if it exists and belongs to `tenant` (None: any tenant, for admins)."""
+        record = await self._owned(batch_id, tenant)
+        return BatchView(record, await run_in_threadpool(self.store.counts, batch_id))
+
+    async def page(
+        self,
+        tenant: str | None,
+        *,
+        limit: int = 20,
+        before_id: str | None = None,
+        after_id: str | None = None,
+    ) -> tuple[list[BatchView], bool]:
+        """One page of batches, newest first, and whether there are more."""
+        records = await run_in_threadpool(self.store.page, tenant, limit + 1, before_id, after_id)
+        more = len(records) > limit
+        records = records[1:] if more and before_id is not None else records[:limit]
+        views = [BatchView(r, await run_in_threadpool(self.store.counts, r.id)) for r in records]
+        return views, more
+
+    async def cancel(self, batch_id: str, tenant: str | None) -> BatchView:
+        record = await self._owned(batch_id, tenant)
+        if record.ended_at is None and record.cancel_initiated_at is None:
+            await run_in_threadpool(self.store.mark, batch_id, "cancel_initiated_at", self._clock())
+            for upstream_id in await run_in_threadpool(self.store.upstream_batches, batch_id):
+                try:
+                    await self._proxy.upstream.cancel_batch(upstream_id)
+                except PromptCacheError as exc:  # the poller still collects what upstream ends
+                    logger.warning("cancel of upstream batch %s failed: %s", upstream_id, exc)
+            self._poke(batch_id)
+        return await self.view(batch_id, tenant)
+
+    async def results(self, batch_id: str, tenant: str | None) -> AsyncIterator[bytes]:
+        """JSONL lines in the caller's order; only once the batch has ended."""
+        view = await self.view(batch_id, tenant)
+        if view.record.ended_at is None:
+            raise InvalidRequest(
+                f"batch {batch_id} is {view.processing_status}: its results are available "
+                "once processing_status is ended"
+            )
+        return self._result_lines(batch_id)
+
+    async def _result_lines(self, batch_id: str) -> AsyncIterator[bytes]:
+        after = -1
+        while True:
+            page = await run_in_threadpool(self.store.results, batch_id, after, _RESULTS_PAGE)
+            if not page:
+                return
+            for _, custom_id, result in page:
+                yield b'{"custom_id":' + orjson.dumps(custom_id) + b',"result":' + result + b"}\n"
+            after = page[-1][0]
+
+    async def _owned(self, batch_id: str, tenant: str | None) -> BatchRecord:
+        record = await run_in_threadpool(self.store.get, batch_id)
+        if record is None or (tenant is not None and record.tenant != tenant):
+            raise NotFound(f"no message batch {batch_id!r}")
+        return record
+
+    # -- preparation --------------------------------------------------------------------------
+
+    def _prepare(self, record: BatchRecord, row: RequestRow) -> Prepared:
+        """The request as the proxy sees it; its request id names the batch and custom_id,
+        and its latency counts from the batch's creation."""
+        controls = record.controls
+        options = self._proxy.cache.options(
+            min_similarity=controls.min_similarity, max_age=controls.max_age
+        )
+        prepared = self._proxy.prepare(
+            row.params, tenant=record.tenant, controls=controls, options=options
+        )
+        age = max(0.0, self._clock() - record.created_at)
+        return replace(
+            prepared,
+            request_id=f"{record.id}/{row.custom_id}",
+            started=time.perf_counter() - age,
+        )
+
+    def _prepare_all(
+        self, record: BatchRecord, rows: Sequence[RequestRow], naming: bool = False
+    ) -> list[Prepared]:
+        out: list[Prepared] = []
+        for row in rows:
+            try:
+                out.append(self._prepare(record, row))
+            except InvalidRequest as exc:
+                if not naming:
+                    raise
+                raise type(exc)(f"requests.{row.position}.params: {exc.message}") from exc
+        return out
+
+    def _queued(self, row: RequestRow, prepared: Prepared) -> RequestRow:
+        """A leader ready to go upstream: routed like the proxy routes a miss."""
+        route = self._proxy.router.route(prepared.request, prepared.controls.task)
+        params = dict(prepared.request)
+        params["model"] = route.model
+        params.pop("stream", None)
+        return replace(
+            row,
+            state="queued",
+            leader=None,
+            dup_kind=None,
+            similarity=None,
+            upstream_params=params,
+            route_tier=route.tier if route.routed else None,
+            route_reasons="; ".join(route.reasons) if route.routed else None,
+        )
+
+    # -- triage: lookups and de-duplication ---------------------------------------------------
+
+    async def _triage(
+        self, record: BatchRecord, rows: list[RequestRow], prepared: list[Prepared]
+    ) -> list[RequestRow]:
+        answers: dict[int, Answer] = {}
+
+        async def look(pair: tuple[RequestRow, Prepared]) -> None:
+            answer = await self._proxy.lookup(pair[1])  # writes the hit's ledger row
+            if answer is not None:
+                answers[pair[0].position] = answer
+
+        await _each(list(zip(rows, prepared, strict=True)), look)
+        misses = [(r, p) for r, p in zip(rows, prepared, strict=True) if r.position not in answers]
+        return await run_in_threadpool(self._plan, rows, prepared, answers, misses)
+
+    def _plan(
+        self,
+        rows: list[RequestRow],
+        prepared: list[Prepared],
+        answers: Mapping[int, Answer],
+        misses: list[tuple[RequestRow, Prepared]],
+    ) -> list[RequestRow]:
+        follows: dict[int, _Follow] = {}
+        first: dict[tuple[str, int | None], int] = {}
+        leaders: list[tuple[RequestRow, Prepared]] = []
+        for row, item in misses:
+            key = (item.keys.exact_key, item.keys.max_tokens)
+            if key in first:
+                follows[row.position] = _Follow(first[key], "exact", 1.0)
+            else:
+                first[key] = row.position
+                leaders.append((row, item))
+        follows.update(self._semantic_follows(leaders))
+        out: list[RequestRow] = []
+        for row, item in zip(rows, prepared, strict=True):
+            answer = answers.get(row.position)
+            follow = follows.get(row.position)
+            if answer is not None:
+                kind: DupKind = "exact" if answer.kind == "hit-exact" else "semantic"
+                done = succeeded(answer.message)
+                out.append(
+                    replace(
+                        row,
+                        state="done",
+                        dup_kind=kind,
+                        similarity=answer.similarity,
+                        result=done,
+                    )
+                )
+            elif follow is not None:
+                out.append(
+                    replace(
+                        row,
+                        state="duplicate",
+                        leader=follow.leader,
+                        dup_kind=follow.kind,
+                        similarity=follow.similarity,
+                    )
+                )
+            else:
+                out.append(self._queued(row, item))
+        return out
+
+    def _semantic_follows(self, leaders: list[tuple[RequestRow, Prepared]]) -> dict[int, _Follow]:
+        """Distinct misses the cache policy would serve from one another: greedy in caller
+        order, each request compared with the earlier leaders of its context (top_k best)."""
+        cache = self._proxy.cache
+        if cache.semantic_block is not None:
+            return {}
+        groups: dict[tuple[str, int | None], list[tuple[RequestRow, Prepared]]] = {}
+        for row, item in leaders:
+            query = _query(item)
+            if item.controls.no_cache or item.request.get("tools"):
+                continue  # no-cache wants fresh answers; tool answers serve exact hits only
+            if precheck_semantic(query, item.options) is None:
+                groups.setdefault((query.fingerprint, query.max_tokens), []).append((row, item))
+        limit = self._cfg.semantic_group_max
+        chosen = [g for g in groups.values() if 1 < len(g) <= limit]
+        if any(len(g) > limit for g in groups.values()):
+            logger.warning(
+                "a batch context has over %d requests: identical ones merged only", limit
+            )
+        if not chosen:
+            return {}
+        texts = [_query(item).text or "" for group in chosen for _, item in group]
+        vectors = cache.batcher.embed(texts)
+        follows: dict[int, _Follow] = {}
+        offset = 0
+        now = self._clock()
+        for group in chosen:
+            block = vectors[offset : offset + len(group)]
+            offset += len(group)
+            follows.update(self._greedy(group, block, now))
+        return follows
+
+    def _greedy(
+        self,
+        group: list[tuple[RequestRow, Prepared]],
+        vectors: Vectors,
+        now: float,
+    ) -> dict[int, _Follow]:
+        top_k = self._settings.cache.top_k
+        lead_rows: list[int] = []  # indexes into `group` of the leaders so far
+        lead_vectors = np.empty_like(vectors)
+        follows: dict[int, _Follow] = {}
+        for start in range(0, len(group), _BLOCK):
+            rows = vectors[start : start + _BLOCK]
+            known = len(lead_rows)
+            earlier = rows @ lead_vectors[:known].T  # (block, leaders before this block)
+            inside = rows @ rows.T
+            added: list[int] = []  # leaders found inside this block, as group indexes
+            for r in range(len(rows)):
+                i = start + r
+                sims = np.concatenate([earlier[r], inside[r, [a - start for a in added]]])
+                ids = lead_rows + added
+                row, item = group[i]
+                decision = None
+                if ids:
+                    best = np.argsort(-sims)[:top_k]
+                    candidates = [(_facts(group[ids[b]], now), float(sims[b])) for b in best]
+                    decision = decide_semantic(_query(item), candidates, item.options, now)
+                if isinstance(decision, Hit):
+                    follows[row.position] = _Follow(
+                        decision.entry_id, "semantic", decision.similarity
+                    )
+                else:
+                    added.append(i)
+            for a in added:
+                lead_vectors[len(lead_rows)] = vectors[a]
+                lead_rows.append(a)
+        return follows
+
+    # -- the driver ---------------------------------------------------------------------------
+
+    def _follow(self, batch_id: str) -> None:
+        if batch_id in self._tasks:
+            return
+        task = asyncio.create_task(self._drive(batch_id), name=f"batch {batch_id}")
+        self._tasks[batch_id] = task
+
+        def forget(done: asyncio.Task[None]) -> None:
+            if self._tasks.get(batch_id) is done:
+                del self._tasks[batch_id]
+            self._wake.pop(batch_id, None)
+            self._dispatch_failures.pop(batch_id, None)
+
+        task.add_done_callback(forget)
+
+    def _poke(self, batch_id: str) -> None:
+        event = self._wake.get(batch_id)
+        if event is not None:
+            event.set()
+
+    async def _nap(self, batch_id: str, seconds: float) -> None:
+        event = self._wake.setdefault(batch_id, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), seconds)
+        event.clear()
+
+    async def _drive(self, batch_id: str) -> None:
+        initial = self._cfg.poll_initial_seconds
+        longest = max(self._cfg.poll_max_seconds, initial)
+        delay = initial
+        while True:
+            try:
+                step = await self._step(batch_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # keep following; state is on disk, the next step retries
+                logger.exception("batch %s: step failed; retrying in %.1f s", batch_id, delay)
+                step = "wait"
+            if step == "ended":
+                return
+            if step == "again":
+                continue
+            if step == "sent":
+                delay = initial
+            await self._nap(batch_id, delay)
+            delay = min(delay * 2, longest)
+
+    async def _step(self, batch_id: str) -> Step:
+        """One move of a batch towards `ended`."""
+        record = await self._owned(batch_id, None)
+        if record.ended_at is not None:
+            return "ended"
+        states = await run_in_threadpool(self.store.states, batch_id)
+        unsent = states.get("pending", 0) + states.get("queued", 0)
+        now = self._clock()
+        if unsent and (record.cancel_initiated_at is not None or now >= record.expires_at):
+            kind = "canceled" if record.cancel_initiated_at is not None else "expired"
+            rows = await run_in_threadpool(self.store.rows, batch_id, ("pending", "queued"))
+            await self._settle(record, [(row, {"type": kind}) for row in rows])
+            return "again"
+        if states.get("pending"):
+            rows = await run_in_threadpool(self.store.rows, batch_id, ("pending",))
+            prepared = await run_in_threadpool(self._prepare_all, record, rows)
+            decided = await self._triage(record, rows, prepared)
+            await run_in_threadpool(self.store.update, batch_id, decided)
+            return "again"
+        if states.get("queued"):
+            return await self._dispatch(record)
+        if states.get("sent"):
+            return await self._poll(record)
+        await run_in_threadpool(self.store.mark, batch_id, "ended_at", now)
+        logger.info("batch %s ended", batch_id)
+        return "ended"
+
+    async def _dispatch(self, record: BatchRecord) -> Step:
+        queued = await run_in_threadpool(self.store.rows, record.id, ("queued",))
+        requests = [{"custom_id": f"pc-{r.position}", "params": r.upstream_params} for r in queued]
+        try:
+            created = await self._proxy.upstream.create_batch(requests)
+            upstream_id = created.get("id")
+            if not isinstance(upstream_id, str) or not upstream_id:
+                raise UpstreamUnavailable("upstream created a batch without an id")
+        except PromptCacheError as exc:
+            failures = self._dispatch_failures.get(record.id, 0) + 1
+            self._dispatch_failures[record.id] = failures
+            if isinstance(exc, _TRANSIENT) and failures < _DISPATCH_ATTEMPTS:
+                logger.warning(
+                    "batch %s: upstream batch not created (%s); will retry", record.id, exc
+                )
+                return "wait"
+            await self._settle(record, [(r, errored(exc.error_type, exc.message)) for r in queued])
+            return "again"
+        self._dispatch_failures.pop(record.id, None)
+        sent = [replace(r, state="sent", upstream_batch=upstream_id) for r in queued]
+        await run_in_threadpool(self.store.update, record.id, sent)
+        logger.info("batch %s: %d requests sent as %s", record.id, len(sent), upstream_id)
+        return "sent"
+
+    async def _poll(self, record: BatchRecord) -> Step:
+        upstream = self._proxy.upstream
+        for upstream_id in await run_in_threadpool(self.store.upstream_batches, record.id):
+            try:
+                batch = await upstream.retrieve_batch(upstream_id)
+                if batch.get("processing_status") != "ended":
+                    continue
+                lines = [line async for line in upstream.batch_results(upstream_id)]
+            except NotFound as exc:
+                lines = []
+                logger.warning(
+                    "batch %s: upstream batch %s is gone: %s", record.id, upstream_id, exc
+                )
+            except PromptCacheError as exc:
+                logger.warning("batch %s: polling %s failed: %s", record.id, upstream_id, exc)
+                if self._clock() < record.created_at + _GIVE_UP_SECONDS:
+                    continue
+                lines = []
+            await self._apply(record, upstream_id, lines)
+            return "again"
+        return "wait"
+
+    # -- results, cache and ledger ------------------------------------------------------------
+
+    async def _apply(self, record: BatchRecord, upstream_id: str, lines: list[Any]) -> None:
+        sent = await run_in_threadpool(self.store.rows, record.id, ("sent",))
+        mine = {f"pc-{r.position}": r for r in sent if r.upstream_batch == upstream_id}
+        outcomes: list[tuple[RequestRow, dict[str, Any]]] = []
+        for line in lines:
+            custom_id = line.get("custom_id") if isinstance(line, dict) else None
+            row = mine.pop(str(custom_id), None)
+            if row is not None:
+                outcomes.append((row, normal_result(line.get("result"))))
+        missing = errored("api_error", f"no result in upstream batch {upstream_id}")
+        outcomes.extend((row, missing) for row in mine.values())
+        await self._settle(record, outcomes)
+
+    async def _settle(
+        self, record: BatchRecord, outcomes: list[tuple[RequestRow, dict[str, Any]]]
+    ) -> None:
+        """Give leaders their results and their duplicates theirs: store, record, persist."""
+        leaders = {row.position for row, _ in outcomes}
+        waiting = await run_in_threadpool(self.store.rows, record.id, ("duplicate",))
+        followers: dict[int, list[RequestRow]] = {}
+        for row in waiting:
+            if row.leader in leaders:
+                followers.setdefault(row.leader, []).append(row)
+        writes: list[RequestRow] = []
+        ledger: list[LedgerRow] = []
+
+        async def settle_one(outcome: tuple[RequestRow, dict[str, Any]]) -> None:
+            row, result = outcome
+            prepared = await run_in_threadpool(self._prepare, record, row)
+            if result["type"] == "succeeded":
+                message = result["message"]
+                entry_id = await self._store_answer(record, prepared, message)
+                ledger.append(self._answered(record, prepared, row, message, entry_id))
+                storable = cacheability(message)
+                servable = storable.storable and not storable.exact_only
+            else:
+                entry_id, servable = None, False
+                ledger.append(self._failed(record, prepared, row, result))
+            writes.append(replace(row, state="done", result=result))
+            for follower in followers.get(row.position, ()):
+                mine = await run_in_threadpool(self._prepare, record, follower)
+                if follower.dup_kind == "exact" or servable or result["type"] in _STATUS:
+                    writes.append(replace(follower, state="done", result=result))
+                    if result["type"] == "succeeded":
+                        hit = self._hit(record, mine, follower, result["message"], entry_id)
+                        ledger.append(hit)
+                    else:
+                        ledger.append(self._failed(record, mine, follower, result))
+                else:  # its leader's answer may not serve it: it goes upstream itself
+                    writes.append(await run_in_threadpool(self._queued, follower, mine))
+
+        await _each(outcomes, settle_one)
+        await run_in_threadpool(self._proxy.ledger.record_many, ledger)
+        await run_in_threadpool(self.store.update, record.id, writes)
+
+    async def _store_answer(
+        self, record: BatchRecord, prepared: Prepared, message: dict[str, Any]
+    ) -> int | None:
+        storable = cacheability(message)
+        if not storable.storable or record.controls.no_store:
+            return None
+        usage = _usage(message)
+        cost = self._charge(prepared, message, batch=True).cost_micros
+        entry = await run_in_threadpool(
+            lambda: self._proxy.cache.store(
+                prepared.keys,
+                message,
+                ttl=record.controls.ttl,
+                usage=dict(message.get("usage") or {}),
+                cost_micros=cost,
+                output_tokens=usage.output_tokens if usage is not None else None,
+                truncated=storable.truncated,
+                exact_only=storable.exact_only,
+            )
+        )
+        return entry.id
+
+    def _charge(
+        self,
+        prepared: Prepared,
+        message: Mapping[str, Any] | None,
+        *,
+        batch: bool = False,
+        hit: DupKind | None = None,
+    ) -> Charge:
+        usage = _usage(message) if message is not None else None
+        model = str((message or {}).get("model") or prepared.model_requested)
+        return self._proxy.prices.charge(
+            usage, baseline_model=prepared.baseline_model, model_used=model, hit=hit, batch=batch
+        )
+
+    def _answered(
+        self,
+        record: BatchRecord,
+        prepared: Prepared,
+        row: RequestRow,
+        message: dict[str, Any],
+        entry_id: int | None,
+    ) -> LedgerRow:
+        charge = self._charge(prepared, message, batch=True)
+        model = str(message.get("model") or (row.upstream_params or {}).get("model"))
+        usage = message.get("usage")
+        return self._row(
+            record, prepared, "batch", model, charge, usage=usage, entry_id=entry_id, route=row
+        )
+
+    def _hit(
+        self,
+        record: BatchRecord,
+        prepared: Prepared,
+        row: RequestRow,
+        message: dict[str, Any],
+        entry_id: int | None,
+    ) -> LedgerRow:
+        kind = row.dup_kind or "exact"
+        charge = self._charge(prepared, message, hit=kind)
+        model = str(message.get("model") or prepared.model_requested)
+        ledger_kind: Kind = "hit-exact" if kind == "exact" else "hit-semantic"
+        return self._row(
+            record,
+            prepared,
+            ledger_kind,
+            model,
+            charge,
+            similarity=row.similarity,
+            entry_id=entry_id,
+        )
+
+    def _failed(
+        self, record: BatchRecord, prepared: Prepared, row: RequestRow, result: dict[str, Any]
+    ) -> LedgerRow:
+        status, text = _error_text(result)
+        model = str((row.upstream_params or {}).get("model") or prepared.model_requested)
+        charge = self._charge(prepared, None)
+        return self._row(
+            record, prepared, "error", model, charge, status=status, route=row, error=text
+        )
+
+    def _row(
+        self,
+        record: BatchRecord,
+        prepared: Prepared,
+        kind: Kind,
+        model_used: str,
+        charge: Charge,
+        *,
+        usage: Any = None,
+        status: int = 200,
+        similarity: float | None = None,
+        entry_id: int | None = None,
+        route: RequestRow | None = None,
+        error: str | None = None,
+    ) -> LedgerRow:
+        """One ledger row, shaped as `Proxy.record` shapes them (tokens only for upstream)."""
+        tokens: Mapping[str, Any] = usage if isinstance(usage, Mapping) else {}
+        now = self._clock()
+        return LedgerRow(
+            ts=now,
+            request_id=prepared.request_id,
+            tenant=record.tenant,
+            namespace=prepared.keys.namespace.split("/", 1)[1],
+            feature=record.controls.feature,
+            kind=kind,
+            model_requested=prepared.model_requested,
+            model_used=model_used,
+            route_tier=route.route_tier if route is not None else None,
+            route_reasons=route.route_reasons if route is not None else None,
+            input_tokens=int(tokens.get("input_tokens") or 0),
+            output_tokens=int(tokens.get("output_tokens") or 0),
+            cache_creation_tokens=int(tokens.get("cache_creation_input_tokens") or 0),
+            cache_read_tokens=int(tokens.get("cache_read_input_tokens") or 0),
+            similarity=similarity,
+            latency_ms=max(0.0, (now - record.created_at) * 1000),
+            entry_id=entry_id,
+            status=status,
+            error=error,
+            **asdict(charge),
+        )
+
+
+def _usage(message: Mapping[str, Any]) -> Usage | None:
+    try:
+        return usage_from_message(message)
+    except InvalidRequest:  # a message without usage prices as nothing rather than failing
+        return None
+
+
+def _query(item: Prepared) -> Query:
+    keys = item.keys
+    return Query(keys.fingerprint, keys.namespace, keys.semantic_text, keys.max_tokens)
+
+
+def _facts(leader: tuple[RequestRow, Prepared], now: float) -> EntryFacts:
+    """A leader seen as a cache entry: fresh, answer not known yet (same max_tokens)."""
+    row, item = leader
+    keys = item.keys
+    return EntryFacts(
+        entry_id=row.position,
+        fingerprint=keys.fingerprint,
+        namespace=keys.namespace,
+        created=now,
+        expires=math.inf,
+        text=keys.semantic_text,
+        max_tokens=keys.max_tokens,
+    )
