@@ -12,7 +12,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -47,6 +47,7 @@ class MicroBatcher:
         self._thread = threading.Thread(target=self._run, name="embed-batcher", daemon=True)
         self._closed = False
         self._in_flight = 0  # callers inside embed_one, queued or being embedded
+        self.on_batch: Callable[[int], None] | None = None  # e.g. a metrics histogram
         self._thread.start()
 
     def embed_one(self, text: str) -> Vectors:
@@ -108,6 +109,8 @@ class MicroBatcher:
                 del self.stats.sizes[:-1000]
             for row, job in enumerate(jobs):
                 job.future.set_result(np.ascontiguousarray(vectors[row : row + 1]))
+            if self.on_batch is not None:
+                self.on_batch(len(jobs))
 
     def close(self) -> None:
         if not self._closed:

@@ -34,7 +34,7 @@ from typing import Any
 
 from service.alerts import AlertSink
 from service.config import BudgetSettings, Settings
-from service.errors import ConfigError, InvalidRequest, RateLimited
+from service.errors import ConfigError, InvalidRequest, RateLimited, StorageError
 from service.ledger import Ledger, LedgerRow, day_window, month_window, zone
 from service.pricing import CacheTtl, PriceTable, Usage, format_usd
 
@@ -122,6 +122,37 @@ def prompt_token_bound(request: Mapping[str, Any]) -> int:
     return len(json.dumps(parts, ensure_ascii=False, default=str).encode("utf-8"))
 
 
+def _cache_ttls(value: Any) -> set[str]:
+    """The TTLs of every `cache_control` marker in a request part ("5m" when none is given)."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        marker = value.get("cache_control")
+        if isinstance(marker, dict):
+            found.add("1h" if marker.get("ttl") == "1h" else "5m")
+        for item in value.values():
+            found |= _cache_ttls(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= _cache_ttls(item)
+    return found
+
+
+def request_bound_micros(prices: PriceTable, model: str, request: Mapping[str, Any]) -> int:
+    """`estimate_miss_micros` for a Messages request as it goes upstream to `model`.
+
+    Prompt tokens from `prompt_token_bound`, output from `max_tokens`, and cache writes at the
+    longest TTL the request's `cache_control` markers ask for.
+    """
+    parts = ("system", "messages", "tools", "cache_control")  # a top-level marker counts too
+    ttls = _cache_ttls({k: request[k] for k in parts if k in request})
+    ttl: CacheTtl | None = "1h" if "1h" in ttls else "5m" if ttls else None
+    max_tokens = request.get("max_tokens")
+    output = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 0
+    return estimate_miss_micros(
+        prices, model, prompt_token_bound(request), output, prompt_cache_ttl=ttl
+    )
+
+
 def _matches(budget: BudgetSettings, tenant: str, feature: str | None) -> bool:
     kind, _, name = budget.scope.partition(":")
     if kind == "tenant":
@@ -195,7 +226,7 @@ class BudgetBook:
 
     def _status(self, budget: BudgetSettings, current: _Sum) -> BudgetStatus:
         limit = _micros(budget.amount_usd)
-        hard = None if budget.hard_limit is None else _micros(budget.amount_usd * budget.hard_limit)
+        hard = None if budget.alert_only else _micros(budget.amount_usd * budget.hard_limit)
         resets = datetime.fromtimestamp(current.window.end_ts, self._zone).isoformat()
         return BudgetStatus(
             name=budget.name,
@@ -219,7 +250,7 @@ class BudgetBook:
         """
         with self._lock:
             for budget in self._budgets:
-                if budget.hard_limit is None or not _matches(budget, tenant, feature):
+                if budget.alert_only or not _matches(budget, tenant, feature):
                     continue
                 current = self._current(budget)
                 status = self._status(budget, current)
@@ -228,9 +259,12 @@ class BudgetBook:
                 if current.micros < hard and current.micros + estimate_micros <= hard:
                     continue
                 unit = "day" if budget.period == "daily" else "month"
+                limit = _usd(hard)
+                if budget.hard_limit != 1:
+                    limit += f" ({budget.hard_limit:g} x {_usd(status.limit_micros)})"
                 message = (
                     f"budget {budget.name!r} ({budget.scope}, {budget.period}) would be "
-                    f"exceeded: spent {_usd(current.micros)} of its {_usd(hard)} limit this "
+                    f"exceeded: spent {_usd(current.micros)} of its {limit} limit this "
                     f"{unit}, and this request may cost up to {_usd(estimate_micros)}; "
                     f"it resets at {status.resets_at}"
                 )
@@ -249,9 +283,19 @@ class BudgetBook:
         """Count a row just recorded in the ledger (`row_id`: what `Ledger.record` returned).
 
         A row the cached sum already saw (id at most its `through_id`) is not counted twice.
+        Never raises: the answer is already given; a ledger that cannot be read is logged and
+        the sum is re-derived on the next call.
         """
         if row.cost_micros == 0:
             return
+        try:
+            self._count(row, row_id)
+        except StorageError:
+            logger.exception("budget sums could not be updated; re-deriving on next use")
+            with self._lock:
+                self._sums.clear()
+
+    def _count(self, row: LedgerRow, row_id: int | None) -> None:
         with self._lock:
             for budget in self._budgets:
                 if not _matches(budget, row.tenant, row.feature):
@@ -299,7 +343,7 @@ class BudgetBook:
                 subject=f"{budget.name}@{top:g}",
             )
         hard = status.hard_limit_micros
-        if hard is not None and budget.hard_limit is not None and current.micros > hard:
+        if hard is not None and current.micros > hard:
             self._raise(
                 budget,
                 current.window.key,

@@ -276,9 +276,8 @@ class SemanticCache:
             self.degraded_lookups += 1
             logger.exception("semantic lookup degraded to a miss")
             return LookupResult(Miss(f"semantic lookup failed: {exc}"))
-        candidates = [
-            (self._rows[n.id].facts, n.similarity) for n in neighbours if n.id in self._rows
-        ]
+        rows = [(self._rows.get(n.id), n.similarity) for n in neighbours]
+        candidates = [(row.facts, similarity) for row, similarity in rows if row is not None]
         decision = decide_semantic(query, candidates, options, now)
         if isinstance(decision, Hit):
             entry = self._read(decision.entry_id)

@@ -134,9 +134,10 @@ class BudgetSettings(_Frozen):
     amount_usd: float = Field(gt=0, le=1e9)
     # Fractions of amount_usd; crossing one raises a `budget_threshold` alert once per period.
     thresholds: tuple[Annotated[float, Field(gt=0, le=10)], ...] = (0.8, 1.0)
-    # Misses are refused once spent + the request's bound would pass amount * hard_limit;
-    # None: alert only, never refuse.
-    hard_limit: float | None = Field(default=1.0, gt=0, le=10)
+    # Misses are refused once spent + the request's bound would pass amount * hard_limit.
+    hard_limit: float = Field(default=1.0, gt=0, le=10)
+    # Only alert, never refuse a request.
+    alert_only: bool = False
 
 
 def _unique_budget_names(budgets: tuple[BudgetSettings, ...]) -> tuple[BudgetSettings, ...]:

@@ -28,6 +28,7 @@ from service.config import Settings
 from service.errors import InvalidRequest, PayloadTooLarge, PromptCacheError
 from service.keys import CacheKeys, cache_keys
 from service.ledger import Kind, Ledger, LedgerRow
+from service.metrics import Metrics
 from service.policy import Bypass, Hit, LookupOptions, cacheability
 from service.pricing import Charge, PriceTable, usage_from_message
 from service.router import RouteDecision, Router
@@ -145,8 +146,10 @@ class Proxy:
         ledger: Ledger,
         *,
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.cache = cache
         self.upstream = upstream
         self.router = router
@@ -209,8 +212,12 @@ class Proxy:
     async def lookup(self, prepared: Prepared) -> Answer | None:
         if prepared.controls.no_cache:
             return None
+        started = time.perf_counter()
         result = await run_in_threadpool(self.cache.lookup, prepared.keys, prepared.options)
         decision = result.decision
+        if self.metrics is not None:
+            kind = f"hit-{decision.kind}" if isinstance(decision, Hit) else "miss"
+            self.metrics.observe_lookup(kind, time.perf_counter() - started)
         if not isinstance(decision, Hit) or result.entry is None:
             if isinstance(decision, Bypass) and decision.code == "model-changed":
                 logger.warning("semantic lookup off: %s", decision.reason)
@@ -294,9 +301,13 @@ class Proxy:
         try:
             route, upstream_request = await run_in_threadpool(self._route, prepared)
             self.upstream_calls += 1
-            message = await self.upstream.create(
-                upstream_request, extra_headers=prepared.controls.forward_headers
-            )
+            upstream_started = time.perf_counter()
+            try:
+                message = await self.upstream.create(
+                    upstream_request, extra_headers=prepared.controls.forward_headers
+                )
+            finally:
+                self._observe_upstream(upstream_started)
             answer = await self._finish(prepared, route, message)
             future.set_result(message)
             return answer
@@ -385,6 +396,7 @@ class Proxy:
         future: asyncio.Future[dict[str, Any]],
     ) -> AsyncIterator[bytes]:
         assembler = MessageAssembler()
+        upstream_started = time.perf_counter()
         try:
             assembler.feed(first)
             yield first.encode()
@@ -405,11 +417,16 @@ class Proxy:
             future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
             raise
         finally:
+            self._observe_upstream(upstream_started)
             self._land(prepared, future)
             aclose = getattr(events, "aclose", None)
             if aclose is not None:
                 with contextlib.suppress(Exception):
                     await aclose()
+
+    def _observe_upstream(self, started: float) -> None:
+        if self.metrics is not None:
+            self.metrics.observe_upstream(time.perf_counter() - started)
 
     # -- ledger ---------------------------------------------------------------------------
 
@@ -440,6 +457,8 @@ class Proxy:
             **asdict(answer.charge),
         )
         await run_in_threadpool(self.ledger.record, row)
+        if self.metrics is not None:
+            self.metrics.observe_row(row)
 
     async def record_error(
         self, prepared: Prepared, exc: PromptCacheError, route: RouteDecision | None

@@ -15,11 +15,17 @@ from hypothesis import strategies as st
 
 from service.alerts import AlertCenter
 from service.api.errors import install_error_handlers
-from service.budgets import BudgetBook, estimate_miss_micros, prompt_token_bound
+from service.budgets import (
+    BudgetBook,
+    estimate_miss_micros,
+    prompt_token_bound,
+    request_bound_micros,
+)
 from service.config import AlertSettings, Settings
 from service.errors import ConfigError, RateLimited
 from service.ledger import Ledger, LedgerRow
 from service.pricing import CacheTtl, Usage, load_prices
+from service.standin import count_input_tokens
 from tests.conftest import FakeClock, make_settings
 from tests.servers import running
 
@@ -273,7 +279,7 @@ def test_scopes_hard_limits_and_alert_only_budgets(tmp_path: Path) -> None:
             "scope": "global",
             "period": "daily",
             "amount_usd": 0.1,
-            "hard_limit": None,
+            "alert_only": True,
         },
     )
     books = Books(settings, FakeClock(at("2026-03-10T12:00:00+00:00")))
@@ -282,7 +288,7 @@ def test_scopes_hard_limits_and_alert_only_budgets(tmp_path: Path) -> None:
         # The global budget is 12x over but alert-only; the feature budget refuses past 1.5x.
         books.book.check_before_miss("acme", None, 10_000_000)
         books.book.check_before_miss("acme", "search", 300_000)
-        with pytest.raises(RateLimited, match=r"budget 'search' \(feature:search, daily\)"):
+        with pytest.raises(RateLimited, match=r"of its \$1.500000 \(1.5 x \$1.000000\) limit"):
             books.book.check_before_miss("acme", "search", 300_001)
         kinds = sorted((kind, scope, threshold) for kind, scope, _, threshold in books.alert_list())
         assert kinds == [
@@ -353,3 +359,34 @@ def test_the_prompt_bound_counts_bytes_so_korean_is_not_undercounted() -> None:
     bound = prompt_token_bound(request)
     assert bound >= len((system + question).encode("utf-8"))
     assert prompt_token_bound({**request, "max_tokens": 9_999}) == bound
+
+
+def test_a_request_bound_follows_its_cache_markers() -> None:
+    plain = {
+        "model": "claude-haiku-4-5",
+        "max_tokens": 300,
+        "messages": [{"role": "user", "content": "Summarize the meeting notes in three lines."}],
+    }
+    tokens = prompt_token_bound(plain)
+    assert request_bound_micros(PRICES, "claude-haiku-4-5", plain) == tokens + 300 * 5
+    marked = {
+        **plain,
+        "system": [
+            {"type": "text", "text": "You are terse.", "cache_control": {"type": "ephemeral"}}
+        ],
+    }
+    five = estimate_miss_micros(
+        PRICES, "claude-haiku-4-5", prompt_token_bound(marked), 300, prompt_cache_ttl="5m"
+    )
+    assert request_bound_micros(PRICES, "claude-haiku-4-5", marked) == five
+    hour = {**marked, "tools": [{"name": "t", "cache_control": {"type": "ephemeral", "ttl": "1h"}}]}
+    assert request_bound_micros(PRICES, "claude-haiku-4-5", hour) == estimate_miss_micros(
+        PRICES, "claude-haiku-4-5", prompt_token_bound(hour), 300, prompt_cache_ttl="1h"
+    )
+    automatic = {**plain, "cache_control": {"type": "ephemeral", "ttl": "1h"}}
+    assert request_bound_micros(PRICES, "claude-haiku-4-5", automatic) == estimate_miss_micros(
+        PRICES, "claude-haiku-4-5", tokens, 300, prompt_cache_ttl="1h"
+    )
+    # The stand-in Anthropic server never counts more prompt tokens than the bound.
+    for request in (plain, marked, hour):
+        assert count_input_tokens(dict(request)) <= prompt_token_bound(request)

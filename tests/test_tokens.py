@@ -120,13 +120,12 @@ def test_empty_text_is_zero_and_any_text_at_least_one() -> None:
 
 
 def test_scripts_are_priced_differently() -> None:
-    # Same meaning, same length class: Hangul costs about a token per syllable, English
-    # about a token per word.
+    # The same sentence: Hangul costs about a token per syllable, English about one per word.
     english = "The cache answers repeated questions quickly and cheaply."
     korean = "캐시는 반복되는 질문에 빠르고 저렴하게 답합니다."
-    assert estimate_text_tokens(korean) > 2 * estimate_text_tokens(english) * len(korean) / len(
-        english
-    )
+    per_char_en = estimate_text_tokens(english) / len(english)
+    per_char_ko = estimate_text_tokens(korean) / len(korean)
+    assert per_char_ko > 4 * per_char_en
     assert estimate_text_tokens("12345678") == 3  # digits go in threes: 12|345|678
     assert estimate_text_tokens("getUserById") > estimate_text_tokens("get")
 
@@ -218,7 +217,7 @@ JSON = st.recursive(
 @given(
     st.dictionaries(st.sampled_from(["model", "system", "messages", "tools", "tool_choice"]), JSON)
 )
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 def test_odd_request_shapes_never_raise(request: dict[str, Any]) -> None:
     assert estimate_request_tokens(request) >= 0
 

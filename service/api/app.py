@@ -23,11 +23,13 @@ from service.api.auth import KeyRing
 from service.api.cache_routes import router as cache_router
 from service.api.errors import error_response, install_error_handlers
 from service.api.messages_routes import router as messages_router
+from service.api.ops_routes import router as ops_router
 from service.api.state import AppState
 from service.cache import SemanticCache
 from service.config import Settings
 from service.embedder_factory import build_embedder
 from service.ledger import Ledger
+from service.metrics import Metrics
 from service.pricing import load_prices
 from service.proxy import Proxy
 from service.router import Router
@@ -57,6 +59,8 @@ def create_app(
         if model is None:
             model = await run_in_threadpool(build_embedder, settings.embedding)
         cache = await run_in_threadpool(lambda: SemanticCache(settings, model, clock=clock))
+        metrics = Metrics(cache_size=cache.stats)
+        cache.batcher.on_batch = metrics.observe_embedding_batch
         ledger = Ledger(settings.ledger_path)
         upstream = AnthropicUpstream(settings.upstream)
         proxy = Proxy(
@@ -67,8 +71,11 @@ def create_app(
             load_prices(settings.prices_file),
             ledger,
             clock=clock,
+            metrics=metrics,
         )
-        app.state.promptcache = AppState(settings, cache, KeyRing(settings.auth), proxy)
+        app.state.promptcache = AppState(
+            settings, cache, KeyRing(settings.auth), proxy, metrics, clock=clock
+        )
         task = asyncio.create_task(_maintenance_loop(cache, settings.cache.purge_interval_seconds))
         try:
             yield
@@ -104,4 +111,5 @@ def create_app(
 
     app.include_router(cache_router)
     app.include_router(messages_router)
+    app.include_router(ops_router)
     return app

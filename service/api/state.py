@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from service.api.auth import KeyRing
 from service.cache import SemanticCache
 from service.config import Settings
+from service.metrics import Metrics
 from service.policy import LookupOptions
 from service.proxy import Proxy
 
@@ -17,6 +21,10 @@ class AppState:
     cache: SemanticCache
     keyring: KeyRing
     proxy: Proxy
+    metrics: Metrics
+    clock: Callable[[], float] = time.time
+    budget_statuses: Callable[[], Sequence[Any]] = field(default=lambda: ())
+    recent_alerts: Callable[[], Sequence[Mapping[str, Any]]] = field(default=lambda: ())
 
     def lookup_options(
         self, *, min_similarity: float | None = None, max_age: float | None = None

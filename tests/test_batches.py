@@ -1,0 +1,393 @@
+"""Message Batches end to end: the real SDK -> promptcache (uvicorn) -> the stand-in's batches.
+
+The prompts are "How do I <topic>?" with 80 unrelated topics (pairwise cosine similarity
+under 0.61 with the bundled model) and their paraphrases "How can I <topic>?" (0.98 or more,
+every guard passing), so which requests are duplicates is known in advance.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import service.cli.main as cli_main
+from service.api.app import create_app
+from service.api.batch_routes import install_batches
+from service.batches import parse_requests
+from service.config import Settings
+from service.errors import InvalidRequest
+from service.ledger import Ledger, LedgerRow
+from service.standin import StandinState
+from tests.conftest import CountingEmbedder, make_settings
+from tests.servers import running
+from tests.standin_server import RunningStandin, running_standin
+
+MODEL = "claude-sonnet-4-6"  # 3 / 15 micro-dollars per input / output token; batch: half
+KEYS = [
+    {"key": "tenant-a-key-1", "tenant": "acme", "role": "client"},
+    {"key": "tenant-b-key-1", "tenant": "globex", "role": "client"},
+    {"key": "admin-key-123", "tenant": "ops", "role": "admin"},
+]
+TOPICS = (
+    "reset my password", "export a spreadsheet to CSV", "enable two-factor authentication",
+    "change my billing address", "cancel my subscription", "invite a teammate to the workspace",
+    "connect a custom domain", "restore a deleted file", "update my profile picture",
+    "turn off email notifications", "download my invoices", "merge two contacts",
+    "set up a recurring meeting", "share a folder with read-only access",
+    "change the default language", "clear the browser cache", "install the desktop app",
+    "sync my calendar with my phone", "rename a project", "archive an old channel",
+    "add a signature to my emails", "print a boarding pass", "track a lost package",
+    "return a damaged item", "book a table for dinner", "water a cactus",
+    "bake sourdough bread", "tune a guitar", "change a flat tire", "brew cold coffee",
+    "fold a fitted sheet", "remove a wine stain", "plant tomato seedlings",
+    "train a puppy to sit", "write a cover letter", "negotiate a higher salary",
+    "prepare for a job interview", "learn touch typing", "meditate before sleep",
+    "stretch after running", "clean a cast iron pan", "sharpen a kitchen knife",
+    "descale an espresso machine", "hang a heavy mirror", "fix a squeaky door hinge",
+    "unclog a bathroom sink", "paint a bedroom wall", "insulate an attic",
+    "choose a winter jacket", "pack for a long flight", "convert a video to GIF",
+    "compress a large PDF", "recover a corrupted USB drive", "speed up a slow laptop",
+    "set up a home VPN", "create a strong passphrase", "write a haiku about autumn",
+    "explain photosynthesis to a child", "summarize the French revolution",
+    "solve a sudoku puzzle", "memorize a speech", "start journaling every day",
+    "organize a garage", "plan a birthday party", "budget for groceries",
+    "care for a bonsai tree", "knit a simple scarf", "identify constellations at night",
+    "start a compost bin", "make fresh pasta", "roast a whole chicken",
+    "whiten my teeth safely", "fall asleep faster", "stop procrastinating",
+    "improve my handwriting", "read music notation", "draw a realistic portrait",
+    "photograph the moon", "edit a podcast episode", "build a birdhouse",
+)  # fmt: skip
+# Hangul is outside the bundled model's scripts: exact matches only.
+KOREAN = ("비밀번호를 어떻게 재설정하나요?", "지난달 청구서를 어디서 받을 수 있나요?")
+
+
+def do(topic: str) -> str:
+    return f"How do I {topic}?"
+
+
+def can(topic: str) -> str:
+    return f"How can I {topic}?"
+
+
+def params(text: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "model": MODEL,
+        "max_tokens": 300,
+        "messages": [{"role": "user", "content": text}],
+        **extra,
+    }
+
+
+@pytest.fixture(scope="module")
+def standin() -> Iterator[RunningStandin]:
+    with running_standin() as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def fresh_standin(standin: RunningStandin) -> Iterator[None]:
+    standin.state.reset()
+    standin.state.batch_ready_after_polls = 1
+    yield
+    standin.state.batch_ready_after_polls = 1
+
+
+class Service:
+    def __init__(self, url: str, settings: Settings) -> None:
+        self.url = url
+        self.settings = settings
+        self.clients: list[anthropic.Anthropic] = []
+
+    def sdk(self, key: str = "tenant-a-key-1") -> anthropic.Anthropic:
+        client = anthropic.Anthropic(base_url=self.url, api_key=key, max_retries=0, timeout=30)
+        self.clients.append(client)
+        return client
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+
+    def ledger_rows(self, batch_id: str) -> list[LedgerRow]:
+        with Ledger(self.settings.ledger_path) as ledger:
+            rows = ledger.rows(0, math.inf)
+        return [row for row in rows if row.request_id.startswith(f"{batch_id}/")]
+
+
+def batch_settings(data_dir: Path, standin: RunningStandin) -> Settings:
+    upstream = {
+        "base_url": standin.base_url,
+        "api_key": "upstream-key",
+        "max_retries": 0,
+        "timeout_seconds": 10,
+    }
+    polling = {"poll_initial_seconds": 0.05, "poll_max_seconds": 0.2}
+    return make_settings(data_dir, auth={"keys": KEYS}, upstream=upstream, batches=polling)
+
+
+def start(stack: ExitStack, settings: Settings, embedder: CountingEmbedder) -> Service:
+    app = create_app(settings, embedder=embedder)
+    install_batches(app)  # a no-op once create_app installs it itself
+    service = Service(stack.enter_context(running(app)), settings)
+    stack.callback(service.close)
+    return service
+
+
+@pytest.fixture
+def service(
+    tmp_path: Path, embedder: CountingEmbedder, standin: RunningStandin
+) -> Iterator[Service]:
+    with ExitStack() as stack:
+        yield start(stack, batch_settings(tmp_path / "data", standin), embedder)
+
+
+def wait_ended(client: anthropic.Anthropic, batch_id: str, timeout: float = 30) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        batch = client.messages.batches.retrieve(batch_id)
+        if batch.processing_status == "ended":
+            return batch
+        assert time.monotonic() < deadline, f"batch still {batch.processing_status}"
+        time.sleep(0.05)
+
+
+def submit(client: anthropic.Anthropic, requests: list[tuple[str, dict[str, Any]]]) -> Any:
+    items: Any = [{"custom_id": cid, "params": p} for cid, p in requests]
+    return client.messages.batches.create(requests=items)
+
+
+def text_of(result: Any) -> str:
+    assert result.result.type == "succeeded", result.result
+    return str(result.result.message.content[0].text)
+
+
+def test_hundred_requests_thirty_cached_twenty_duplicates_fifty_go_upstream(
+    service: Service, standin: RunningStandin
+) -> None:
+    client = service.sdk()
+    cached = {}
+    for topic in TOPICS[:30]:
+        message = client.messages.create(**params(do(topic)))
+        cached[do(topic)] = message.content[0].text
+    assert standin.state.messages_calls == 30
+
+    hits = [do(t) for t in TOPICS[:25]] + [can(t) for t in TOPICS[25:30]]
+    distinct = [do(t) for t in TOPICS[30:78]] + list(KOREAN)
+    identical = [do(t) for t in TOPICS[30:38]] + list(KOREAN)
+    paraphrased = [can(t) for t in TOPICS[38:48]]
+    texts = hits + distinct + identical + paraphrased
+    random.Random(6).shuffle(texts)
+    requests = [(f"q-{i:03d}", params(text)) for i, text in enumerate(texts)]
+
+    created = submit(client, requests)
+    assert created.id.startswith("msgbatch_pc_")
+    assert created.processing_status == "in_progress"
+    assert created.request_counts.succeeded == 30  # the hits are answered at once
+    assert created.request_counts.processing == 70
+    assert standin.state.batches_created == 1
+    assert standin.state.batch_requests == 50  # 100 - 30 cached - 20 duplicates
+
+    ended = wait_ended(client, created.id)
+    assert ended.request_counts.succeeded == 100 and ended.request_counts.processing == 0
+    assert ended.results_url == f"{service.url}/v1/messages/batches/{created.id}/results"
+    results = list(client.messages.batches.results(created.id))
+    assert [r.custom_id for r in results] == [cid for cid, _ in requests]
+    answers = {text: text_of(r) for text, r in zip(texts, results, strict=True)}
+    for text in hits:  # served from the cache: the answer to the "How do I" original
+        assert answers[text] == cached[text.replace("How can I", "How do I")]
+    for text in identical + paraphrased:  # fanned out from one upstream answer
+        assert answers[text] == answers[text.replace("How can I", "How do I")]
+    assert len({answers[text] for text in distinct}) == 50
+    assert standin.state.batch_requests == 50 and standin.state.messages_calls == 30
+
+    rows = service.ledger_rows(created.id)
+    kinds = sorted(row.kind for row in rows)
+    assert kinds.count("batch") == 50
+    assert kinds.count("hit-exact") == 25 + 10
+    assert kinds.count("hit-semantic") == 5 + 10
+    by_id = {r.custom_id: r for r in results}
+    for row in rows:
+        assert row.tenant == "acme" and row.status == 200
+        if row.kind != "batch":
+            assert row.cost_micros == 0 and row.saved_micros == row.baseline_micros > 0
+            continue
+        usage = by_id[row.request_id.split("/", 1)[1]].result.message.usage
+        assert usage.service_tier == "batch"
+        assert (row.input_tokens, row.output_tokens) == (usage.input_tokens, usage.output_tokens)
+        full = usage.input_tokens * 3 + usage.output_tokens * 15
+        assert row.baseline_micros == full
+        assert row.cost_micros == (full + 1) // 2  # half, rounded half up
+        assert row.saved_batch_micros == full - row.cost_micros > 0
+        assert row.saved_routing_micros == row.saved_prompt_cache_micros == 0
+    semantic = [row for row in rows if row.kind == "hit-semantic"]
+    assert all(row.similarity is not None and row.similarity >= 0.95 for row in semantic)
+
+    # The answers that came back are in the cache now.
+    again = client.messages.with_raw_response.create(**params(do(TOPICS[60])))
+    assert again.headers["x-cache"] == "hit-exact"
+    assert again.parse().content[0].text == answers[do(TOPICS[60])]
+    assert standin.state.messages_calls == 30
+
+    # A batch belongs to its tenant; admins see every batch.
+    with pytest.raises(anthropic.NotFoundError):
+        service.sdk("tenant-b-key-1").messages.batches.retrieve(created.id)
+    assert service.sdk("tenant-b-key-1").messages.batches.list().data == []
+    assert service.sdk("admin-key-123").messages.batches.retrieve(created.id).id == created.id
+    assert [b.id for b in client.messages.batches.list().data] == [created.id]
+
+
+def test_restart_while_the_upstream_batch_runs_still_delivers(
+    tmp_path: Path, embedder: CountingEmbedder, standin: RunningStandin
+) -> None:
+    settings = batch_settings(tmp_path / "data", standin)
+    standin.state.batch_ready_after_polls = 10**9  # in progress until the test says so
+    requests = [
+        ("a", params(do(TOPICS[0]))),
+        ("b", params(do(TOPICS[1]))),
+        ("c", params(do(TOPICS[0]))),  # identical to "a"
+        ("d", params(can(TOPICS[1]))),  # a paraphrase of "b"
+        ("e", params(KOREAN[0])),
+    ]
+    with ExitStack() as stack:
+        first = start(stack, settings, embedder)
+        created = submit(first.sdk(), requests)
+        time.sleep(0.3)  # a few polls that see it in progress
+        assert first.sdk().messages.batches.retrieve(created.id).processing_status == (
+            "in_progress"
+        )
+    assert standin.state.batch_requests == 3
+    standin.state.batch_ready_after_polls = 0
+    with ExitStack() as stack:
+        second = start(stack, settings, embedder)
+        client = second.sdk()
+        ended = wait_ended(client, created.id)
+        assert ended.request_counts.succeeded == 5
+        results = list(client.messages.batches.results(created.id))
+        assert [r.custom_id for r in results] == ["a", "b", "c", "d", "e"]
+        texts = [text_of(r) for r in results]
+        assert texts[0] == texts[2] and texts[1] == texts[3]
+        kinds = sorted(row.kind for row in second.ledger_rows(created.id))
+        assert kinds == ["batch", "batch", "batch", "hit-exact", "hit-semantic"]
+    assert standin.state.batches_created == 1 and standin.state.batch_requests == 3
+
+
+def test_hits_only_errors_cancel_and_validation(
+    service: Service, standin: RunningStandin
+) -> None:
+    client = service.sdk()
+    original = client.messages.create(**params(do(TOPICS[5])))
+
+    only_hits = submit(client, [("x", params(do(TOPICS[5]))), ("y", params(can(TOPICS[5])))])
+    assert only_hits.processing_status == "ended"  # at once, nothing went upstream
+    assert only_hits.request_counts.succeeded == 2 and standin.state.batches_created == 0
+    served = [text_of(r) for r in client.messages.batches.results(only_hits.id)]
+    assert served == [original.content[0].text] * 2
+
+    # Upstream refuses one request (stop_sequences must be a list): passed through, not stored.
+    mixed = submit(
+        client,
+        [("bad", params(do(TOPICS[6]), stop_sequences="oops")), ("good", params(do(TOPICS[7])))],
+    )
+    wait_ended(client, mixed.id)
+    bad, good = client.messages.batches.results(mixed.id)
+    assert bad.result.type == "errored"
+    assert bad.result.error.error.type == "invalid_request_error"
+    assert good.result.type == "succeeded"
+    rows = {row.request_id.split("/")[1]: row for row in service.ledger_rows(mixed.id)}
+    assert (rows["bad"].kind, rows["bad"].status, rows["bad"].cost_micros) == ("error", 400, 0)
+    assert rows["good"].kind == "batch"
+
+    # Cancel while upstream works: both requests come back canceled and nothing is stored.
+    standin.state.batch_ready_after_polls = 10**9
+    slow = submit(client, [("p", params(do(TOPICS[8]))), ("q", params(do(TOPICS[9])))])
+    canceling = client.messages.batches.cancel(slow.id)
+    assert canceling.processing_status == "canceling" and canceling.cancel_initiated_at
+    wait_ended(client, slow.id)
+    types = [r.result.type for r in client.messages.batches.results(slow.id)]
+    assert types == ["canceled", "canceled"]
+    assert {(r.kind, r.status) for r in service.ledger_rows(slow.id)} == {("error", 499)}
+    fresh = client.messages.with_raw_response.create(**params(do(TOPICS[8])))
+    assert fresh.headers["x-cache"] == "miss"
+
+    http = httpx.Client(base_url=service.url, headers={"x-api-key": "tenant-a-key-1"})
+    with http:
+        twice = {"requests": [{"custom_id": "k", "params": params("hi")}] * 2}
+        answer = http.post("/v1/messages/batches", json=twice)
+        assert answer.status_code == 400 and "unique" in answer.json()["error"]["message"]
+        no_max = {"requests": [{"custom_id": "k", "params": {"model": MODEL, "messages": []}}]}
+        answer = http.post("/v1/messages/batches", json=no_max)
+        assert answer.status_code == 400
+        assert answer.json()["error"]["message"].startswith("requests.0.params: messages")
+        standin.state.batch_ready_after_polls = 10**9
+        running_batch = submit(client, [("r", params(do(TOPICS[10])))])
+        early = http.get(f"/v1/messages/batches/{running_batch.id}/results")
+        assert early.status_code == 400 and "in_progress" in early.json()["error"]["message"]
+        assert http.get("/v1/messages/batches/msgbatch_pc_nope").status_code == 404
+
+
+@given(st.lists(st.from_regex(r"[A-Za-z0-9_-]{1,8}", fullmatch=True), min_size=1, max_size=8))
+def test_custom_ids_must_be_unique(custom_ids: list[str]) -> None:
+    body = {"requests": [{"custom_id": c, "params": {}} for c in custom_ids]}
+    if len(set(custom_ids)) == len(custom_ids):
+        assert [c for c, _ in parse_requests(body)] == custom_ids
+    else:
+        with pytest.raises(InvalidRequest, match="unique"):
+            parse_requests(body)
+
+
+def test_request_limit() -> None:
+    body = {"requests": [{"custom_id": f"r{i}", "params": {}} for i in range(3)]}
+    with pytest.raises(InvalidRequest, match="at most 2 requests"):
+        parse_requests(body, limit=2)
+
+
+def test_cli_submit_status_results(
+    service: Service,
+    standin: RunningStandin,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    if "service.cli.batch" not in cli_main._COMMANDS:  # until the lead registers it
+        monkeypatch.setattr(cli_main, "_COMMANDS", (*cli_main._COMMANDS, "service.cli.batch"))
+    lines = [
+        {"custom_id": "one", "params": params(do(TOPICS[11]))},
+        {"custom_id": "two", "params": params(do(TOPICS[12]))},
+        {"custom_id": "three", "params": params(do(TOPICS[11]))},
+    ]
+    file = tmp_path / "batch.jsonl"
+    file.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    where = ["--url", service.url, "--api-key", "tenant-a-key-1"]
+
+    assert cli_main.main(["batch", "submit", str(file), *where, "--poll", "0.05"]) == 0
+    batch = json.loads(capsys.readouterr().out)
+    assert batch["processing_status"] == "ended"
+    assert batch["request_counts"]["succeeded"] == 3 and standin.state.batch_requests == 2
+
+    assert cli_main.main(["batch", "status", batch["id"], *where]) == 0
+    assert json.loads(capsys.readouterr().out)["id"] == batch["id"]
+
+    assert cli_main.main(["batch", "results", batch["id"], *where]) == 0
+    results = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["custom_id"] for r in results] == ["one", "two", "three"]
+    assert results[0]["result"]["message"] == results[2]["result"]["message"]
+
+    out = tmp_path / "results.jsonl"
+    assert cli_main.main(["batch", "results", batch["id"], *where, "--out", str(out)]) == 0
+    assert out.read_text(encoding="utf-8").count("\n") == 3
+
+    assert cli_main.main(["batch", "status", "msgbatch_pc_nope", *where]) == 2
+    assert "no message batch" in capsys.readouterr().err
+    assert cli_main.main(["batch", "status", "x", "--url", service.url]) == 2  # no key
+    assert "API key" in capsys.readouterr().err
