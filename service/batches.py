@@ -369,7 +369,12 @@ class BatchService:
             else:
                 first[key] = row.position
                 leaders.append((row, item))
-        follows.update(self._semantic_follows(leaders))
+        semantic = self._semantic_follows(leaders)
+        for position, follow in list(follows.items()):
+            twin = semantic.get(follow.leader)
+            if twin is not None:  # its identical twin follows another text: so does it
+                follows[position] = twin
+        follows.update(semantic)
         out: list[RequestRow] = []
         for row, item in zip(rows, prepared, strict=True):
             answer = answers.get(row.position)
@@ -404,7 +409,7 @@ class BatchService:
         """Distinct misses the cache policy would serve from one another: greedy in caller
         order, each request compared with the earlier leaders of its context (top_k best)."""
         cache = self._proxy.cache
-        if True:
+        if cache.semantic_block is not None:
             return {}
         groups: dict[tuple[str, int | None], list[tuple[RequestRow, Prepared]]] = {}
         for row, item in leaders:
@@ -566,6 +571,10 @@ class BatchService:
         sent = [replace(r, state="sent", upstream_batch=upstream_id) for r in queued]
         await run_in_threadpool(self.store.update, record.id, sent)
         logger.info("batch %s: %d requests sent as %s", record.id, len(sent), upstream_id)
+        latest = await self._owned(record.id, None)
+        if latest.cancel_initiated_at is not None:  # canceled while we were creating it
+            with contextlib.suppress(PromptCacheError):
+                await self._proxy.upstream.cancel_batch(upstream_id)
         return "sent"
 
     async def _poll(self, record: BatchRecord) -> Step:

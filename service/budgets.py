@@ -26,7 +26,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -378,21 +378,3 @@ class BudgetBook:
             )
         except Exception:  # an alert that cannot be stored must not fail the request
             logger.exception("could not raise %s alert for budget %r", kind, budget.name)
-
-
-def statuses_json(statuses: Sequence[BudgetStatus]) -> list[dict[str, Any]]:
-    """Budget statuses as JSON-ready values (dashboard, metrics)."""
-    return [
-        {
-            "name": s.name,
-            "scope": s.scope,
-            "period": s.period,
-            "period_key": s.period_key,
-            "spent_micros": s.spent_micros,
-            "limit_micros": s.limit_micros,
-            "hard_limit_micros": s.hard_limit_micros,
-            "fraction": s.fraction,
-            "resets_at": s.resets_at,
-        }
-        for s in statuses
-    ]

@@ -144,7 +144,7 @@ _INNER_SPACES: Final = re.compile(r"(?<=\S)[ \t]{2,}(?=\S)")
 def _collapse_line(line: str) -> str:
     """Trailing blanks go; runs of blanks between words become one space; the indentation and
     inline code spans stay as written."""
-    line = line.rstrip(" \t")
+    line = line.rstrip(" \t\r")
     pieces: list[str] = []
     position = 0
     for span in _INLINE_CODE.finditer(line):

@@ -135,6 +135,16 @@ _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "CREATE INDEX alerts_created ON alerts (created_at)",
         ),
     ),
+    (
+        3,
+        (
+            # Cost levers applied to a miss, as estimated token counts (not money, so the
+            # baseline - cost = savings arithmetic is untouched).
+            "ALTER TABLE ledger ADD COLUMN context_tokens_removed INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE ledger ADD COLUMN whitespace_tokens_saved INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE ledger ADD COLUMN cache_breakpoints INTEGER NOT NULL DEFAULT 0",
+        ),
+    ),
 )
 SCHEMA_VERSION = _MIGRATIONS[-1][0]
 
@@ -176,6 +186,9 @@ class LedgerRow:
     status: int
     error: str | None = None
     price_version: str | None = None
+    context_tokens_removed: int = 0
+    whitespace_tokens_saved: int = 0
+    cache_breakpoints: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

@@ -182,8 +182,8 @@ def _candidates(request: Mapping[str, Any]) -> tuple[list[_Candidate], list[Skip
     tools = _sequence(request.get("tools"))
     if tools:
         last = len(tools) - 1
+        head["tools"] = list(tools)
         if isinstance(tools[last], Mapping):
-            head["tools"] = list(tools)
             found.append(_Candidate("tools", f"tools[{last}]", dict(head), ("tools", last, -1)))
         else:
             skipped.append(SkippedBreakpoint("tools", f"tools[{last}]", "not a tool object"))

@@ -23,14 +23,17 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from service.budgets import BudgetBook, request_bound_micros
 from service.cache import SemanticCache
 from service.config import Settings
+from service.context_budget import fit_context, normalize_whitespace
 from service.errors import InvalidRequest, PayloadTooLarge, PromptCacheError
 from service.keys import CacheKeys, cache_keys
 from service.ledger import Kind, Ledger, LedgerRow
 from service.metrics import Metrics
 from service.policy import Bypass, Hit, LookupOptions, cacheability
 from service.pricing import Charge, PriceTable, usage_from_message
+from service.prompt_caching import add_breakpoints
 from service.router import RouteDecision, Router
 from service.sse import MessageAssembler, message_to_events
 from service.upstream import StreamBroken, StreamEvent, Upstream
@@ -51,6 +54,7 @@ class Controls:
     feature: str | None = None
     task: str | None = None
     semantic_opt_in: bool = False  # allow semantic hits above the temperature ceiling
+    context_budget: int | None = None  # x-promptcache-context-budget: keep the newest turns
     forward_headers: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -66,6 +70,16 @@ class Prepared:
     tenant: str
     request_id: str
     started: float
+
+
+@dataclass(frozen=True)
+class Levers:
+    """What the cost levers did to one upstream request (estimated tokens)."""
+
+    context_tokens_removed: int = 0
+    context_trimmed: bool = False
+    whitespace_tokens_saved: int = 0
+    cache_breakpoints: int = 0
 
 
 @dataclass(frozen=True)
@@ -147,9 +161,11 @@ class Proxy:
         *,
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
+        budgets: BudgetBook | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
+        self.budgets = budgets
         self.cache = cache
         self.upstream = upstream
         self.router = router
@@ -247,12 +263,33 @@ class Proxy:
         await self.record(prepared, answer, status=200)
         return answer
 
-    def _route(self, prepared: Prepared) -> tuple[RouteDecision, dict[str, Any]]:
+    def _route(self, prepared: Prepared) -> tuple[RouteDecision, dict[str, Any], Levers]:
+        """The upstream request: routed model, then context budget, whitespace, breakpoints.
+
+        Only the upstream copy changes; the keys stay those of the request as sent."""
         decision = self.router.route(prepared.request, prepared.controls.task)
         upstream_request = dict(prepared.request)
         upstream_request["model"] = decision.model
         upstream_request.pop("stream", None)
-        return decision, upstream_request
+        context = self.settings.context
+        budget = prepared.controls.context_budget or context.budgets_by_feature.get(
+            prepared.controls.feature or ""
+        )
+        removed = trimmed_messages = saved = 0
+        if budget is not None:
+            upstream_request, fitted = fit_context(upstream_request, budget)
+            removed, trimmed_messages = fitted.tokens_removed, fitted.messages_removed
+        if context.normalize_whitespace:
+            upstream_request, saved = normalize_whitespace(upstream_request)
+        caching = self.settings.prompt_caching
+        upstream_request, breakpoints = add_breakpoints(
+            upstream_request,
+            enabled=caching.enabled,
+            ttl=caching.ttl,
+            min_tokens_for_model=caching.min_tokens,
+        )
+        levers = Levers(removed, trimmed_messages > 0, saved, len(breakpoints.added))
+        return decision, upstream_request, levers
 
     def _flight_key(self, prepared: Prepared) -> tuple[str, int | None]:
         return prepared.keys.exact_key, prepared.keys.max_tokens
@@ -299,7 +336,8 @@ class Proxy:
         future = self._lead(prepared)
         route: RouteDecision | None = None
         try:
-            route, upstream_request = await run_in_threadpool(self._route, prepared)
+            route, upstream_request, levers = await run_in_threadpool(self._route, prepared)
+            await self._check_budget(prepared, upstream_request)
             self.upstream_calls += 1
             upstream_started = time.perf_counter()
             try:
@@ -308,7 +346,7 @@ class Proxy:
                 )
             finally:
                 self._observe_upstream(upstream_started)
-            answer = await self._finish(prepared, route, message)
+            answer = await self._finish(prepared, route, message, levers)
             future.set_result(message)
             return answer
         except PromptCacheError as exc:
@@ -322,7 +360,11 @@ class Proxy:
             self._land(prepared, future)
 
     async def _finish(
-        self, prepared: Prepared, route: RouteDecision | None, message: dict[str, Any]
+        self,
+        prepared: Prepared,
+        route: RouteDecision | None,
+        message: dict[str, Any],
+        levers: Levers,
     ) -> Answer:
         """Price, store (when allowed) and record an answer that came from upstream."""
         usage = usage_from_message(message)
@@ -330,12 +372,18 @@ class Proxy:
             message.get("model") or (route.model if route else prepared.model_requested)
         )
         charge = self.prices.charge(
-            usage, baseline_model=prepared.baseline_model, model_used=model_used
+            usage,
+            baseline_model=prepared.baseline_model,
+            model_used=model_used,
+            cache_ttl=self.settings.prompt_caching.ttl,
         )
         store = cacheability(message)
         entry_id: int | None = None
         reason = store.reason
-        if store.storable and not prepared.controls.no_store:
+        if levers.context_trimmed:
+            # An answer to a shortened conversation must not serve the full one later.
+            reason = "not stored: context trimmed to the budget"
+        elif store.storable and not prepared.controls.no_store:
             entry = await run_in_threadpool(
                 lambda: self.cache.store(
                     prepared.keys,
@@ -353,7 +401,7 @@ class Proxy:
             reason = "not stored: cache-control no-store"
         kind: Kind = "bypass" if prepared.controls.no_cache else "miss"
         answer = Answer(kind, message, model_used, charge, reason, None, entry_id)
-        await self.record(prepared, answer, status=200, route=route)
+        await self.record(prepared, answer, status=200, route=route, levers=levers)
         return answer
 
     async def stream(self, prepared: Prepared) -> tuple[Answer | None, AsyncIterator[bytes]]:
@@ -370,7 +418,8 @@ class Proxy:
         future = self._lead(prepared)
         route: RouteDecision | None = None
         try:
-            route, upstream_request = await run_in_threadpool(self._route, prepared)
+            route, upstream_request, levers = await run_in_threadpool(self._route, prepared)
+            await self._check_budget(prepared, upstream_request)
             self.upstream_calls += 1
             events = self.upstream.stream(
                 upstream_request, extra_headers=prepared.controls.forward_headers
@@ -385,12 +434,13 @@ class Proxy:
             future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
             self._land(prepared, future)
             raise
-        return None, self._relay(prepared, route, first, events, future)
+        return None, self._relay(prepared, route, levers, first, events, future)
 
     async def _relay(
         self,
         prepared: Prepared,
         route: RouteDecision | None,
+        levers: Levers,
         first: StreamEvent,
         events: AsyncIterator[StreamEvent],
         future: asyncio.Future[dict[str, Any]],
@@ -406,7 +456,7 @@ class Proxy:
             message = assembler.message
             if message is None:
                 raise StreamBroken("upstream stream ended without message_stop")
-            await self._finish(prepared, route, message)
+            await self._finish(prepared, route, message, levers)
             future.set_result(message)
         except StreamBroken as exc:
             future.set_exception(exc)
@@ -424,6 +474,21 @@ class Proxy:
                 with contextlib.suppress(Exception):
                     await aclose()
 
+    def _write_row(self, row: LedgerRow) -> None:
+        row_id = self.ledger.record(row)
+        if self.budgets is not None:
+            self.budgets.on_row(row, row_id)
+
+    async def _check_budget(self, prepared: Prepared, upstream_request: dict[str, Any]) -> None:
+        """Refuse a miss that could push a budget past its limit (hits never get here)."""
+        if self.budgets is None:
+            return
+        model = str(upstream_request["model"])
+        bound = request_bound_micros(self.prices, model, upstream_request)
+        await run_in_threadpool(
+            self.budgets.check_before_miss, prepared.tenant, prepared.controls.feature, bound
+        )
+
     def _observe_upstream(self, started: float) -> None:
         if self.metrics is not None:
             self.metrics.observe_upstream(time.perf_counter() - started)
@@ -431,7 +496,13 @@ class Proxy:
     # -- ledger ---------------------------------------------------------------------------
 
     async def record(
-        self, prepared: Prepared, answer: Answer, *, status: int, route: RouteDecision | None = None
+        self,
+        prepared: Prepared,
+        answer: Answer,
+        *,
+        status: int,
+        route: RouteDecision | None = None,
+        levers: Levers | None = None,
     ) -> None:
         usage = answer.message.get("usage") or {}
         hit = answer.kind.startswith("hit-")
@@ -454,9 +525,12 @@ class Proxy:
             latency_ms=(time.perf_counter() - prepared.started) * 1000,
             entry_id=answer.entry_id,
             status=status,
+            context_tokens_removed=levers.context_tokens_removed if levers else 0,
+            whitespace_tokens_saved=levers.whitespace_tokens_saved if levers else 0,
+            cache_breakpoints=levers.cache_breakpoints if levers else 0,
             **asdict(answer.charge),
         )
-        await run_in_threadpool(self.ledger.record, row)
+        await run_in_threadpool(self._write_row, row)
         if self.metrics is not None:
             self.metrics.observe_row(row)
 

@@ -206,7 +206,7 @@ def test_promptcache_report_raises_prints_and_delivers_a_new_alert_once(
         quiet = run("--no-check", "--format", "json")
     alert_lines = [line for line in first.splitlines() if line.startswith("new alert:")]
     assert alert_lines == [
-        "new alert: cost_anomaly (global, 2026-03-10): 2026-03-10: today's cost $3.000000 is "
+        "new alert: cost_anomaly (global): 2026-03-10: today's cost $3.000000 is "
         "above 2x the average daily cost of the last 7 days with data ($1.000000, 3.0x)"
     ]
     assert first.startswith("promptcache report for 2026-03-10 (America/Los_Angeles)")

@@ -25,11 +25,12 @@ from hypothesis import strategies as st
 import service.cli.main as cli_main
 from service.api.app import create_app
 from service.api.batch_routes import install_batches
+from service.batch_store import BatchRecord, BatchStore, RequestRow
 from service.batches import parse_requests
 from service.config import Settings
 from service.errors import InvalidRequest
 from service.ledger import Ledger, LedgerRow
-from service.standin import StandinState
+from service.proxy import Controls
 from tests.conftest import CountingEmbedder, make_settings
 from tests.servers import running
 from tests.standin_server import RunningStandin, running_standin
@@ -216,7 +217,7 @@ def test_hundred_requests_thirty_cached_twenty_duplicates_fifty_go_upstream(
     assert kinds.count("batch") == 50
     assert kinds.count("hit-exact") == 25 + 10
     assert kinds.count("hit-semantic") == 5 + 10
-    by_id = {r.custom_id: r for r in results}
+    by_id: dict[str, Any] = {r.custom_id: r for r in results}
     for row in rows:
         assert row.tenant == "acme" and row.status == 200
         if row.kind != "batch":
@@ -251,6 +252,10 @@ def test_restart_while_the_upstream_batch_runs_still_delivers(
     tmp_path: Path, embedder: CountingEmbedder, standin: RunningStandin
 ) -> None:
     settings = batch_settings(tmp_path / "data", standin)
+    # The first service triages in the background (the path of large batches).
+    background = settings.model_copy(
+        update={"batches": settings.batches.model_copy(update={"inline_max_requests": 0})}
+    )
     standin.state.batch_ready_after_polls = 10**9  # in progress until the test says so
     requests = [
         ("a", params(do(TOPICS[0]))),
@@ -258,33 +263,40 @@ def test_restart_while_the_upstream_batch_runs_still_delivers(
         ("c", params(do(TOPICS[0]))),  # identical to "a"
         ("d", params(can(TOPICS[1]))),  # a paraphrase of "b"
         ("e", params(KOREAN[0])),
+        ("f", params(can(TOPICS[2]))),
+        ("g", params(do(TOPICS[2]))),  # a paraphrase of "f"
+        ("h", params(do(TOPICS[2]))),  # identical to "g", so it follows "f" too
     ]
     with ExitStack() as stack:
-        first = start(stack, settings, embedder)
+        first = start(stack, background, embedder)
         created = submit(first.sdk(), requests)
+        assert created.request_counts.processing == 8
+        deadline = time.monotonic() + 20
+        while standin.state.batches_created == 0:
+            assert time.monotonic() < deadline, "the background triage sent nothing upstream"
+            time.sleep(0.05)
         time.sleep(0.3)  # a few polls that see it in progress
         assert first.sdk().messages.batches.retrieve(created.id).processing_status == (
             "in_progress"
         )
-    assert standin.state.batch_requests == 3
+    assert standin.state.batch_requests == 4
     standin.state.batch_ready_after_polls = 0
     with ExitStack() as stack:
         second = start(stack, settings, embedder)
         client = second.sdk()
         ended = wait_ended(client, created.id)
-        assert ended.request_counts.succeeded == 5
+        assert ended.request_counts.succeeded == 8
         results = list(client.messages.batches.results(created.id))
-        assert [r.custom_id for r in results] == ["a", "b", "c", "d", "e"]
+        assert [r.custom_id for r in results] == list("abcdefgh")
         texts = [text_of(r) for r in results]
         assert texts[0] == texts[2] and texts[1] == texts[3]
+        assert texts[5] == texts[6] == texts[7]
         kinds = sorted(row.kind for row in second.ledger_rows(created.id))
-        assert kinds == ["batch", "batch", "batch", "hit-exact", "hit-semantic"]
-    assert standin.state.batches_created == 1 and standin.state.batch_requests == 3
+        assert kinds == [*["batch"] * 4, "hit-exact", *["hit-semantic"] * 3]
+    assert standin.state.batches_created == 1 and standin.state.batch_requests == 4
 
 
-def test_hits_only_errors_cancel_and_validation(
-    service: Service, standin: RunningStandin
-) -> None:
+def test_hits_only_errors_cancel_and_validation(service: Service, standin: RunningStandin) -> None:
     client = service.sdk()
     original = client.messages.create(**params(do(TOPICS[5])))
 
@@ -294,18 +306,26 @@ def test_hits_only_errors_cancel_and_validation(
     served = [text_of(r) for r in client.messages.batches.results(only_hits.id)]
     assert served == [original.content[0].text] * 2
 
-    # Upstream refuses one request (stop_sequences must be a list): passed through, not stored.
+    # Upstream refuses a request (stop_sequences must be a list): passed through, not stored.
+    # Its paraphrase was merged into it; an error is not an answer for another text, so the
+    # paraphrase goes upstream on its own in a second upstream batch (and errors too).
     mixed = submit(
         client,
-        [("bad", params(do(TOPICS[6]), stop_sequences="oops")), ("good", params(do(TOPICS[7])))],
+        [
+            ("bad", params(do(TOPICS[6]), stop_sequences="oops")),
+            ("good", params(do(TOPICS[7]))),
+            ("bad2", params(can(TOPICS[6]), stop_sequences="oops")),
+        ],
     )
     wait_ended(client, mixed.id)
-    bad, good = client.messages.batches.results(mixed.id)
-    assert bad.result.type == "errored"
+    bad, good, bad2 = client.messages.batches.results(mixed.id)
+    assert bad.result.type == bad2.result.type == "errored"
     assert bad.result.error.error.type == "invalid_request_error"
     assert good.result.type == "succeeded"
+    assert (standin.state.batches_created, standin.state.batch_requests) == (2, 3)
     rows = {row.request_id.split("/")[1]: row for row in service.ledger_rows(mixed.id)}
     assert (rows["bad"].kind, rows["bad"].status, rows["bad"].cost_micros) == ("error", 400, 0)
+    assert (rows["bad2"].kind, rows["bad2"].status) == ("error", 400)
     assert rows["good"].kind == "batch"
 
     # Cancel while upstream works: both requests come back canceled and nothing is stored.
@@ -391,3 +411,24 @@ def test_cli_submit_status_results(
     assert "no message batch" in capsys.readouterr().err
     assert cli_main.main(["batch", "status", "x", "--url", service.url]) == 2  # no key
     assert "API key" in capsys.readouterr().err
+
+
+def test_store_pages_newest_first_and_survives_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "batches.sqlite3"
+    store = BatchStore(path)
+    for n, tenant in enumerate(("acme", "acme", "globex", "acme")):
+        record = BatchRecord(f"b{n}", tenant, Controls(feature="f"), float(n), n + 10.0)
+        store.create(record, [RequestRow(0, "only", {"model": MODEL})])
+    store.mark("b1", "ended_at", 5.0)
+    store.close()
+    store = BatchStore(path)
+    try:
+        assert [r.id for r in store.page("acme", 2, None, None)] == ["b3", "b1"]
+        assert [r.id for r in store.page("acme", 5, None, "b1")] == ["b0"]
+        assert [r.id for r in store.page("acme", 5, "b0", None)] == ["b3", "b1"]
+        assert [r.id for r in store.page(None, 2, "b0", None)] == ["b2", "b1"]
+        assert sorted(store.unfinished()) == ["b0", "b2", "b3"]
+        assert store.get("b0") == BatchRecord("b0", "acme", Controls(feature="f"), 0.0, 10.0)
+        assert store.counts("b1").processing == 1
+    finally:
+        store.close()

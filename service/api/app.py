@@ -19,12 +19,17 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from embeddings.base import Embedder
+from service.alerts import AlertCenter, alert_json
+from service.anomaly import AnomalyWatch, run_periodic
 from service.api.auth import KeyRing
 from service.api.cache_routes import router as cache_router
+from service.api.count_tokens_routes import router as count_tokens_router
 from service.api.errors import error_response, install_error_handlers
 from service.api.messages_routes import router as messages_router
 from service.api.ops_routes import router as ops_router
 from service.api.state import AppState
+from service.api.usage_routes import router as usage_router
+from service.budgets import BudgetBook
 from service.cache import SemanticCache
 from service.config import Settings
 from service.embedder_factory import build_embedder
@@ -59,9 +64,17 @@ def create_app(
         if model is None:
             model = await run_in_threadpool(build_embedder, settings.embedding)
         cache = await run_in_threadpool(lambda: SemanticCache(settings, model, clock=clock))
-        metrics = Metrics(cache_size=cache.stats)
-        cache.batcher.on_batch = metrics.observe_embedding_batch
         ledger = Ledger(settings.ledger_path)
+        alerts = AlertCenter(ledger, settings.alerts, clock=clock)
+        budgets = await run_in_threadpool(
+            lambda: BudgetBook(settings, ledger, clock, alerts=alerts)
+        )
+        anomaly = AnomalyWatch(settings, ledger, alerts, clock=clock)
+        metrics = Metrics(
+            cache_size=cache.stats,
+            budgets=lambda: [(s.name, s.fraction) for s in budgets.status()],
+        )
+        cache.batcher.on_batch = metrics.observe_embedding_batch
         upstream = AnthropicUpstream(settings.upstream)
         proxy = Proxy(
             settings,
@@ -72,19 +85,36 @@ def create_app(
             ledger,
             clock=clock,
             metrics=metrics,
+            budgets=budgets,
         )
         app.state.promptcache = AppState(
-            settings, cache, KeyRing(settings.auth), proxy, metrics, clock=clock
+            settings,
+            cache,
+            KeyRing(settings.auth),
+            proxy,
+            metrics,
+            ledger=ledger,
+            alerts=alerts,
+            budgets=budgets,
+            anomaly=anomaly,
+            clock=clock,
+            budget_statuses=budgets.status,
+            recent_alerts=lambda: [alert_json(a) for a in alerts.recent(50)],
         )
-        task = asyncio.create_task(_maintenance_loop(cache, settings.cache.purge_interval_seconds))
+        tasks = [
+            asyncio.create_task(_maintenance_loop(cache, settings.cache.purge_interval_seconds)),
+            asyncio.create_task(run_periodic(anomaly)),
+        ]
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await upstream.aclose()
             await run_in_threadpool(cache.close)
+            await run_in_threadpool(alerts.close)
             ledger.close()
 
     app = FastAPI(
@@ -110,6 +140,8 @@ def create_app(
         return await call_next(request)
 
     app.include_router(cache_router)
+    app.include_router(count_tokens_router)
     app.include_router(messages_router)
     app.include_router(ops_router)
+    app.include_router(usage_router)
     return app

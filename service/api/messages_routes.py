@@ -72,6 +72,9 @@ def parse_controls(headers: Any, max_ttl: float) -> Controls:
                 "(use no-cache, no-store, max-age=N)"
             )
     ttl = _number(headers, "x-cache-ttl", 1, max_ttl)
+    budget = _number(headers, "x-promptcache-context-budget", 1, 10_000_000)
+    if budget is not None and budget != int(budget):
+        raise InvalidRequest("x-promptcache-context-budget: must be a whole number of tokens")
     semantic = headers.get("x-cache-semantic", "").strip().lower()
     if semantic not in ("", "on", "off"):
         raise InvalidRequest("x-cache-semantic: use on or off")
@@ -85,6 +88,7 @@ def parse_controls(headers: Any, max_ttl: float) -> Controls:
         feature=_name(headers, "x-promptcache-feature"),
         task=_name(headers, "x-promptcache-task"),
         semantic_opt_in=semantic == "on",
+        context_budget=None if budget is None else int(budget),
         forward_headers={k: v for k, v in headers.items() if k.lower() in FORWARDED_HEADERS},
     )
 

@@ -7,9 +7,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from service.alerts import AlertCenter
+from service.anomaly import AnomalyWatch
 from service.api.auth import KeyRing
+from service.budgets import BudgetBook
 from service.cache import SemanticCache
 from service.config import Settings
+from service.ledger import Ledger
 from service.metrics import Metrics
 from service.policy import LookupOptions
 from service.proxy import Proxy
@@ -22,6 +26,10 @@ class AppState:
     keyring: KeyRing
     proxy: Proxy
     metrics: Metrics
+    ledger: Ledger
+    alerts: AlertCenter
+    budgets: BudgetBook
+    anomaly: AnomalyWatch
     clock: Callable[[], float] = time.time
     budget_statuses: Callable[[], Sequence[Any]] = field(default=lambda: ())
     recent_alerts: Callable[[], Sequence[Mapping[str, Any]]] = field(default=lambda: ())

@@ -148,6 +148,6 @@ def run(
     else:
         out.write(report_table(report, path))
     for alert in alerts:
-        line = f"new alert: {alert.kind} ({alert.scope}, {alert.period}): {alert.message}"
+        line = f"new alert: {alert.kind} ({alert.scope}): {alert.message}"
         print(line, file=out if fmt == "table" else err)
     return 0

@@ -1,0 +1,47 @@
+"""Budgets through the whole service: a miss that could overshoot is refused, hits still served."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from service.api.app import create_app
+from tests.conftest import CountingEmbedder, make_settings
+from tests.servers import running
+from tests.standin_server import running_standin
+
+MODEL = "claude-sonnet-4-6"
+
+
+def test_budget_refuses_misses_but_serves_hits(tmp_path: Path, embedder: CountingEmbedder) -> None:
+    with running_standin() as standin:
+        settings = make_settings(
+            tmp_path / "data",
+            upstream={"base_url": standin.base_url, "api_key": "k", "max_retries": 0},
+            budgets=[{"name": "daily-cap", "period": "daily", "amount_usd": 0.01}],
+        )
+        with (
+            running(create_app(settings, embedder=embedder)) as url,
+            httpx.Client(base_url=url, timeout=30) as client,
+        ):
+
+            def ask(text: str, max_tokens: int) -> httpx.Response:
+                body = {
+                    "model": MODEL,
+                    "max_tokens": max_tokens,
+                    "messages": [{"role": "user", "content": text}],
+                }
+                return client.post("/v1/messages", json=body)
+
+            assert ask("How do I reset my password?", 200).headers["x-cache"] == "miss"
+            assert ask("How do I reset my password?", 200).headers["x-cache"] == "hit-exact"
+            refused = ask("Write a long essay about the history of tea.", 1000)
+            assert refused.status_code == 429
+            assert refused.headers["x-should-retry"] == "false"
+            error = refused.json()["error"]
+            assert error["type"] == "budget_exceeded" and "daily-cap" in error["message"]
+            assert standin.state.messages_calls == 1
+            assert ask("How can I reset my password?", 200).headers["x-cache"] == "hit-semantic"
+            report = client.get("/v1/usage/report", params={"day": "2026-11-28"})
+            assert report.status_code == 200
