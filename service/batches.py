@@ -545,6 +545,13 @@ class BatchService:
             return await self._dispatch(record)
         if states.get("sent"):
             return await self._poll(record)
+        if states.get("duplicate"):  # their leaders are settled: never leave them unanswered
+            orphans = await run_in_threadpool(self.store.rows, batch_id, ("duplicate",))
+            logger.warning("batch %s: %d orphaned duplicates sent on", batch_id, len(orphans))
+            prepared = await run_in_threadpool(self._prepare_all, record, orphans)
+            queued = [self._queued(r, p) for r, p in zip(orphans, prepared, strict=True)]
+            await run_in_threadpool(self.store.update, batch_id, queued)
+            return "again"
         await run_in_threadpool(self.store.mark, batch_id, "ended_at", now)
         logger.info("batch %s ended", batch_id)
         return "ended"
