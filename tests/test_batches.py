@@ -25,8 +25,7 @@ from hypothesis import strategies as st
 import service.cli.main as cli_main
 from service.api.app import create_app
 from service.api.batch_routes import install_batches
-from service.batch_store import BatchRecord, BatchStore, RequestRow
-from service.batches import parse_requests
+from service.batch_store import BatchRecord, BatchStore, RequestRow, parse_requests
 from service.config import Settings
 from service.errors import InvalidRequest
 from service.ledger import Ledger, LedgerRow
@@ -354,6 +353,30 @@ def test_hits_only_errors_cancel_and_validation(service: Service, standin: Runni
         early = http.get(f"/v1/messages/batches/{running_batch.id}/results")
         assert early.status_code == 400 and "in_progress" in early.json()["error"]["message"]
         assert http.get("/v1/messages/batches/msgbatch_pc_nope").status_code == 404
+
+
+def test_a_batch_over_budget_is_refused_upstream_but_still_ends(
+    tmp_path: Path, embedder: CountingEmbedder, standin: RunningStandin
+) -> None:
+    settings = batch_settings(tmp_path / "data", standin).model_copy(
+        update={
+            "budgets": make_settings(
+                tmp_path,
+                budgets=[
+                    {"name": "tiny", "scope": "tenant:acme", "period": "daily", "amount_usd": 1e-6}
+                ],
+            ).budgets
+        }
+    )
+    with ExitStack() as stack:
+        service = start(stack, settings, embedder)
+        client = service.sdk()
+        batch = submit(client, [("a", params(do(TOPICS[3]))), ("b", params(can(TOPICS[3])))])
+        assert batch.processing_status == "ended" and batch.request_counts.errored == 2
+        results = list(client.messages.batches.results(batch.id))
+        assert {r.result.error.error.type for r in results} == {"budget_exceeded"}  # type: ignore[union-attr]
+        assert {(r.kind, r.status) for r in service.ledger_rows(batch.id)} == {("error", 429)}
+    assert standin.state.batches_created == 0
 
 
 @given(st.lists(st.from_regex(r"[A-Za-z0-9_-]{1,8}", fullmatch=True), min_size=1, max_size=8))

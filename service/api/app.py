@@ -22,6 +22,7 @@ from embeddings.base import Embedder
 from service.alerts import AlertCenter, alert_json
 from service.anomaly import AnomalyWatch, run_periodic
 from service.api.auth import KeyRing
+from service.api.batch_routes import install_batches
 from service.api.cache_routes import router as cache_router
 from service.api.count_tokens_routes import router as count_tokens_router
 from service.api.errors import error_response, install_error_handlers
@@ -144,4 +145,5 @@ def create_app(
     app.include_router(messages_router)
     app.include_router(ops_router)
     app.include_router(usage_router)
+    install_batches(app, clock=clock)
     return app

@@ -60,10 +60,10 @@ def run_rebuild(args: argparse.Namespace) -> int:
 
 
 def _check(settings: Settings) -> CheckReport:
-    from embeddings.sentence_transformer import resolve_model
+    from service.embedder_factory import configured_model_id
     from service.maintenance import check_data_dir
 
-    return check_data_dir(settings, resolve_model(settings.embedding.model)[1])
+    return check_data_dir(settings, configured_model_id(settings.embedding))
 
 
 def run_check(args: argparse.Namespace) -> int:

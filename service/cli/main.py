@@ -20,6 +20,7 @@ _COMMANDS = (
     "service.cli.invalidate",
     "service.cli.report",
     "service.cli.standin",
+    "service.cli.batch",
 )
 
 
