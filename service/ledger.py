@@ -41,7 +41,7 @@ import math
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import astuple, dataclass, fields
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -145,8 +145,25 @@ _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "ALTER TABLE ledger ADD COLUMN cache_breakpoints INTEGER NOT NULL DEFAULT 0",
         ),
     ),
+    (
+        4,
+        (
+            # The x-promptcache-task hint and the max_tokens sent, for the report's
+            # "max_tokens far above the task's table value" opportunities.
+            "ALTER TABLE ledger ADD COLUMN task TEXT",
+            "ALTER TABLE ledger ADD COLUMN max_tokens INTEGER",
+        ),
+    ),
 )
 SCHEMA_VERSION = _MIGRATIONS[-1][0]
+
+
+@dataclass(frozen=True)
+class MaxTokensOpportunity:
+    task: str
+    table_value: int
+    requests: int
+    largest_max_tokens: int
 
 
 @dataclass(frozen=True)
@@ -189,6 +206,8 @@ class LedgerRow:
     context_tokens_removed: int = 0
     whitespace_tokens_saved: int = 0
     cache_breakpoints: int = 0
+    task: str | None = None
+    max_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -633,6 +652,31 @@ class Ledger:
             group = tuple(values[: len(cols)])
             models[group] = (*models.get(group, ()), values[len(cols)])
         return models
+
+    def max_tokens_opportunities(
+        self,
+        start_ts: float,
+        end_ts: float,
+        table: Mapping[str, int],
+        *,
+        factor: float = 4.0,
+        tenant: str | None = None,
+    ) -> list[MaxTokensOpportunity]:
+        """Requests whose task hint has a table value and whose max_tokens was far above it.
+
+        Such a client is never cut short (its answer might need the room); the report only
+        points at the setting to look at."""
+        found: list[MaxTokensOpportunity] = []
+        where, params = self._where(start_ts, end_ts, tenant)
+        for task, value in sorted(table.items()):
+            count, largest = self._query(
+                f"SELECT COUNT(*), MAX(max_tokens) FROM ledger WHERE {where} "
+                "AND task = ? AND max_tokens > ?",
+                [*params, task, value * factor],
+            )[0]
+            if count:
+                found.append(MaxTokensOpportunity(task, value, int(count), int(largest)))
+        return found
 
     def day_totals(self, day: date, tz: str = "UTC", *, tenant: str | None = None) -> DayTotals:
         """Totals of one local day in the IANA zone `tz` (an empty day gives zero totals)."""

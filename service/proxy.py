@@ -528,6 +528,8 @@ class Proxy:
             context_tokens_removed=levers.context_tokens_removed if levers else 0,
             whitespace_tokens_saved=levers.whitespace_tokens_saved if levers else 0,
             cache_breakpoints=levers.cache_breakpoints if levers else 0,
+            task=prepared.controls.task,
+            max_tokens=prepared.keys.max_tokens,
             **asdict(answer.charge),
         )
         await run_in_threadpool(self._write_row, row)

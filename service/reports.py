@@ -24,6 +24,7 @@ from service.errors import InvalidRequest
 from service.ledger import (
     GroupBy,
     Ledger,
+    MaxTokensOpportunity,
     Totals,
     day_window,
     empty_totals,
@@ -72,6 +73,7 @@ class Report:
     tenant: str | None
     totals: Totals
     breakdown: Mapping[str, tuple[Totals, ...]]
+    opportunities: tuple[MaxTokensOpportunity, ...] = ()
 
 
 def day_period(day: date, tz: str = "UTC") -> Period:
@@ -111,15 +113,23 @@ def resolve_period(day: str | None, month: str | None, tz: str, now: float) -> P
     return day_period(datetime.fromtimestamp(now, zone(tz)).date(), tz)
 
 
-def build_report(ledger: Ledger, period: Period, tenant: str | None = None) -> Report:
+def build_report(
+    ledger: Ledger,
+    period: Period,
+    tenant: str | None = None,
+    task_max_tokens: Mapping[str, int] | None = None,
+) -> Report:
     """Totals and breakdowns of `period` from the ledger (blocks on SQLite)."""
     start, end = period.start_ts, period.end_ts
+    opportunities = tuple(
+        ledger.max_tokens_opportunities(start, end, task_max_tokens or {}, tenant=tenant)
+    )
     totals = ledger.totals(start, end, tenant=tenant)
     breakdown = {
         name: tuple(ledger.totals_by(start, end, (column,), tenant=tenant))
         for name, column in BREAKDOWNS.items()
     }
-    return Report(period, tenant, totals, breakdown)
+    return Report(period, tenant, totals, breakdown, opportunities)
 
 
 def empty_report(period: Period, tenant: str | None = None) -> Report:
@@ -177,7 +187,21 @@ def report_json(report: Report, *, ledger_path: Path | None = None) -> dict[str,
         name: [{"group": totals.group[0], **totals_json(totals)} for totals in rows]
         for name, rows in report.breakdown.items()
     }
-    return {**head, **totals_json(report.totals), "breakdown": breakdown}
+    opportunities = [
+        {
+            "task": o.task,
+            "table_max_tokens": o.table_value,
+            "requests": o.requests,
+            "largest_max_tokens": o.largest_max_tokens,
+        }
+        for o in report.opportunities
+    ]
+    return {
+        **head,
+        **totals_json(report.totals),
+        "breakdown": breakdown,
+        "max_tokens_opportunities": opportunities,
+    }
 
 
 # --- table -----------------------------------------------------------------------------------
@@ -281,6 +305,13 @@ def report_table(report: Report, ledger_path: Path) -> str:
         lines.append(f"-- by {name} ".ljust(width, "-"))
         lines.append(line([name, *_TABLE_COLUMNS]))
         lines += [line(row) for row in rows]
+    if report.opportunities:
+        lines.append("-- max_tokens opportunities ".ljust(width, "-"))
+        lines += [
+            f"{o.requests} {o.task} requests asked for up to {o.largest_max_tokens} max_tokens; "
+            f"the task table says {o.table_value}"
+            for o in report.opportunities
+        ]
     return "\n".join(lines) + "\n"
 
 

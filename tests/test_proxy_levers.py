@@ -55,8 +55,26 @@ def test_breakpoints_give_cache_reads_and_context_budget_trims(
                 "/v1/messages", json=long_chat, headers={"x-promptcache-context-budget": "800"}
             )
             assert again.headers["x-cache"] == "miss"  # a trimmed answer is never stored
+            generous = {
+                "model": MODEL,
+                "max_tokens": 4000,
+                "messages": [{"role": "user", "content": "Is this spam: FREE PRIZE"}],
+            }
+            kept = client.post(
+                "/v1/messages", json=generous, headers={"x-promptcache-task": "classification"}
+            )
+            assert kept.status_code == 200
+            assert standin.state.last_requests[-1]["max_tokens"] == 4000  # never cut
+            report = client.get("/v1/usage/report").json()  # today
+            [opportunity] = report["max_tokens_opportunities"]
+            assert opportunity == {
+                "task": "classification",
+                "table_max_tokens": 50,
+                "requests": 1,
+                "largest_max_tokens": 4000,
+            }
         with Ledger(settings.ledger_path) as ledger:
-            first, second, cut, _ = ledger.rows(0, math.inf)
+            first, second, cut, _, _ = ledger.rows(0, math.inf)
     assert first.cache_breakpoints >= 1 and first.cache_creation_tokens > 0
     assert first.saved_prompt_cache_micros < 0  # the write premium, shown as such
     assert second.cache_read_tokens > 0 and second.saved_prompt_cache_micros > 0

@@ -57,7 +57,9 @@ async def usage_report(
             raise PermissionDenied("a client key can only read its own tenant's report")
         tenant = principal.tenant
     period = resolve_period(day, month, tz or state.settings.timezone, time.time())
-    report = await run_in_threadpool(build_report, state.ledger, period, tenant)
+    report = await run_in_threadpool(
+        build_report, state.ledger, period, tenant, state.settings.proxy.task_max_tokens
+    )
     return JSONBytes(report_json(report))
 
 

@@ -122,7 +122,7 @@ def run(
         path = settings.ledger_path
         if path.exists():
             with Ledger(path) as ledger:
-                report = build_report(ledger, period, args.tenant)
+                report = build_report(ledger, period, args.tenant, settings.proxy.task_max_tokens)
                 if not getattr(args, "no_check", False):
                     try:
                         alerts = _check(settings, ledger, clock, err)
