@@ -209,6 +209,43 @@ class ContextSettings(_Frozen):
     normalize_whitespace: bool = False
 
 
+class PolicySettings(_Frozen):
+    """Precision beyond the cosine threshold (service/policy.py); docs/benchmarks.md measures
+    each switch. The defaults are the shipped policy, chosen by `promptcache bench calibrate`."""
+
+    # Guards that can veto a semantic hit (names from service.guards.GUARDS).
+    guards: tuple[str, ...] = (
+        "numbers",
+        "dates",
+        "amounts",
+        "negation",
+        "entities",
+        "comparatives",
+        "swapped_roles",
+    )
+    # "off", "bundled" (service/data/verifier.json) or the path of a JSON file of the same shape.
+    verifier: str = "off"
+    # Overrides the verifier file's own `min_score`.
+    verifier_min_score: float | None = Field(default=None, ge=0.0, le=1.0)
+    # Stricter cosine floors per script, for models that cover a script but separate it less
+    # well; the stricter of this and min_similarity applies. Hangul 0.98: calibrated with
+    # bundled:multilingual-e5-small on klue_sts_dev (the bundled MiniLM does not cover Hangul:
+    # Korean is exact-only with it, whatever this says). docs/benchmarks.md has the numbers.
+    script_min_similarity: dict[str, Annotated[float, Field(ge=-1.0, le=1.0)]] = Field(
+        default_factory=lambda: {"Hangul": 0.98}
+    )
+
+    @field_validator("guards")
+    @classmethod
+    def _known_guards(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from service.guards import GUARDS
+
+        unknown = sorted(set(value) - set(GUARDS))
+        if unknown:
+            raise ValueError(f"unknown guard(s) {', '.join(unknown)}; known: {', '.join(GUARDS)}")
+        return value
+
+
 class Settings(_Frozen):
     data_dir: Path = Path(".promptcache")
     embedding: EmbeddingSettings = EmbeddingSettings()
@@ -226,6 +263,7 @@ class Settings(_Frozen):
     budgets: Annotated[tuple[BudgetSettings, ...], AfterValidator(_unique_budget_names)] = ()
     alerts: AlertSettings = AlertSettings()
     anomaly: AnomalySettings = AnomalySettings()
+    policy: PolicySettings = PolicySettings()
     batches: BatchSettings = BatchSettings()
     prompt_caching: PromptCachingSettings = PromptCachingSettings()
     context: ContextSettings = ContextSettings()

@@ -7,10 +7,14 @@ surprising hit or miss can always be explained. Nothing here knows about FAISS, 
 
 Precision first: when in doubt the answer is `Miss`. A semantic `Hit` needs, in order:
 the same context fingerprint and namespace, a fresh entry, an answer that may be served
-semantically at this `max_tokens`, a cosine similarity of at least `min_similarity`, and
-every enabled guard passing. Text in a script the embedding model does not cover is not
-compared by meaning at all (`Bypass`), because such a model maps unseen text to near-identical
-vectors and would serve false hits.
+semantically at this `max_tokens`, a cosine similarity of at least `min_similarity` (or the
+stricter floor set for a script the query uses), every enabled guard passing and, when a
+verifier is configured, a verification score of at least its `min_score`. Text in a script the
+embedding model does not cover is not compared by meaning at all (`Bypass`), because such a
+model maps unseen text to near-identical vectors and would serve false hits.
+
+The defaults here are the shipped policy, chosen by `promptcache bench calibrate` on the dev
+sets (docs/benchmarks.md has the numbers and the ablation behind each choice).
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ from typing import Any, Literal
 
 from service.guards import check_all
 from service.scripts import scripts_of
+from service.verifier import Verifier, pair_features
 
-# Guard names (see service.guards); all of them are on by default.
+# Guard names (see service.guards); all of them are on by default: each one lowered the
+# false-hit rate on qqp_dev by more than it lowered the hit rate (docs/benchmarks.md).
 DEFAULT_GUARDS: tuple[str, ...] = (
     "numbers",
     "dates",
@@ -32,6 +38,8 @@ DEFAULT_GUARDS: tuple[str, ...] = (
     "comparatives",
     "swapped_roles",
 )
+
+DEFAULT_SCRIPT_FLOORS: tuple[tuple[str, float], ...] = (("Hangul", 0.98),)
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,20 @@ class LookupOptions:
     covered_scripts: frozenset[str] | None = None
     semantic: bool = True  # False: exact hits only (e.g. high temperature)
     semantic_off_reason: str = ""
+    # A second check on each candidate that passed the cosine and the guards; None: off.
+    verifier: Verifier | None = None
+    # Stricter cosine floors for queries using a script: a model that covers a script may
+    # still separate it less well. The stricter of the two wins. The default matches
+    # `PolicySettings.script_min_similarity` (calibrated with multilingual-e5-small).
+    script_min_similarity: tuple[tuple[str, float], ...] = DEFAULT_SCRIPT_FLOORS
+
+    def threshold_for(self, text: str | None) -> float:
+        """The effective `min_similarity` for one query text."""
+        if not self.script_min_similarity or text is None:
+            return self.min_similarity
+        used = scripts_of(text)
+        floors = [floor for script, floor in self.script_min_similarity if script in used]
+        return max([self.min_similarity, *floors])
 
 
 @dataclass(frozen=True)
@@ -153,10 +175,12 @@ def decide_semantic(
         return bypass
     if not candidates:
         return Miss("no cached prompt in this context")
-    best = max(similarity for _, similarity in candidates)
+    ranked = sorted(candidates, key=lambda c: -c[1])
+    best = ranked[0][1]
+    threshold = options.threshold_for(query.text)
     refusals: list[str] = []
-    for facts, similarity in sorted(candidates, key=lambda c: -c[1]):
-        if similarity < options.min_similarity:
+    for rank, (facts, similarity) in enumerate(ranked):
+        if similarity < threshold:
             break
         if facts.fingerprint != query.fingerprint or facts.namespace != query.namespace:
             continue  # defence in depth: the index search is already restricted
@@ -173,10 +197,22 @@ def decide_semantic(
         if not verdict.passed:
             refusals.append(f"guard {verdict.reason}")
             continue
-        return Hit(facts.entry_id, "semantic", similarity, f"similarity {similarity:.4f}")
+        reason = f"similarity {similarity:.4f}"
+        if options.verifier is not None:
+            runner_up = max((s for i, (_, s) in enumerate(ranked) if i != rank), default=None)
+            features = pair_features(facts.text, query.text or "", similarity, runner_up)
+            score = options.verifier.score(features)
+            if score < options.verifier.min_score:
+                refusals.append(
+                    f"entry {facts.entry_id} verifier {score:.3f} < {options.verifier.min_score:g}"
+                )
+                continue
+            reason += f"; verifier {score:.3f}"
+        return Hit(facts.entry_id, "semantic", similarity, reason)
     if refusals:
         return Miss("; ".join(refusals[:3]), best)
-    return Miss(f"best similarity {best:.4f} below min_similarity {options.min_similarity:g}", best)
+    which = "min_similarity" if threshold == options.min_similarity else "the script's floor"
+    return Miss(f"best similarity {best:.4f} below {which} {threshold:g}", best)
 
 
 @dataclass(frozen=True)
