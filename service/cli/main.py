@@ -21,6 +21,7 @@ _COMMANDS = (
     "service.cli.report",
     "service.cli.standin",
     "service.cli.batch",
+    "service.cli.bench",
 )
 
 
