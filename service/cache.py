@@ -47,6 +47,7 @@ from service.policy import (
     precheck_semantic,
 )
 from service.store import Entry, EntryStore
+from service.verifier import load_verifier
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +133,10 @@ class SemanticCache:
         self._changes_since_save = 0
         self.degraded_lookups = 0
         self.semantic_block: str | None = None
+        self._verifier = load_verifier(
+            settings.policy.verifier, min_score=settings.policy.verifier_min_score
+        )
+        self._script_floors = tuple(sorted(settings.policy.script_min_similarity.items()))
         self._load()
 
     # -- start-up -------------------------------------------------------------------------
@@ -221,12 +226,16 @@ class SemanticCache:
         semantic_off_reason: str = "",
     ) -> LookupOptions:
         """Lookup options from the settings, overridden per request where given."""
+        policy = self.settings.policy
         return LookupOptions(
             min_similarity=self._cfg.min_similarity if min_similarity is None else min_similarity,
             max_age=max_age,
+            guards=policy.guards,
             covered_scripts=self.embedder.covered_scripts,
             semantic=semantic,
             semantic_off_reason=semantic_off_reason,
+            verifier=self._verifier,
+            script_min_similarity=self._script_floors,
         )
 
     def _count(self, tenant: str, kind: str) -> None:
@@ -446,7 +455,7 @@ class SemanticCache:
             return []
         vector = self._batcher.embed_one(what.similar_to or "")
         neighbours = self._index.search(vector, len(allowed), allowed_ids=allowed)[0]
-        options = LookupOptions(min_similarity=threshold)
+        options = self.options(min_similarity=threshold)
         matched: list[int] = []
         for n in neighbours:
             row = self._rows.get(n.id)
