@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from benchmarks.datasets import Dataset
 from embeddings.base import Embedder, Vectors
-from service.cache import SemanticCache
+from service.cache import SemanticCache, facts_of
 from service.config import Settings
 from service.keys import CacheKeys, prompt_keys
 from service.policy import (
@@ -182,22 +182,6 @@ class ProbeSet:
     probes: tuple[Probe, ...]
     store_seconds: float
     lookup_seconds: float
-
-
-def facts_of(entry: Entry) -> EntryFacts:
-    """The policy's view of a stored entry, as the cache builds it."""
-    return EntryFacts(
-        entry_id=entry.id,
-        fingerprint=entry.fingerprint,
-        namespace=entry.namespace,
-        created=entry.created,
-        expires=entry.expires,
-        text=entry.semantic_text,
-        output_tokens=entry.output_tokens,
-        max_tokens=entry.max_tokens,
-        truncated=entry.truncated,
-        exact_only=entry.exact_only,
-    )
 
 
 def keys_for(prompt: str) -> CacheKeys:

@@ -105,6 +105,22 @@ class CacheStats:
         return (self.hits_exact + self.hits_semantic) / lookups if lookups else 0.0
 
 
+def facts_of(entry: Entry) -> EntryFacts:
+    """The policy's view of a stored entry (the benchmarks use the same view)."""
+    return EntryFacts(
+        entry_id=entry.id,
+        fingerprint=entry.fingerprint,
+        namespace=entry.namespace,
+        created=entry.created,
+        expires=entry.expires,
+        text=entry.semantic_text,
+        output_tokens=entry.output_tokens,
+        max_tokens=entry.max_tokens,
+        truncated=entry.truncated,
+        exact_only=entry.exact_only,
+    )
+
+
 class SemanticCache:
     def __init__(
         self,
@@ -178,18 +194,7 @@ class SemanticCache:
         )
 
     def _remember(self, entry: Entry, *, indexed: bool) -> None:
-        facts = EntryFacts(
-            entry_id=entry.id,
-            fingerprint=entry.fingerprint,
-            namespace=entry.namespace,
-            created=entry.created,
-            expires=entry.expires,
-            text=entry.semantic_text,
-            output_tokens=entry.output_tokens,
-            max_tokens=entry.max_tokens,
-            truncated=entry.truncated,
-            exact_only=entry.exact_only,
-        )
+        facts = facts_of(entry)
         indexed = indexed and entry.semantic_text is not None and not entry.exact_only
         self._rows[entry.id] = _Row(
             facts, entry.exact_key, entry.tenant, entry.model, entry.tags, entry.size, indexed
