@@ -56,7 +56,7 @@ class IndexSettings(_Frozen):
 
 class CacheSettings(_Frozen):
     # Cosine similarity of unit vectors, in [-1, 1]; see README "Choosing min_similarity".
-    min_similarity: float = Field(default=0.95, ge=-1.0, le=1.0)
+    min_similarity: float = Field(default=0.9575, ge=-1.0, le=1.0)
     default_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
     max_ttl_seconds: int = Field(default=365 * 24 * 3600, gt=0)
     max_entries: int = Field(default=100_000, ge=1)
