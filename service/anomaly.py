@@ -27,7 +27,8 @@ from datetime import date, datetime, timedelta
 from service.alerts import AlertKind, AlertSink
 from service.config import AnomalySettings, Settings
 from service.errors import ConfigError, InvalidRequest
-from service.ledger import Activity, AlertRecord, Ledger, day_window, zone
+from service.ledger import Activity, AlertRecord, Ledger
+from service.periods import day_window, zone
 from service.pricing import format_usd
 
 logger = logging.getLogger(__name__)

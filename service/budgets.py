@@ -35,7 +35,8 @@ from typing import Any
 from service.alerts import AlertSink
 from service.config import BudgetSettings, Settings
 from service.errors import ConfigError, InvalidRequest, RateLimited, StorageError
-from service.ledger import Ledger, LedgerRow, day_window, month_window, zone
+from service.ledger import Ledger, LedgerRow
+from service.periods import day_window, month_window, zone
 from service.pricing import CacheTtl, PriceTable, Usage, format_usd
 
 logger = logging.getLogger(__name__)

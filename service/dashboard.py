@@ -18,7 +18,8 @@ from decimal import Decimal
 from typing import Any
 
 from service.errors import InvalidRequest
-from service.ledger import GroupBy, Ledger, Totals, day_window, zone
+from service.ledger import GroupBy, Ledger, Totals
+from service.periods import day_window, zone
 
 MAX_DAYS = 366
 # Models or features beyond this many (by baseline cost) are summed into one "other" row.

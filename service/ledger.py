@@ -43,12 +43,13 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import astuple, dataclass, fields
-from datetime import date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal, get_args
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from service.errors import InvalidRequest, StorageError
+from service.ledger_schema import MIGRATIONS, SCHEMA_VERSION
+from service.periods import day_window
 
 Kind = Literal["hit-exact", "hit-semantic", "miss", "bypass", "error", "batch"]
 KINDS: tuple[Kind, ...] = get_args(Kind)
@@ -71,91 +72,6 @@ _NEVER_NEGATIVE = (
 )
 
 # Numbered migrations, each a tuple of statements; append, never edit a released one.
-_MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
-    (
-        1,
-        (
-            """
-            CREATE TABLE ledger (
-                id INTEGER PRIMARY KEY,
-                ts REAL NOT NULL,
-                request_id TEXT NOT NULL,
-                tenant TEXT NOT NULL,
-                namespace TEXT NOT NULL,
-                feature TEXT,
-                kind TEXT NOT NULL,
-                model_requested TEXT NOT NULL,
-                model_used TEXT NOT NULL,
-                route_tier TEXT,
-                route_reasons TEXT,
-                input_tokens INTEGER NOT NULL,
-                output_tokens INTEGER NOT NULL,
-                cache_creation_tokens INTEGER NOT NULL,
-                cache_read_tokens INTEGER NOT NULL,
-                cost_micros INTEGER NOT NULL,
-                baseline_micros INTEGER NOT NULL,
-                saved_exact_micros INTEGER NOT NULL,
-                saved_semantic_micros INTEGER NOT NULL,
-                saved_routing_micros INTEGER NOT NULL,
-                saved_prompt_cache_micros INTEGER NOT NULL,
-                saved_batch_micros INTEGER NOT NULL,
-                priced INTEGER NOT NULL,
-                similarity REAL,
-                latency_ms REAL NOT NULL,
-                entry_id INTEGER,
-                status INTEGER NOT NULL,
-                error TEXT,
-                price_version TEXT
-            )
-            """,
-            "CREATE INDEX ledger_ts ON ledger (ts)",
-            "CREATE INDEX ledger_tenant_ts ON ledger (tenant, ts)",
-        ),
-    ),
-    (
-        2,
-        (
-            """
-            CREATE TABLE alerts (
-                id INTEGER PRIMARY KEY,
-                kind TEXT NOT NULL,
-                scope TEXT NOT NULL,
-                period TEXT NOT NULL,
-                subject TEXT NOT NULL,
-                message TEXT NOT NULL,
-                value REAL NOT NULL,
-                threshold REAL NOT NULL,
-                created_at REAL NOT NULL,
-                delivered_at REAL,
-                delivery_attempts INTEGER NOT NULL DEFAULT 0,
-                delivery_error TEXT,
-                UNIQUE (kind, scope, period, subject)
-            )
-            """,
-            "CREATE INDEX alerts_created ON alerts (created_at)",
-        ),
-    ),
-    (
-        3,
-        (
-            # Cost levers applied to a miss, as estimated token counts (not money, so the
-            # baseline - cost = savings arithmetic is untouched).
-            "ALTER TABLE ledger ADD COLUMN context_tokens_removed INTEGER NOT NULL DEFAULT 0",
-            "ALTER TABLE ledger ADD COLUMN whitespace_tokens_saved INTEGER NOT NULL DEFAULT 0",
-            "ALTER TABLE ledger ADD COLUMN cache_breakpoints INTEGER NOT NULL DEFAULT 0",
-        ),
-    ),
-    (
-        4,
-        (
-            # The x-promptcache-task hint and the max_tokens sent, for the report's
-            # "max_tokens far above the task's table value" opportunities.
-            "ALTER TABLE ledger ADD COLUMN task TEXT",
-            "ALTER TABLE ledger ADD COLUMN max_tokens INTEGER",
-        ),
-    ),
-)
-SCHEMA_VERSION = _MIGRATIONS[-1][0]
 
 
 @dataclass(frozen=True)
@@ -319,14 +235,6 @@ class DayTotals:
     totals: Totals
 
 
-def zone(tz: str) -> ZoneInfo:
-    """The IANA zone `tz`; `InvalidRequest` naming it when there is no such zone."""
-    try:
-        return ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise InvalidRequest(f"unknown time zone {tz!r}") from exc
-
-
 @dataclass(frozen=True)
 class Spend:
     """Money paid upstream in a window, and the newest ledger id the sum had seen.
@@ -379,25 +287,6 @@ class AlertRecord:
 
 
 _ALERT_COLUMNS: tuple[str, ...] = tuple(item.name for item in fields(AlertRecord))
-
-
-def day_window(day: date, tz: str = "UTC") -> tuple[float, float]:
-    """Epoch seconds of local midnight starting `day` and the next one, in zone `tz`."""
-    local = zone(tz)
-    start = datetime(day.year, day.month, day.day, tzinfo=local)
-    following = day + timedelta(days=1)
-    end = datetime(following.year, following.month, following.day, tzinfo=local)
-    return start.timestamp(), end.timestamp()
-
-
-def month_window(year: int, month: int, tz: str = "UTC") -> tuple[float, float]:
-    """Epoch seconds of local midnight starting the month and the one starting the next."""
-    local = zone(tz)
-    if not 1 <= month <= 12:
-        raise InvalidRequest(f"month must be 1..12, got {month}")
-    start = datetime(year, month, 1, tzinfo=local)
-    following = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=local)
-    return start.timestamp(), following.timestamp()
 
 
 _KIND_SUMS = ", ".join(f"COALESCE(SUM(kind = '{kind}'), 0)" for kind in KINDS)
@@ -508,7 +397,7 @@ class Ledger:
                     f"ledger {self._path} has schema version {version}, newer than this "
                     f"promptcache understands ({SCHEMA_VERSION}): upgrade promptcache"
                 )
-            for number, statements in _MIGRATIONS:
+            for number, statements in MIGRATIONS:
                 if number <= version:
                     continue
                 for statement in statements:

@@ -21,16 +21,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from service.errors import InvalidRequest
-from service.ledger import (
-    GroupBy,
-    Ledger,
-    MaxTokensOpportunity,
-    Totals,
-    day_window,
-    empty_totals,
-    month_window,
-    zone,
-)
+from service.ledger import GroupBy, Ledger, MaxTokensOpportunity, Totals, empty_totals
+from service.periods import day_window, month_window, zone
 from service.pricing import format_usd
 
 PeriodKind = Literal["day", "month"]

@@ -16,7 +16,8 @@ from service.alerts import AlertCenter
 from service.anomaly import AnomalyWatch, cost_anomaly, detect, hit_rate_collapse, run_periodic
 from service.cli import report as report_cmd
 from service.config import AnomalySettings, Settings
-from service.ledger import Activity, Ledger, LedgerRow, day_window
+from service.ledger import Activity, Ledger, LedgerRow
+from service.periods import day_window
 from tests.conftest import FakeClock, make_settings
 from tests.test_alerts import webhook_receiver
 from tests.test_reports import row

@@ -22,14 +22,8 @@ from hypothesis import strategies as st
 
 from service.cli import report
 from service.errors import InvalidRequest, StorageError
-from service.ledger import (
-    GROUP_COLUMNS,
-    KINDS,
-    SCHEMA_VERSION,
-    Ledger,
-    LedgerRow,
-    day_window,
-)
+from service.ledger import GROUP_COLUMNS, KINDS, SCHEMA_VERSION, Ledger, LedgerRow
+from service.periods import day_window
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -27,7 +27,8 @@ from service.anomaly import AnomalyWatch
 from service.cli.common import add_common, settings_from
 from service.config import Settings
 from service.errors import PromptCacheError
-from service.ledger import AlertRecord, Ledger, zone
+from service.ledger import AlertRecord, Ledger
+from service.periods import zone
 from service.reports import (
     build_report,
     day_period,
