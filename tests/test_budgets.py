@@ -25,7 +25,7 @@ from service.config import AlertSettings, Settings
 from service.errors import ConfigError, RateLimited
 from service.ledger import Ledger, LedgerRow
 from service.pricing import CacheTtl, Usage, load_prices
-from service.standin import count_input_tokens
+from service.standin_wire import count_input_tokens
 from tests.conftest import FakeClock, make_settings
 from tests.servers import running
 

@@ -17,7 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.standin import StandinState, build_message, count_input_tokens, stream_events
+from service.standin import StandinState, build_message
+from service.standin_wire import count_input_tokens, stream_events
 from tests.standin_server import RunningStandin, running_standin
 
 MODEL = "claude-haiku-4-5"

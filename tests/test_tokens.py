@@ -28,7 +28,8 @@ from service.api.count_tokens_routes import router as count_tokens_router
 from service.api.errors import install_error_handlers
 from service.config import Settings
 from service.router import Router
-from service.standin import StandinState, count_input_tokens
+from service.standin import StandinState
+from service.standin_wire import count_input_tokens
 from service.tokens import (
     CLAUDE_3,
     CLAUDE_47,
