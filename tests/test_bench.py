@@ -198,3 +198,22 @@ def test_logistic_fit_recovers_known_weights() -> None:
     assert bias == pytest.approx(0.5, abs=0.15)
     assert auc(x[:, 0], y) > 0.75
     assert auc(np.zeros(4000), y) == pytest.approx(0.5)
+
+
+def test_an_identical_prompt_on_a_non_duplicate_is_not_a_false_hit() -> None:
+    """PAWS-X style: `b` is word for word another pair's `a`; serving that entry is right."""
+    from benchmarks.hitrate import Probe, Tally
+    from service.policy import Query
+
+    def probe(duplicate: bool) -> Probe:
+        miss = Miss("unused")
+        return Probe(0, 1, duplicate, Query("f", "n", "q"), None, (), miss, 0.0)
+
+    tally = Tally(0.95)
+    tally.add(probe(False), Hit(7, "exact", 1.0, "identical request"), 1.0)
+    tally.add(probe(False), Hit(7, "semantic", 0.99, "similarity"), 1.0)
+    tally.add(probe(True), Hit(1, "semantic", 0.99, "similarity"), 1.0)
+    assert (tally.identical_hits, tally.false_hits, tally.right_hits) == (1, 1, 1)
+    assert tally.hits == 3 and tally.exact_hits == 1
+    assert tally.false_hit_rate == pytest.approx(1 / 2)
+    assert tally.precision == pytest.approx(2 / 3)
