@@ -10,7 +10,8 @@ store first (the truth) and the index second, so a crash between the two leaves 
 that is repaired from the store at the next start. The index file is saved on a schedule and
 at close, not on every write.
 
-All methods are blocking and thread-safe; the HTTP layer calls them from worker threads.
+All methods are blocking and thread-safe; the HTTP layer calls them from worker threads,
+except `lookup_exact`, which is cheap enough for the event loop (memory and one store read).
 """
 
 from __future__ import annotations
@@ -105,6 +106,10 @@ class CacheStats:
         return (self.hits_exact + self.hits_semantic) / lookups if lookups else 0.0
 
 
+def _query(keys: CacheKeys) -> Query:
+    return Query(keys.fingerprint, keys.namespace, keys.semantic_text, keys.max_tokens)
+
+
 def facts_of(entry: Entry) -> EntryFacts:
     """The policy's view of a stored entry (the benchmarks use the same view)."""
     return EntryFacts(
@@ -146,6 +151,7 @@ class SemanticCache:
         self._last_used: dict[int, float] = {}
         self._bytes = 0
         self._counters: dict[str, Counter[str]] = {}
+        self._counters_lock = threading.Lock()
         self._changes_since_save = 0
         self.degraded_lookups = 0
         self.semantic_block: str | None = None
@@ -243,37 +249,67 @@ class SemanticCache:
             script_min_similarity=self._script_floors,
         )
 
-    def _count(self, tenant: str, kind: str) -> None:
-        with self._lock:
-            self._counters.setdefault(tenant, Counter())[kind] += 1
-
-    def lookup(self, keys: CacheKeys, options: LookupOptions) -> LookupResult:
-        """Exact first (no embedding), then by meaning within the same context."""
-        result = self._lookup(keys, options)
+    def _counted(self, tenant: str, result: LookupResult) -> LookupResult:
         decision = result.decision
         kind = "miss"
         if isinstance(decision, Hit):
             kind = f"hit-{decision.kind}"
         elif isinstance(decision, Bypass):
             kind = "bypass"
-        self._count(keys.tenant, kind)
+        # Its own lock, not the writers': the event loop counts exact hits (`lookup_exact`)
+        # and must not wait behind an index save or an eviction.
+        with self._counters_lock:
+            self._counters.setdefault(tenant, Counter())[kind] += 1
         logger.debug("lookup %s: %s", kind, getattr(decision, "reason", ""))
         return result
 
-    def _lookup(self, keys: CacheKeys, options: LookupOptions) -> LookupResult:
+    def lookup(self, keys: CacheKeys, options: LookupOptions) -> LookupResult:
+        """Exact first (no embedding), then by meaning within the same context."""
+        result = self.lookup_exact(keys, options)
+        if result is not None:
+            return result
+        return self._counted(keys.tenant, self._lookup(keys, options))
+
+    def lookup_exact(self, keys: CacheKeys, options: LookupOptions) -> LookupResult | None:
+        """The exact hit alone, counted as `lookup` counts it; None: ask `lookup`.
+
+        Memory and one store read, no embedding and no writers' lock, so the HTTP layer
+        calls it on the event loop and saves a thread hop on the cheapest hit. An entry
+        missing from the store is left to `lookup`, which forgets it under the lock.
+        """
         now = self._clock()
-        query = Query(keys.fingerprint, keys.namespace, keys.semantic_text, keys.max_tokens)
-        exact_reason = ""
+        decision = self._exact_decision(keys, options, now)
+        if not isinstance(decision, Hit):
+            return None
+        entry = self._store.get(decision.entry_id)
+        if entry is None:
+            return None
+        self._last_used[decision.entry_id] = now
+        return self._counted(keys.tenant, LookupResult(decision, entry))
+
+    def _exact_decision(
+        self, keys: CacheKeys, options: LookupOptions, now: float
+    ) -> Decision | None:
+        """The policy's word on the entry under this exact key; None: there is none."""
         entry_id = self._by_exact.get(keys.exact_key)
         row = self._rows.get(entry_id) if entry_id is not None else None
-        if row is not None:
-            decision = decide_exact(row.facts, query, options, now)
-            if isinstance(decision, Hit):
-                entry = self._read(decision.entry_id)
-                if entry is not None:
-                    return LookupResult(decision, entry)
-            else:
-                exact_reason = f"{decision.reason}; " if isinstance(decision, Miss) else ""
+        if row is None:
+            return None
+        return decide_exact(row.facts, _query(keys), options, now)
+
+    def _lookup(self, keys: CacheKeys, options: LookupOptions) -> LookupResult:
+        """Everything after `lookup_exact` found no servable exact hit."""
+        now = self._clock()
+        query = _query(keys)
+        exact_reason = ""
+        decision = self._exact_decision(keys, options, now)
+        if isinstance(decision, Hit):
+            # `lookup_exact` found the entry gone from the store (or it was replaced since).
+            entry = self._read(decision.entry_id)
+            if entry is not None:
+                return LookupResult(decision, entry)
+        elif isinstance(decision, Miss):
+            exact_reason = f"{decision.reason}; "
         bypass = precheck_semantic(query, options)
         if bypass is not None:
             return LookupResult(bypass)
@@ -490,14 +526,15 @@ class SemanticCache:
 
     def stats(self, tenant: str | None = None) -> CacheStats:
         with self._lock:
+            with self._counters_lock:
+                if tenant is None:
+                    counts: Counter[str] = sum(self._counters.values(), Counter())
+                else:
+                    counts = Counter(self._counters.get(tenant, Counter()))
             if tenant is None:
-                counts: Counter[str] = Counter()
-                for counter in self._counters.values():
-                    counts.update(counter)
                 entries = len(self._rows)
                 size = self._bytes
             else:
-                counts = Counter(self._counters.get(tenant, Counter()))
                 rows = [r for r in self._rows.values() if r.tenant == tenant]
                 entries, size = len(rows), sum(r.size for r in rows)
             return CacheStats(

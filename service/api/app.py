@@ -11,21 +11,21 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import Response
 
 from embeddings.base import Embedder
 from service.alerts import AlertCenter, alert_json
 from service.anomaly import AnomalyWatch, run_periodic
 from service.api.auth import KeyRing
 from service.api.batch_routes import install_batches
+from service.api.body_limit import BodyLimit
 from service.api.cache_routes import router as cache_router
 from service.api.count_tokens_routes import router as count_tokens_router
-from service.api.errors import error_response, install_error_handlers
+from service.api.errors import install_error_handlers
 from service.api.messages_routes import router as messages_router
 from service.api.ops_routes import router as ops_router
 from service.api.state import AppState
@@ -125,21 +125,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-
-    @app.middleware("http")
-    async def limit_body(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > settings.server.max_body_bytes:
-            return error_response(
-                413,
-                "request_too_large",
-                f"request body of {int(length):,} bytes exceeds the limit of "
-                f"{settings.server.max_body_bytes:,} (server.max_body_bytes)",
-            )
-        return await call_next(request)
-
+    app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
     app.include_router(cache_router)
     app.include_router(count_tokens_router)
     app.include_router(messages_router)

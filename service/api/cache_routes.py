@@ -1,7 +1,8 @@
 """The cache-native HTTP API (DESIGN §6): lookup, store, read, delete, invalidate, stats.
 
 Handlers validate, authenticate, build `CacheKeys` and call `SemanticCache` in a worker
-thread (embedding, FAISS and diskcache all block). They map policy results to the wire:
+thread (embedding, FAISS and diskcache all block), except an exact hit, which `lookup` serves
+inline (one in-memory check and one small store read). They map policy results to the wire:
 `Bypass` with code `model-changed` becomes a 409 that names the fix; other bypasses are
 misses with their reason.
 """
@@ -73,7 +74,11 @@ async def lookup(body: LookupBody, request: Request) -> JSONBytes:
     principal = state.keyring.authenticate(request)
     keys = _keys_for(body, body.model or state.settings.cache.default_model, principal, state)
     options = state.lookup_options(min_similarity=body.min_similarity, max_age=body.max_age)
-    result = await run_in_threadpool(state.cache.lookup, keys, options)
+    # An exact hit is a dict lookup and one store read: served inline, it skips the thread
+    # hop that would cost more than the lookup itself. Everything else may embed: a thread.
+    result = state.cache.lookup_exact(keys, options)
+    if result is None:
+        result = await run_in_threadpool(state.cache.lookup, keys, options)
     decision = result.decision
     if isinstance(decision, Bypass) and decision.code == "model-changed":
         raise Conflict(decision.reason)
