@@ -41,7 +41,8 @@ import math
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import astuple, dataclass, fields
 from datetime import date
 from pathlib import Path
@@ -329,6 +330,8 @@ class Ledger:
         self._busy_timeout_ms = int(busy_timeout_s * 1000)
         self._local = threading.local()
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._in_use = 0
         self._connections: list[sqlite3.Connection] = []
         self._closed = False
         try:
@@ -352,12 +355,32 @@ class Ledger:
         self.close()
 
     def close(self) -> None:
-        """Close every thread's connection; the ledger cannot be used afterwards."""
-        with self._lock:
+        """Close every thread's connection; the ledger cannot be used afterwards.
+
+        Waits for statements running in other threads (the alert worker writing a delivery)
+        to finish first: closing an sqlite3 connection under a running statement crashed the
+        process. Statements are short; the wait is bounded by the busy timeout.
+        """
+        with self._idle:
             self._closed = True
+            self._idle.wait_for(lambda: self._in_use == 0, self._busy_timeout_ms / 1000 + 1)
             connections, self._connections = self._connections, []
         for conn in connections:
             conn.close()
+
+    @contextmanager
+    def _using(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection, counted as in use so that `close` waits for it."""
+        with self._idle:
+            if self._closed:
+                raise StorageError(f"ledger {self._path} is closed")
+            self._in_use += 1
+        try:
+            yield self._conn()
+        finally:
+            with self._idle:
+                self._in_use -= 1
+                self._idle.notify_all()
 
     def _conn(self) -> sqlite3.Connection:
         if self._closed:
@@ -421,7 +444,8 @@ class Ledger:
     def record(self, row: LedgerRow) -> int:
         """Append one row in its own transaction; returns its id."""
         try:
-            cursor = self._conn().execute(_INSERT, astuple(row))
+            with self._using() as conn:
+                cursor = conn.execute(_INSERT, astuple(row))
         except sqlite3.Error as exc:
             raise StorageError(f"cannot write ledger {self._path}: {exc}") from exc
         return cursor.lastrowid or 0
@@ -429,16 +453,16 @@ class Ledger:
     def record_many(self, rows: Iterable[LedgerRow]) -> int:
         """Append rows in one transaction (all or none); returns how many."""
         values = [astuple(row) for row in rows]
-        conn = self._conn()
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany(_INSERT, values)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+            with self._using() as conn:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.executemany(_INSERT, values)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
         except sqlite3.Error as exc:
             raise StorageError(f"cannot write ledger {self._path}: {exc}") from exc
         return len(values)
@@ -447,7 +471,8 @@ class Ledger:
 
     def _query(self, sql: str, params: Sequence[Any]) -> list[Any]:
         try:
-            return self._conn().execute(sql, params).fetchall()
+            with self._using() as conn:
+                return conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise StorageError(f"cannot read ledger {self._path}: {exc}") from exc
 
@@ -624,11 +649,12 @@ class Ledger:
     ) -> AlertRecord | None:
         """Store a new alert; None when one with the same (kind, scope, period, subject) exists."""
         try:
-            cursor = self._conn().execute(
-                "INSERT OR IGNORE INTO alerts (kind, scope, period, subject, message, value, "
-                "threshold, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (kind, scope, period, subject, message, value, threshold, created_at),
-            )
+            with self._using() as conn:
+                cursor = conn.execute(
+                    "INSERT OR IGNORE INTO alerts (kind, scope, period, subject, message, value, "
+                    "threshold, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (kind, scope, period, subject, message, value, threshold, created_at),
+                )
         except sqlite3.Error as exc:
             raise StorageError(f"cannot write alert to ledger {self._path}: {exc}") from exc
         if cursor.rowcount == 0:
@@ -663,11 +689,12 @@ class Ledger:
     ) -> None:
         """Record how delivering an alert to the webhooks went."""
         try:
-            self._conn().execute(
-                "UPDATE alerts SET delivered_at = ?, delivery_attempts = ?, delivery_error = ? "
-                "WHERE id = ?",
-                (delivered_at, attempts, error, alert_id),
-            )
+            with self._using() as conn:
+                conn.execute(
+                    "UPDATE alerts SET delivered_at = ?, delivery_attempts = ?, delivery_error = ? "
+                    "WHERE id = ?",
+                    (delivered_at, attempts, error, alert_id),
+                )
         except sqlite3.Error as exc:
             raise StorageError(f"cannot write alert to ledger {self._path}: {exc}") from exc
 

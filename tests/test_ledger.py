@@ -669,3 +669,34 @@ def test_report_rejects_a_malformed_day(clean_env: None) -> None:
     with pytest.raises(SystemExit) as info:
         parse("report", "--day", "10/03/2026")
     assert info.value.code == 2
+
+
+def test_close_while_other_threads_write_neither_crashes_nor_loses_rows(tmp_path: Path) -> None:
+    """Closing under a running statement used to kill the process (segfault in sqlite3)."""
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    written = [0] * 4
+    outcome: list[str] = []
+    started = threading.Barrier(len(written) + 1)
+
+    def writer(slot: int) -> None:
+        started.wait()
+        try:
+            while True:
+                ledger.record(make_row())
+                written[slot] += 1
+                ledger.totals(0, 2e9)
+        except StorageError as exc:
+            outcome.append(str(exc))
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(len(written))]
+    for thread in threads:
+        thread.start()
+    started.wait()
+    while sum(written) < 40:
+        threading.Event().wait(0.005)
+    ledger.close()
+    for thread in threads:
+        thread.join(10)
+    assert all("is closed" in message for message in outcome) and len(outcome) == 4
+    with Ledger(tmp_path / "ledger.sqlite3") as reopened:
+        assert reopened.totals(0, 2e9).requests == sum(written)
