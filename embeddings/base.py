@@ -39,6 +39,20 @@ class Embedder(Protocol):
         ...
 
 
+@runtime_checkable
+class RoutingEmbedder(Embedder, Protocol):
+    """An embedder that sends some texts to a second model (embeddings/routed.py).
+
+    Similarities from the two models are not on one scale, so the policy needs to know which
+    texts went to the second one to apply that model's floor. Wrappers (a memo, a counter)
+    forward `uses_fallback` when what they wrap has it.
+    """
+
+    def uses_fallback(self, text: str) -> bool:
+        """True: `text` is embedded by the second model."""
+        ...
+
+
 def normalize_rows(vectors: npt.NDArray[np.floating]) -> Vectors:
     """Scale each row to unit length; an all-zero row stays zero rather than becoming NaN."""
     out = np.asarray(vectors, dtype=np.float32)

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from embeddings.base import Embedder
+from embeddings.base import Embedder, RoutingEmbedder
 from embeddings.batcher import MicroBatcher
 from service.config import Settings
 from service.errors import Conflict
@@ -39,6 +39,7 @@ from service.policy import (
     Bypass,
     Decision,
     EntryFacts,
+    FallbackRoute,
     Hit,
     LookupOptions,
     Miss,
@@ -159,6 +160,11 @@ class SemanticCache:
             settings.policy.verifier, min_score=settings.policy.verifier_min_score
         )
         self._script_floors = tuple(sorted(settings.policy.script_min_similarity.items()))
+        self._fallback = (
+            FallbackRoute(embedder.uses_fallback, settings.cache.fallback_min_similarity)
+            if isinstance(embedder, RoutingEmbedder)
+            else None
+        )
         self._load()
 
     # -- start-up -------------------------------------------------------------------------
@@ -247,6 +253,7 @@ class SemanticCache:
             semantic_off_reason=semantic_off_reason,
             verifier=self._verifier,
             script_min_similarity=self._script_floors,
+            fallback=self._fallback,
         )
 
     def _counted(self, tenant: str, result: LookupResult) -> LookupResult:

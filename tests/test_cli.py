@@ -7,14 +7,17 @@ from pathlib import Path
 
 import pytest
 
+from embeddings.base import Embedder
+from embeddings.routed import RoutedEmbedder
 from service.cache import SemanticCache
 from service.cli.main import main
 from service.datadir import DataDirLock
 from service.keys import prompt_keys
-from tests.conftest import CountingEmbedder, make_settings
+from tests.conftest import make_settings
 
 
-def seed(data_dir: Path, embedder: CountingEmbedder) -> None:
+def seed(data_dir: Path, embedder: Embedder) -> None:
+    """Entries written as the CLI's default settings would (the routed embedder)."""
     cache = SemanticCache(make_settings(data_dir), embedder)
     for text, tag in (("How do I reset my password?", "auth"), ("Where is my invoice?", "billing")):
         keys = prompt_keys([{"role": "user", "content": text}], model="m", tenant="default")
@@ -23,10 +26,10 @@ def seed(data_dir: Path, embedder: CountingEmbedder) -> None:
 
 
 def test_index_check_stats_rebuild_and_invalidate(
-    tmp_path: Path, embedder: CountingEmbedder, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, routed: RoutedEmbedder, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = tmp_path / "data"
-    seed(data, embedder)
+    seed(data, routed)
     assert main(["index", "check", "--data-dir", str(data)]) == 0
     assert "ok: 2 entries" in capsys.readouterr().out
     assert main(["index", "stats", "--json", "--data-dir", str(data)]) == 0
@@ -45,10 +48,10 @@ def test_index_check_stats_rebuild_and_invalidate(
 
 
 def test_errors_are_one_line_and_non_zero(
-    tmp_path: Path, embedder: CountingEmbedder, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, routed: RoutedEmbedder, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = tmp_path / "data"
-    seed(data, embedder)
+    seed(data, routed)
     assert main(["invalidate", "--data-dir", str(data)]) == 1
     assert capsys.readouterr().err.strip() == (
         "promptcache: give at least one filter, or --all to remove every entry"

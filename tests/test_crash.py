@@ -10,9 +10,10 @@ import textwrap
 import time
 from pathlib import Path
 
+from embeddings.routed import RoutedEmbedder
 from service.maintenance import check_data_dir, rebuild
 from service.store import EntryStore
-from tests.conftest import CountingEmbedder, make_settings
+from tests.conftest import make_settings
 
 WRITER = textwrap.dedent(
     """
@@ -38,7 +39,7 @@ WRITER = textwrap.dedent(
 
 
 def test_sigkill_while_writing_leaves_a_consistent_or_rebuildable_data_dir(
-    tmp_path: Path, embedder: CountingEmbedder
+    tmp_path: Path, routed: RoutedEmbedder
 ) -> None:
     data_dir = tmp_path / "data"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
@@ -72,13 +73,13 @@ def test_sigkill_while_writing_leaves_a_consistent_or_rebuildable_data_dir(
         store.close()
     assert raw_count == len(entries) >= written  # every stored value decodes: none half-written
     for entry in entries:
-        assert entry.embedding is not None and entry.embedding.shape == (embedder.dim,)
+        assert entry.embedding is not None and entry.embedding.shape == (routed.dim,)
         assert isinstance(entry.response, dict) and entry.semantic_text
 
     settings = make_settings(data_dir)
-    report = check_data_dir(settings, embedder.model_id)
+    report = check_data_dir(settings, routed.model_id)
     if not report.consistent:
-        rebuild(settings, embedder, reembed=False)
-        report = check_data_dir(settings, embedder.model_id)
+        rebuild(settings, routed, reembed=False)
+        report = check_data_dir(settings, routed.model_id)
     assert report.consistent, report.problems
     assert report.index_entries == len(entries)

@@ -105,6 +105,28 @@ REFUSE: dict[str, list[Pair]] = {
         ("고양이가 강아지를 쫓는 이유", "강아지가 고양이를 쫓는 이유"),
         ("한국어보다 영어가 어려운가요?", "영어보다 한국어가 어려운가요?"),
     ],
+    "word_order": [
+        (
+            "2019년에 김민수가 회장이고 이지은이 부회장이었다",
+            "2019년에 이지은이 회장이고 김민수가 부회장이었다",
+        ),
+        ("그는 런던에서 태어나 파리에서 사망했다", "그는 파리에서 태어나 런던에서 사망했다"),
+        ("아버지는 의사이고 어머니는 교사입니다", "아버지는 교사이고 어머니는 의사입니다"),
+        ("1층은 카페, 2층은 서점입니다", "1층은 서점, 2층은 카페입니다"),
+        (
+            "React로 프런트엔드를, Django로 백엔드를 만들었어요",
+            "Django로 프런트엔드를, React로 백엔드를 만들었어요",
+        ),
+        (
+            "Python 팀장은 민지이고 Java 팀장은 준호입니다",
+            "Python 팀장은 준호이고 Java 팀장은 민지입니다",
+        ),
+        (
+            "첫 경기는 한국이 이겼고 두 번째 경기는 일본이 이겼다",
+            "첫 경기는 일본이 이겼고 두 번째 경기는 한국이 이겼다",
+        ),
+        ("Anna Berg가 편집장이며 Tom Kole가 감독이다", "Tom Kole가 편집장이며 Anna Berg가 감독"),
+    ],
 }
 
 PASS: dict[str, list[Pair]] = {
@@ -188,6 +210,17 @@ PASS: dict[str, list[Pair]] = {
         ("서울에서 부산까지 가는 방법", "부산까지 서울에서 가는 방법"),
         ("고양이가 강아지를 쫓는 이유", "강아지를 고양이가 쫓는 이유"),
         ("엑셀을 PDF로 변환하는 방법", "PDF로 엑셀 파일을 변환하려면?"),
+    ],
+    "word_order": [
+        ("커피를 하루에 몇 잔까지 마셔도 괜찮나요?", "하루에 커피 몇 잔까지 마셔도 돼요?"),
+        ("주말에 서울에서 할 만한 것", "서울에서 주말에 할 거리 추천"),
+        ("부산 해운대 근처 맛집 추천해 줘", "부산 해운대 근처에 있는 맛집 알려줘"),
+        ("파이썬에서 리스트를 정렬하는 방법", "파이썬 리스트는 어떻게 정렬하나요?"),
+        ("이메일을 정중하게 거절하는 방법", "정중하게 이메일 거절하는 법"),
+        ("오늘 서울 날씨 알려줘", "서울 오늘 날씨 알려줘"),
+        ("고양이에게 우유를 줘도 되나요?", "고양이한테 우유 줘도 돼요?"),
+        ("Cheap flights from Seoul to Tokyo", "Cheap flights to Tokyo from Seoul"),
+        ("Difference between TCP and UDP", "Difference between UDP and TCP"),
     ],
 }
 
@@ -284,6 +317,20 @@ def test_case_punctuation_and_spacing_do_not_matter(name: str, cached: str, new:
     assert GUARDS[name](cached, new.lower().rstrip("?.!")).passed
     if name != "entities":  # ALL-CAPS text turns off the capital-letter rules, by design
         assert GUARDS[name](cached, shouted).passed
+
+
+# Paraphrases the word-order guard refuses, by design (see its docstring): a phrase moved
+# over more than one word. Listed so that the cost stays visible; docs/benchmarks.md measures it.
+WORD_ORDER_COSTS: list[Pair] = [
+    ("3일 동안 제주도 여행 일정 짜줘", "제주도 3일 여행 일정을 만들어 주세요"),
+    ("이 약은 임산부가 먹어도 되나요?", "임산부가 이 약을 복용해도 괜찮나요?"),
+    ("부산 해운대 근처 맛집 추천해 줘", "해운대 근처 부산 맛집 알려줘"),
+]
+
+
+@pytest.mark.parametrize(("cached", "new"), WORD_ORDER_COSTS)
+def test_word_order_refuses_a_phrase_moved_over_two_words(cached: str, new: str) -> None:
+    assert not GUARDS["word_order"](cached, new).passed
 
 
 def test_combined_paraphrases_pass_all_guards() -> None:

