@@ -22,19 +22,21 @@ from service.verifier import Verifier
 
 @dataclass(frozen=True)
 class Choice:
-    min_similarity: float
+    min_similarity: float  # the value of `setting`
     verifier_min_score: float | None
     tally: Tally
+    setting: str = "min_similarity"
 
     def config_lines(self) -> list[str]:
-        lines = ["[cache]", f"min_similarity = {self.min_similarity:.4g}"]
+        lines = ["[cache]", f"{self.setting} = {self.min_similarity:.4g}"]
         if self.verifier_min_score is not None:
             lines += ["", "[policy]", f"verifier_min_score = {self.verifier_min_score:.4g}"]
         return lines
 
 
 def default_grid() -> list[float]:
-    return [round(float(x), 4) for x in np.arange(0.80, 0.99001, 0.0025)]
+    # Up to 0.995: multilingual-e5-small's cosines crowd near 1.
+    return [round(float(x), 4) for x in np.arange(0.80, 0.99501, 0.0025)]
 
 
 def calibrate(
@@ -58,7 +60,8 @@ def calibrate(
         # Descending: false hits only grow as the threshold falls, so the first setting over
         # the bound ends this column (and the cheap, strict settings are evaluated first).
         for threshold in reversed(grid):
-            choice = Choice(threshold, score, evaluate(probes, variant, threshold))
+            tally = evaluate(probes, variant, threshold)
+            choice = Choice(threshold, score, tally, policy.setting)
             evaluated.append(choice)
             upper = choice.tally.false_hit_upper
             if upper is not None and upper > max_false_hit_rate:

@@ -112,7 +112,12 @@ class MemoEmbedder:
 
 @dataclass(frozen=True)
 class Policy:
-    """One way of deciding, evaluated at every `min_similarity` of a sweep."""
+    """One way of deciding, evaluated at every value of a sweep.
+
+    The sweep moves `min_similarity`, or with `sweeps_fallback` the floor of the text the
+    routed embedder sends to its second model (`cache.fallback_min_similarity`), with the
+    per-script floors lifted so that they do not mask it: how that floor is calibrated.
+    """
 
     name: str
     description: str
@@ -121,8 +126,28 @@ class Policy:
     top_k: int
     script_min_similarity: tuple[tuple[str, float], ...] = ()
     respect_scripts: bool = True  # False: compare every script (the plain-cosine reference)
+    sweeps_fallback: bool = False
 
-    def options(self, base: LookupOptions, min_similarity: float) -> LookupOptions:
+    @property
+    def setting(self) -> str:
+        """The config key the sweep moves."""
+        return "fallback_min_similarity" if self.sweeps_fallback else "min_similarity"
+
+    def configured_value(self, base: LookupOptions) -> float:
+        if self.sweeps_fallback and base.fallback is not None:
+            return base.fallback.min_similarity
+        return base.min_similarity
+
+    def options(self, base: LookupOptions, value: float) -> LookupOptions:
+        if self.sweeps_fallback and base.fallback is not None and self.respect_scripts:
+            return replace(
+                self._options(base, base.min_similarity),
+                fallback=replace(base.fallback, min_similarity=value),
+                script_min_similarity=(),
+            )
+        return self._options(base, value)
+
+    def _options(self, base: LookupOptions, min_similarity: float) -> LookupOptions:
         return replace(
             base,
             min_similarity=min_similarity,
@@ -407,7 +432,7 @@ def sweep(
 
 def consistency(probes: ProbeSet, policy: Policy) -> dict[str, int]:
     """How many sweep decisions at the configured options differ from the real lookups."""
-    options = policy.options(probes.base, probes.base.min_similarity)
+    options = policy.options(probes.base, policy.configured_value(probes.base))
     mismatches = sum(
         not same_decision(decide(p, options, policy.top_k, probes.now), p.real)
         for p in probes.probes
@@ -490,6 +515,10 @@ def hitrate_result(
         "model": probes.model_id,
         "configured": {
             "min_similarity": probes.base.min_similarity,
+            "fallback_min_similarity": None
+            if probes.base.fallback is None
+            else probes.base.fallback.min_similarity,
+            "sweep": shipped.setting,
             "guards": list(probes.base.guards),
             "verifier": None if probes.base.verifier is None else probes.base.verifier.to_json(),
             "script_min_similarity": dict(probes.base.script_min_similarity),

@@ -10,7 +10,9 @@ Figures (medians; all traffic on 127.0.0.1; every loop bounded by `requests`):
 3. 16 concurrent semantic lookups, micro-batching on vs off (`batch_max_size=1`): throughput;
 4. process start (`promptcache serve`) to the first semantic hit, vs `python -c "import torch"`;
 5. search at `big_entries` vs `entries` random unit vectors in `index.FaissIndex` (flat and
-   HNSW): p50 ratio, recall@1 against exact search, memory.
+   HNSW): p50 ratio, recall@1 against exact search, memory;
+6. each embedding model alone, side by side: one-prompt latency and batched throughput
+   (`benchmarks/embedder_speed.py`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from benchmarks.embedder_speed import embedder_figures, embedder_markdown
 from benchmarks.hitrate import MemoEmbedder
 from embeddings.base import Embedder, normalize_rows
 from service.config import Settings
@@ -356,6 +359,7 @@ def run_perf_suite(
 
     embedder = build_embedder(settings.embedding)
     result: dict[str, Any] = {"environment": environment, "model": embedder.model_id}
+    result["embedders"] = embedder_figures(embedder, max(20, requests // 5))
     result["http"] = http_figures(settings, embedder, entries, requests)
     result["startup"] = startup_figure(settings, embedder)
     result["scale"] = scale_figure(embedder.dim, entries, big_entries, min(requests, 200))
@@ -414,4 +418,6 @@ def perf_markdown(result: dict[str, Any]) -> str:
         f"| first answer of any kind {start['start_to_first_response_s']:.1f} s; "
         f"`python -c 'import torch'` alone {start['python_import_torch_s']:.1f} s |"
     )
-    return "\n".join(lines) + "\n"
+    lines += ["", "Embedders side by side (the same prompts, in turn):", ""]
+    lines.append(embedder_markdown(result["embedders"]))
+    return "\n".join(lines)

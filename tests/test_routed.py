@@ -9,6 +9,7 @@ before `rebuild --reembed`.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from service.policy import Bypass, Hit, LookupOptions, Miss
 from tests.conftest import make_settings
 from tests.test_multilingual import LEFT_TO_GUARDS, PARAPHRASES, SEPARATED
 
+BENCH_PAIRS = Path(__file__).parent / "data" / "bench_pairs.jsonl"
 EN = "How do I reset my password?"
 EN_PARAPHRASE = "How can I reset my password?"
 KO = "비밀번호를 잊어버렸는데 어떻게 재설정하나요?"
@@ -158,3 +160,33 @@ def test_switching_to_the_routed_embedder_needs_a_reembed(
             assert isinstance(decision, Hit) and decision.kind == "semantic", (text, decision)
     finally:
         after.close()
+
+
+def test_bench_sweeps_the_fallback_floor_as_the_server_decides(
+    tmp_path: Path, routed: RoutedEmbedder
+) -> None:
+    """tests/data/bench_pairs.jsonl (see tests/test_bench.py), Korean group E by e5 cosine:
+    엑셀 0.985, 비밀번호 0.978, 파이썬 0.977, 서울 0.968 (paraphrases), one verbatim repeat,
+    and 오늘 서울 vs 내일 부산 0.913 (a non-duplicate the dates guard refuses)."""
+    from benchmarks.calibrate import calibrate
+    from benchmarks.datasets import load_pairs
+    from benchmarks.hitrate import collect_probes, configured_policy, consistency, evaluate
+
+    settings = make_settings(tmp_path / "bench")
+    probes = collect_probes(settings, routed, load_pairs(BENCH_PAIRS))
+    assert probes.base.fallback is not None
+    shipped = configured_policy(settings, probes.base)
+    swept = replace(shipped, sweeps_fallback=True)
+    for policy in (shipped, swept):
+        assert consistency(probes, policy)["mismatches"] == 0
+    # English: groups A and B (12); Korean: the verbatim repeat and 엑셀 at 0.98.
+    configured = evaluate(probes, shipped, settings.cache.min_similarity)
+    assert (configured.right_hits, configured.false_hits, configured.bypasses) == (14, 0, 0)
+    counts = {
+        floor: (tally.right_hits, tally.false_hits)
+        for floor in (0.98, 0.975, 0.96, 0.90)
+        if (tally := evaluate(probes, swept, floor))
+    }
+    assert counts == {0.98: (14, 0), 0.975: (16, 0), 0.96: (17, 0), 0.90: (17, 0)}
+    choice, _ = calibrate(probes, swept, 0.5)
+    assert choice is not None and choice.config_lines()[1].startswith("fallback_min_similarity")

@@ -7,14 +7,16 @@ measure is what the server would decide; the work itself lives in the `benchmark
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from service.cli.common import add_common, settings_from
+from service.errors import InvalidRequest
 
 if TYPE_CHECKING:
     from benchmarks.datasets import Dataset
-    from benchmarks.hitrate import ProbeSet
+    from benchmarks.hitrate import Policy, ProbeSet
     from service.config import Settings
 
 
@@ -85,6 +87,24 @@ def _dataset_args(parser: argparse.ArgumentParser) -> None:
     add_common(parser)
     parser.add_argument("--dataset", type=Path, required=True, help="pairs JSONL (DESIGN §8)")
     parser.add_argument("--limit", type=int, help="use only the first N pairs")
+    parser.add_argument(
+        "--sweep",
+        choices=("min_similarity", "fallback_min_similarity"),
+        default="min_similarity",
+        help="the setting to sweep: fallback_min_similarity is the floor of text the routed "
+        "embedder sends to its second model (Korean with the default)",
+    )
+
+
+def _swept(policy: Policy, args: argparse.Namespace, probes: ProbeSet) -> Policy:
+    if args.sweep != "fallback_min_similarity":
+        return policy
+    if probes.base.fallback is None:
+        raise InvalidRequest(
+            "--sweep fallback_min_similarity needs a routed embedder: embedding.model must "
+            "leave some script to embedding.fallback_model"
+        )
+    return replace(policy, sweeps_fallback=True)
 
 
 def _probe(args: argparse.Namespace) -> tuple[Settings, Dataset, ProbeSet]:
@@ -109,14 +129,14 @@ def run_hitrate(args: argparse.Namespace) -> int:
     from service.verifier import load_verifier
 
     settings, dataset, probes = _probe(args)
-    shipped = configured_policy(settings, probes.base)
+    shipped = _swept(configured_policy(settings, probes.base), args, probes)
     policies = [shipped]
     if args.baseline:
         policies.append(plain_cosine_policy())
     if args.ablation:
         policies += ablation_policies(shipped, load_verifier("bundled"))
     grid = args.min_similarity or [round(0.80 + 0.02 * i, 2) for i in range(10)]
-    thresholds = sorted({*grid, probes.base.min_similarity})
+    thresholds = sorted({*grid, shipped.configured_value(probes.base)})
     result = hitrate_result(probes, policies, thresholds, report.environment())
     out: Path = args.out
     stem = f"hitrate-{dataset.name}"
@@ -135,7 +155,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     from benchmarks.hitrate import configured_policy
 
     settings, dataset, probes = _probe(args)
-    policy = configured_policy(settings, probes.base)
+    policy = _swept(configured_policy(settings, probes.base), args, probes)
     choice, grid = calibrate(probes, policy, args.max_false_hit_rate)
     if args.out is not None:
         report.write_json(
