@@ -343,6 +343,30 @@ def empty_hub(tmp_path: Path) -> Iterator[Path]:
     assert list(home.iterdir()) == [], "the multilingual model must not touch the hub cache"
 
 
+def _run_offline(script: str, hub: Path) -> dict[str, object]:
+    """Run `script` in a fresh interpreter with no network and an empty hub cache."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(
+            ("HF_", "HUGGINGFACE", "TRANSFORMERS_", "SENTENCE_TRANSFORMERS", "OMP_")
+        )
+    }
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(hub), XDG_CACHE_HOME=str(hub), PYTHONPATH=str(REPO))
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return report
+
+
 def test_loads_offline_with_an_empty_hub_cache(empty_hub: Path) -> None:
     script = (
         "import json, os, sys\n"
@@ -354,34 +378,26 @@ def test_loads_offline_with_an_empty_hub_cache(empty_hub: Path) -> None:
         "    'torch': 'torch' in sys.modules, 'hub': 'huggingface_hub' in sys.modules,\n"
         "    'wait': os.environ.get('OMP_WAIT_POLICY')}))\n"
     )
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(
-            ("HF_", "HUGGINGFACE", "TRANSFORMERS_", "SENTENCE_TRANSFORMERS", "OMP_")
-        )
-    }
-    env.update(
-        HF_HUB_OFFLINE="1",
-        HF_HOME=str(empty_hub),
-        XDG_CACHE_HOME=str(empty_hub),
-        PYTHONPATH=str(REPO),
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert report == {
+    assert _run_offline(script, empty_hub) == {
         "id": MODEL_ID,
         "shape": [1, 384],
         "torch": False,
         "hub": False,
         "wait": "PASSIVE",
     }
+
+
+def test_the_routed_default_loads_offline_with_an_empty_hub_cache(empty_hub: Path) -> None:
+    script = (
+        "import json\n"
+        "from service.config import EmbeddingSettings\n"
+        "from service.embedder_factory import build_embedder\n"
+        "e = build_embedder(EmbeddingSettings())\n"
+        "rows = e.embed(['How do I get a refund?', '환불은 어디에서 신청할 수 있나요?'])\n"
+        "print(json.dumps({'id': e.model_id, 'shape': list(rows.shape),\n"
+        "    'halves': [[bool(r[:384].any()), bool(r[384:].any())] for r in rows]}))\n"
+    )
+    report = _run_offline(script, empty_hub)
+    assert report["shape"] == [2, 768]
+    assert report["halves"] == [[True, False], [False, True]]
+    assert str(report["id"]).startswith("routed[") and MODEL_ID in str(report["id"])
