@@ -49,6 +49,10 @@ class EmbeddingSettings(_Frozen):
     # On 2 cores, more than one embedding thread oversubscribes the machine (measured 20x).
     threads: int = Field(default=1, ge=1, le=64)
     device: str = "cpu"
+    # How the bundled MiniLM runs: "numpy" (embeddings/numpy_minilm.py: the same vectors, no
+    # torch import, so the service starts in about a second) or "sentence-transformers" (the
+    # reference). Every other model always runs on sentence-transformers.
+    backend: Literal["numpy", "sentence-transformers"] = "numpy"
 
 
 class IndexSettings(_Frozen):

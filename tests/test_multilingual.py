@@ -387,17 +387,20 @@ def test_loads_offline_with_an_empty_hub_cache(empty_hub: Path) -> None:
     }
 
 
-def test_the_routed_default_loads_offline_with_an_empty_hub_cache(empty_hub: Path) -> None:
+def test_the_routed_default_loads_offline_without_torch_or_a_hub_cache(empty_hub: Path) -> None:
     script = (
         "import json\n"
         "from service.config import EmbeddingSettings\n"
         "from service.embedder_factory import build_embedder\n"
         "e = build_embedder(EmbeddingSettings())\n"
         "rows = e.embed(['How do I get a refund?', '환불은 어디에서 신청할 수 있나요?'])\n"
+        "import sys, service.api.app\n"
         "print(json.dumps({'id': e.model_id, 'shape': list(rows.shape),\n"
-        "    'halves': [[bool(r[:384].any()), bool(r[384:].any())] for r in rows]}))\n"
+        "    'halves': [[bool(r[:384].any()), bool(r[384:].any())] for r in rows],\n"
+        "    'torch': 'torch' in sys.modules}))\n"
     )
     report = _run_offline(script, empty_hub)
+    assert report["torch"] is False  # the numpy MiniLM: the service starts without torch
     assert report["shape"] == [2, 768]
     assert report["halves"] == [[True, False], [False, True]]
     assert str(report["id"]).startswith("routed[") and MODEL_ID in str(report["id"])
