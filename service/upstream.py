@@ -13,13 +13,14 @@ here into `service.errors`, so no other module knows the SDK's exception classes
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import anthropic
 import httpx2
 
 from service.config import UpstreamSettings
@@ -36,6 +37,9 @@ from service.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+
+if TYPE_CHECKING:
+    import anthropic
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 NO_KEY_MESSAGE = (
@@ -139,6 +143,8 @@ def _upstream_message(exc: anthropic.APIStatusError) -> str:
 
 def translate_error(exc: Exception) -> PromptCacheError:
     """Map an SDK or transport exception to our tree (the caller raises it `from exc`)."""
+    import anthropic
+
     if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException):
         return UpstreamTimeout("the upstream Anthropic API did not answer in time")
     if isinstance(exc, anthropic.APIConnectionError):
@@ -196,23 +202,39 @@ class AnthropicUpstream:
     def __init__(self, settings: UpstreamSettings) -> None:
         self._settings = settings
         self._client: anthropic.AsyncAnthropic | None = None
-        if settings.api_key:
-            self._client = anthropic.AsyncAnthropic(
-                api_key=settings.api_key,
-                base_url=settings.base_url or DEFAULT_BASE_URL,
-                timeout=settings.timeout_seconds,
-                max_retries=settings.max_retries,
-            )
+        self._client_lock = threading.Lock()
 
     @property
     def configured(self) -> bool:
         """Whether an API key is set, i.e. whether misses can be forwarded at all."""
-        return self._client is not None
+        return bool(self._settings.api_key)
 
-    def _require_client(self) -> anthropic.AsyncAnthropic:
-        if self._client is None:
+    def warm(self) -> None:
+        """Build the SDK client now. Importing the SDK takes 1-2 s, longer than the rest of
+        the start, so the app calls this in a worker thread once it serves: cache lookups do
+        not wait for it, and a first miss waits only for what is left of it."""
+        if self.configured:
+            self._build_client()
+
+    def _build_client(self) -> anthropic.AsyncAnthropic:
+        with self._client_lock:
+            if self._client is None:
+                import anthropic
+
+                self._client = anthropic.AsyncAnthropic(
+                    api_key=self._settings.api_key,
+                    base_url=self._settings.base_url or DEFAULT_BASE_URL,
+                    timeout=self._settings.timeout_seconds,
+                    max_retries=self._settings.max_retries,
+                )
+            return self._client
+
+    async def _require_client(self) -> anthropic.AsyncAnthropic:
+        if not self.configured:
             raise UpstreamUnavailable(NO_KEY_MESSAGE)
-        return self._client
+        if self._client is not None:
+            return self._client
+        return await asyncio.to_thread(self._build_client)
 
     @staticmethod
     def _headers(extra_headers: Mapping[str, str] | None) -> dict[str, str]:
@@ -229,7 +251,9 @@ class AnthropicUpstream:
     ) -> httpx2.Response:
         """One call through the SDK's generic request path: its auth, version header,
         timeout, retries and status errors, but our JSON byte for byte both ways."""
-        client = self._require_client()
+        client = await self._require_client()
+        import anthropic
+
         options: anthropic.RequestOptions = {"headers": self._headers(extra_headers)}
         try:
             if method == "GET":
@@ -266,6 +290,8 @@ class AnthropicUpstream:
     ) -> AsyncIterator[StreamEvent]:
         body = {**request, "stream": True}
         response = await self._send("POST", "/v1/messages", body, extra_headers, stream=True)
+        import anthropic  # imported by `_send` already; binds the name here
+
         started = False  # after the first event, every failure is a StreamBroken
         try:
             async for event in _parse_sse(response.aiter_lines()):

@@ -373,3 +373,24 @@ async def test_batches_round_trip(standin: RunningStandin) -> None:
     assert all(r["type"] == "succeeded" for r in by_id.values())
     assert by_id["q1"]["message"]["content"] == direct["content"]
     assert canceled["processing_status"] == "ended"  # cancelling an ended batch changes nothing
+
+
+def test_the_sdk_is_imported_off_the_start_path() -> None:
+    """Importing the app must not import the SDK (1-2 s); `warm` builds the client."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, service.api.app\n"
+        "print('anthropic' in sys.modules)\n"
+        "from service.config import UpstreamSettings\n"
+        "from service.upstream import AnthropicUpstream\n"
+        "u = AnthropicUpstream(UpstreamSettings(api_key='k', base_url='http://127.0.0.1:9'))\n"
+        "u.warm()\n"
+        "print(u._client is not None and u.configured)\n"
+        "print(AnthropicUpstream(UpstreamSettings(api_key=None)).configured)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.split() == ["False", "True", "False"]

@@ -105,6 +105,8 @@ def create_app(
         tasks = [
             asyncio.create_task(_maintenance_loop(cache, settings.cache.purge_interval_seconds)),
             asyncio.create_task(run_periodic(anomaly)),
+            # The SDK's import is the slowest part of a start: not on the way to serving.
+            asyncio.create_task(asyncio.to_thread(upstream.warm)),
         ]
         try:
             yield
