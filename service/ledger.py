@@ -39,10 +39,8 @@ from __future__ import annotations
 
 import math
 import sqlite3
-import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import astuple, dataclass, fields
 from datetime import date
 from pathlib import Path
@@ -51,6 +49,7 @@ from typing import Any, Literal, get_args
 from service.errors import InvalidRequest, StorageError
 from service.ledger_schema import MIGRATIONS, SCHEMA_VERSION
 from service.periods import day_window
+from service.sqlite_threads import ThreadConnections
 
 Kind = Literal["hit-exact", "hit-semantic", "miss", "bypass", "error", "batch"]
 KINDS: tuple[Kind, ...] = get_args(Kind)
@@ -327,16 +326,13 @@ class Ledger:
 
     def __init__(self, path: Path, *, busy_timeout_s: float = 10.0) -> None:
         self._path = Path(path)
-        self._busy_timeout_ms = int(busy_timeout_s * 1000)
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
-        self._in_use = 0
-        self._connections: list[sqlite3.Connection] = []
-        self._closed = False
+        self._db = ThreadConnections(
+            self._path, busy_timeout_ms=int(busy_timeout_s * 1000), what=f"ledger {self._path}"
+        )
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
-            self._migrate(self._conn())
+            with self._db.using() as conn:
+                self._migrate(conn)
         except sqlite3.Error as exc:
             self.close()
             raise StorageError(f"cannot open ledger {self._path}: {exc}") from exc
@@ -355,56 +351,8 @@ class Ledger:
         self.close()
 
     def close(self) -> None:
-        """Close every thread's connection; the ledger cannot be used afterwards.
-
-        Waits for statements running in other threads (the alert worker writing a delivery)
-        to finish first: closing an sqlite3 connection under a running statement crashed the
-        process. Statements are short; the wait is bounded by the busy timeout.
-        """
-        with self._idle:
-            self._closed = True
-            self._idle.wait_for(lambda: self._in_use == 0, self._busy_timeout_ms / 1000 + 1)
-            connections, self._connections = self._connections, []
-        for conn in connections:
-            conn.close()
-
-    @contextmanager
-    def _using(self) -> Iterator[sqlite3.Connection]:
-        """This thread's connection, counted as in use so that `close` waits for it."""
-        with self._idle:
-            if self._closed:
-                raise StorageError(f"ledger {self._path} is closed")
-            self._in_use += 1
-        try:
-            yield self._conn()
-        finally:
-            with self._idle:
-                self._in_use -= 1
-                self._idle.notify_all()
-
-    def _conn(self) -> sqlite3.Connection:
-        if self._closed:
-            raise StorageError(f"ledger {self._path} is closed")
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None:
-            return conn
-        with self._lock:
-            if self._closed:
-                raise StorageError(f"ledger {self._path} is closed")
-            # isolation_level=None: we issue BEGIN ourselves, so every transaction is explicit.
-            # check_same_thread=False only so close() may close it from another thread.
-            conn = sqlite3.connect(
-                self._path,
-                timeout=self._busy_timeout_ms / 1000,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            self._connections.append(conn)
-        conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        self._local.conn = conn
-        return conn
+        """Close every thread's connection (after statements in flight); final."""
+        self._db.close()
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         conn.execute("BEGIN IMMEDIATE")
@@ -444,7 +392,7 @@ class Ledger:
     def record(self, row: LedgerRow) -> int:
         """Append one row in its own transaction; returns its id."""
         try:
-            with self._using() as conn:
+            with self._db.using() as conn:
                 cursor = conn.execute(_INSERT, astuple(row))
         except sqlite3.Error as exc:
             raise StorageError(f"cannot write ledger {self._path}: {exc}") from exc
@@ -454,7 +402,7 @@ class Ledger:
         """Append rows in one transaction (all or none); returns how many."""
         values = [astuple(row) for row in rows]
         try:
-            with self._using() as conn:
+            with self._db.using() as conn:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     conn.executemany(_INSERT, values)
@@ -471,7 +419,7 @@ class Ledger:
 
     def _query(self, sql: str, params: Sequence[Any]) -> list[Any]:
         try:
-            with self._using() as conn:
+            with self._db.using() as conn:
                 return conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise StorageError(f"cannot read ledger {self._path}: {exc}") from exc
@@ -649,7 +597,7 @@ class Ledger:
     ) -> AlertRecord | None:
         """Store a new alert; None when one with the same (kind, scope, period, subject) exists."""
         try:
-            with self._using() as conn:
+            with self._db.using() as conn:
                 cursor = conn.execute(
                     "INSERT OR IGNORE INTO alerts (kind, scope, period, subject, message, value, "
                     "threshold, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -689,7 +637,7 @@ class Ledger:
     ) -> None:
         """Record how delivering an alert to the webhooks went."""
         try:
-            with self._using() as conn:
+            with self._db.using() as conn:
                 conn.execute(
                     "UPDATE alerts SET delivered_at = ?, delivery_attempts = ?, delivery_error = ? "
                     "WHERE id = ?",

@@ -108,7 +108,7 @@ def test_exact_hit_is_served_without_the_threaded_lookup_and_counted(
     def broken(*_: Any) -> Any:
         raise RuntimeError("injected: the threaded lookup is down")
 
-    cache.lookup = broken  # type: ignore[method-assign]
+    cache.lookup_rest = broken  # type: ignore[method-assign]
     for _ in range(3):
         reply = _post_lookup(client, Q)
         assert reply.status_code == 200 and reply.json()["status"] == "hit-exact"
@@ -116,7 +116,7 @@ def test_exact_hit_is_served_without_the_threaded_lookup_and_counted(
     body = {"prompt": PARAPHRASE, "model": MODEL}
     refused = httpx.post(client.base_url.join("/v1/cache/lookup"), json=body, timeout=30)
     assert refused.status_code == 500
-    del cache.lookup
+    del cache.lookup_rest
     assert _post_lookup(client, PARAPHRASE).json()["status"] == "hit-semantic"
     stats = client.get("/v1/cache/stats").json()
     assert stats["hits"] == {"exact": 3, "semantic": 1} and stats["misses"] == 0

@@ -78,7 +78,7 @@ async def lookup(body: LookupBody, request: Request) -> JSONBytes:
     # hop that would cost more than the lookup itself. Everything else may embed: a thread.
     result = state.cache.lookup_exact(keys, options)
     if result is None:
-        result = await run_in_threadpool(state.cache.lookup, keys, options)
+        result = await run_in_threadpool(state.cache.lookup_rest, keys, options)
     decision = result.decision
     if isinstance(decision, Bypass) and decision.code == "model-changed":
         raise Conflict(decision.reason)
