@@ -12,16 +12,16 @@ exact) — and asks `decide_semantic` again for every policy and `min_similarity
 The decision at the configured setting is compared with the real lookup's for every pair and
 the mismatches are reported, so a drift between the two paths cannot go unnoticed.
 
-Counting (DESIGN §8): a hit on a duplicate is right only when it returns the entry of its own
-`a` (otherwise it is a wrong-entry hit); any other hit on a non-duplicate is a false hit. An
-exact hit on a non-duplicate is not: its `b` is word for word another pair's `a`, so the cache
-served the answer stored for that very prompt, which is right whatever this pair's label says
-(PAWS-X has 46 such `b`s). Those are counted apart as `identical_hits`; `shared/data/BASELINE.md`
-counts them the same way.
+Counting (DESIGN §8, as `shared/data/BASELINE.md` counts): a hit on a duplicate is right only
+when it returns the entry of its own `a` (otherwise it is a wrong-entry hit); any hit on a
+non-duplicate is a false hit. That includes exact hits whose `b` is word for word another
+pair's `a` (PAWS-X has 46 such `b`s): the answer served was stored for that very prompt, so no
+cache can avoid them, and they are also counted apart as `identical_hits` to show that floor.
+`false_other_entry_hits` says how many of the other (semantic) false hits served another pair's
+`a` rather than the pair's own: on PAWS-X most do, and those are mostly paraphrases of `b` that
+no label covers (docs/benchmarks.md); they stay false hits.
 hit rate = right hits / duplicates; false-hit rate = false hits / non-duplicates;
-precision = (right + identical) hits / all hits. `false_other_entry_hits` says how many false
-hits served another pair's `a` rather than the pair's own: on PAWS-X most do, and those are
-mostly paraphrases of `b` that no label covers (docs/benchmarks.md); they stay false hits.
+precision = right hits / all hits.
 """
 
 from __future__ import annotations
@@ -317,11 +317,11 @@ class Tally:
     right_hits: int = 0
     wrong_entry_hits: int = 0
     false_hits: int = 0
-    # Exact hits on non-duplicates: the cached prompt is word for word the new one (another
-    # pair's `a`), so the answer served is right; not counted in false_hits.
+    # Of false_hits, the exact ones: the cached prompt is word for word the new one (another
+    # pair's `a`), so no cache that serves repeats can avoid them.
     identical_hits: int = 0
-    # False hits that served another pair's `a` rather than this pair's own: the dataset
-    # labels only (a, b), so these are false by the metric, not by any label.
+    # Of the other false hits, those that served another pair's `a` rather than this pair's
+    # own: the dataset labels only (a, b), so these are false by the metric, not by any label.
     false_other_entry_hits: int = 0
     exact_hits: int = 0
     bypasses: int = 0
@@ -340,10 +340,10 @@ class Tally:
         if decision.kind == "exact":
             self.exact_hits += 1
         if not probe.duplicate:
+            self.false_hits += 1
             if decision.kind == "exact":
                 self.identical_hits += 1
             else:
-                self.false_hits += 1
                 self.false_other_entry_hits += decision.entry_id != probe.own_entry
         elif decision.entry_id == probe.own_entry:
             self.right_hits += 1
@@ -352,7 +352,7 @@ class Tally:
 
     @property
     def hits(self) -> int:
-        return self.right_hits + self.wrong_entry_hits + self.false_hits + self.identical_hits
+        return self.right_hits + self.wrong_entry_hits + self.false_hits
 
     @property
     def hit_rate(self) -> float | None:
@@ -371,7 +371,7 @@ class Tally:
 
     @property
     def precision(self) -> float | None:
-        return (self.right_hits + self.identical_hits) / self.hits if self.hits else None
+        return self.right_hits / self.hits if self.hits else None
 
     def row(self) -> dict[str, float | int | None]:
         us = np.array(self.policy_us) if self.policy_us else np.zeros(1)

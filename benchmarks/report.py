@@ -68,7 +68,7 @@ def hitrate_table(policies: Sequence[Mapping[str, Any]]) -> str:
     """One Markdown table: a row per (policy, min_similarity)."""
     lines = [
         "| policy | min_similarity | hit rate | false-hit rate (95% upper) | precision "
-        "| right / wrong-entry / false hits [another pair's prompt] (+ identical prompt) "
+        "| right / wrong-entry / false hits (identical prompt) [another pair's prompt] "
         "| bypasses |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
@@ -79,8 +79,8 @@ def hitrate_table(policies: Sequence[Mapping[str, Any]]) -> str:
                 f"| {pct(row['false_hit_rate'], 2)} ({pct(row['false_hit_rate_upper95'], 2)}) "
                 f"| {pct(row['precision'])} "
                 f"| {row['right_hits']} / {row['wrong_entry_hits']} / {row['false_hits']} "
+                f"({row.get('identical_hits', 0)}) "
                 f"[{row.get('false_other_entry_hits', 0)}] "
-                f"(+{row.get('identical_hits', 0)}) "
                 f"| {row['bypasses']} |"
             )
     return "\n".join(lines) + "\n"
