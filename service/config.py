@@ -66,7 +66,7 @@ class IndexSettings(_Frozen):
 
 class CacheSettings(_Frozen):
     # Cosine similarity of unit vectors, in [-1, 1]; see README "Choosing min_similarity".
-    min_similarity: float = Field(default=0.95, ge=-1.0, le=1.0)
+    min_similarity: float = Field(default=0.9575, ge=-1.0, le=1.0)
     # The floor for text embedded by `embedding.fallback_model`: another model, other cosines
     # (E5's are compressed toward 1). Calibrated on klue_sts_dev; docs/multilingual.md.
     fallback_min_similarity: float = Field(default=0.98, ge=-1.0, le=1.0)
