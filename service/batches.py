@@ -3,14 +3,15 @@
 A submitted batch is triaged request by request: each is looked up in the cache like a
 `/v1/messages` call (`Proxy.lookup`, which writes the hit's ledger row). Among the misses,
 identical requests and requests the semantic policy would call duplicates (same context
-fingerprint, same `max_tokens`, similarity and guards as for a cache hit) are merged: one
-leader goes upstream and its duplicates get its answer. The leaders go to Anthropic as one
-Message Batch; a background task per batch polls it with exponential backoff, stores each
-succeeded answer in the cache, and writes one ledger row per caller request (`batch` at the
-batch price for leaders, `hit-exact`/`hit-semantic` for duplicates, `error` for results that
-errored, expired or were canceled, which are passed through and never stored). A semantic
-duplicate whose leader's answer may not serve it (a tool call, a refusal, an error) is sent
-upstream on its own in a follow-up batch rather than given an answer meant for another text.
+fingerprint, same `max_tokens`, similarity and guards as for a cache hit;
+`service.batch_dedup`) are merged: one leader goes upstream and its duplicates get its answer.
+The leaders go to Anthropic as one Message Batch; a background task per batch polls it with
+exponential backoff, stores each succeeded answer in the cache, and writes one ledger row per
+caller request (`batch` at the batch price for leaders, `hit-exact`/`hit-semantic` for
+duplicates, `error` for results that errored, expired or were canceled, which are passed
+through and never stored). A semantic duplicate whose leader's answer may not serve it (a tool
+call, a refusal, an error) is sent upstream on its own in a follow-up batch rather than given
+an answer meant for another text.
 
 State lives in `<data-dir>/batches.sqlite3` (`service.batch_store`), one row per caller
 request, so a restart resumes every unfinished batch where it stood. Delivery is
@@ -28,15 +29,14 @@ import math
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import numpy as np
 import orjson
 from starlette.concurrency import run_in_threadpool
 
-from embeddings.base import Vectors
+from service.batch_dedup import DedupSettings, plan_follows
 from service.batch_store import (
     LEDGER_STATUS,
     BatchRecord,
@@ -62,7 +62,7 @@ from service.errors import (
     UpstreamUnavailable,
 )
 from service.ledger import Kind, LedgerRow
-from service.policy import EntryFacts, Hit, Query, cacheability, decide_semantic, precheck_semantic
+from service.policy import cacheability
 from service.pricing import Charge, Usage, usage_from_message
 from service.proxy import Answer, Controls, Prepared, Proxy
 
@@ -73,19 +73,11 @@ _TRANSIENT = (RateLimited, UpstreamTimeout, UpstreamUnavailable)
 _DISPATCH_ATTEMPTS = 5  # transient failures to create an upstream batch before giving up
 _GIVE_UP_SECONDS = 2 * LIFETIME_SECONDS  # an upstream batch unpollable this long: errored
 _CONCURRENCY = 16  # lookups / cache writes in flight per batch (the micro-batcher merges them)
-_BLOCK = 256  # rows per similarity block in semantic de-duplication
 _RESULTS_PAGE = 1000
 _INLINE_STEPS = 8  # submit's own steps; the background task takes over after
 
 Step = Literal["ended", "again", "sent", "wait"]
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True)
-class _Follow:
-    leader: int
-    kind: DupKind
-    similarity: float
 
 
 async def _each(items: Sequence[_T], work: Callable[[_T], Awaitable[None]]) -> None:
@@ -307,22 +299,13 @@ class BatchService:
         answers: Mapping[int, Answer],
         misses: list[tuple[RequestRow, Prepared]],
     ) -> list[RequestRow]:
-        follows: dict[int, _Follow] = {}
-        first: dict[tuple[str, int | None], int] = {}
-        leaders: list[tuple[RequestRow, Prepared]] = []
-        for row, item in misses:
-            key = (item.keys.exact_key, item.keys.max_tokens)
-            if key in first:
-                follows[row.position] = _Follow(first[key], "exact", 1.0)
-            else:
-                first[key] = row.position
-                leaders.append((row, item))
-        semantic = self._semantic_follows(leaders)
-        for position, exact in list(follows.items()):
-            twin = semantic.get(exact.leader)
-            if twin is not None:  # its identical twin follows another text: so does it
-                follows[position] = twin
-        follows.update(semantic)
+        cache = self._proxy.cache
+        dedup = DedupSettings(
+            semantic=cache.semantic_block is None,
+            group_max=self._cfg.semantic_group_max,
+            top_k=self._settings.cache.top_k,
+        )
+        follows = plan_follows(misses, cache.batcher.embed, dedup, self._clock())
         out: list[RequestRow] = []
         for row, item in zip(rows, prepared, strict=True):
             answer = answers.get(row.position)
@@ -352,75 +335,6 @@ class BatchService:
             else:
                 out.append(self._queued(row, item))
         return out
-
-    def _semantic_follows(self, leaders: list[tuple[RequestRow, Prepared]]) -> dict[int, _Follow]:
-        """Distinct misses the cache policy would serve from one another: greedy in caller
-        order, each request compared with the earlier leaders of its context (top_k best)."""
-        cache = self._proxy.cache
-        if cache.semantic_block is not None:
-            return {}
-        groups: dict[tuple[str, int | None], list[tuple[RequestRow, Prepared]]] = {}
-        for row, item in leaders:
-            query = _query(item)
-            if item.controls.no_cache or item.request.get("tools"):
-                continue  # no-cache wants fresh answers; tool answers serve exact hits only
-            if precheck_semantic(query, item.options) is None:
-                groups.setdefault((query.fingerprint, query.max_tokens), []).append((row, item))
-        limit = self._cfg.semantic_group_max
-        chosen = [g for g in groups.values() if 1 < len(g) <= limit]
-        if any(len(g) > limit for g in groups.values()):
-            logger.warning(
-                "a batch context has over %d requests: identical ones merged only", limit
-            )
-        if not chosen:
-            return {}
-        texts = [_query(item).text or "" for group in chosen for _, item in group]
-        vectors = cache.batcher.embed(texts)
-        follows: dict[int, _Follow] = {}
-        offset = 0
-        now = self._clock()
-        for group in chosen:
-            block = vectors[offset : offset + len(group)]
-            offset += len(group)
-            follows.update(self._greedy(group, block, now))
-        return follows
-
-    def _greedy(
-        self,
-        group: list[tuple[RequestRow, Prepared]],
-        vectors: Vectors,
-        now: float,
-    ) -> dict[int, _Follow]:
-        top_k = self._settings.cache.top_k
-        lead_rows: list[int] = []  # indexes into `group` of the leaders so far
-        lead_vectors = np.empty_like(vectors)
-        follows: dict[int, _Follow] = {}
-        for start in range(0, len(group), _BLOCK):
-            rows = vectors[start : start + _BLOCK]
-            known = len(lead_rows)
-            earlier = rows @ lead_vectors[:known].T  # (block, leaders before this block)
-            inside = rows @ rows.T
-            added: list[int] = []  # leaders found inside this block, as group indexes
-            for r in range(len(rows)):
-                i = start + r
-                sims = np.concatenate([earlier[r], inside[r, [a - start for a in added]]])
-                ids = lead_rows + added
-                row, item = group[i]
-                decision = None
-                if ids:
-                    best = np.argsort(-sims)[:top_k]
-                    candidates = [(_facts(group[ids[b]], now), float(sims[b])) for b in best]
-                    decision = decide_semantic(_query(item), candidates, item.options, now)
-                if isinstance(decision, Hit):
-                    follows[row.position] = _Follow(
-                        decision.entry_id, "semantic", decision.similarity
-                    )
-                else:
-                    added.append(i)
-            for a in added:
-                lead_vectors[len(lead_rows)] = vectors[a]
-                lead_rows.append(a)
-        return follows
 
     # -- the driver ---------------------------------------------------------------------------
 
@@ -770,23 +684,3 @@ def _usage(message: Mapping[str, Any]) -> Usage | None:
         return usage_from_message(message)
     except InvalidRequest:  # a message without usage prices as nothing rather than failing
         return None
-
-
-def _query(item: Prepared) -> Query:
-    keys = item.keys
-    return Query(keys.fingerprint, keys.namespace, keys.semantic_text, keys.max_tokens)
-
-
-def _facts(leader: tuple[RequestRow, Prepared], now: float) -> EntryFacts:
-    """A leader seen as a cache entry: fresh, answer not known yet (same max_tokens)."""
-    row, item = leader
-    keys = item.keys
-    return EntryFacts(
-        entry_id=row.position,
-        fingerprint=keys.fingerprint,
-        namespace=keys.namespace,
-        created=now,
-        expires=math.inf,
-        text=keys.semantic_text,
-        max_tokens=keys.max_tokens,
-    )
