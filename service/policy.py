@@ -196,7 +196,10 @@ def decide_semantic(
         return bypass
     if not candidates:
         return Miss("no cached prompt in this context")
-    ranked = sorted(candidates, key=lambda c: -c[1])
+    # Equal similarities (texts the model cannot tell apart, e.g. "AudioFolder" and
+    # "audiofolder" for an uncased model) go to the lower id: the answer must not depend on
+    # the order an index kind or a rebuild happens to return ties in.
+    ranked = sorted(candidates, key=lambda c: (-c[1], c[0].entry_id))
     best = ranked[0][1]
     threshold, source = options.threshold_with_source(query.text)
     refusals: list[str] = []

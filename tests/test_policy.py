@@ -117,3 +117,11 @@ def test_raising_min_similarity_never_adds_hits_and_never_crosses_context(
             assert chosen.expires > NOW
     if isinstance(strict, Hit):
         assert isinstance(loose, Hit) and loose.entry_id == strict.entry_id
+
+
+def test_equal_similarities_go_to_the_same_entry_whatever_the_order() -> None:
+    """An index may return ties in any order; the decision must not follow that order."""
+    tied = [(facts(9), 0.97), (facts(4), 0.97), (facts(2), 0.96)]
+    for order in (tied, tied[::-1], [tied[1], tied[2], tied[0]]):
+        decision = decide_semantic(QUERY, order, opts(), NOW)
+        assert isinstance(decision, Hit) and decision.entry_id == 4
