@@ -214,3 +214,19 @@ def test_chunked_body_over_the_limit_is_413(small_limit: str) -> None:
             headers={"content-type": "application/json"},
         )
         assert ok.status_code == 200 and ok.json()["status"] == "miss"
+
+
+def test_a_hit_reads_its_entry_without_the_stored_vector(
+    cache: SemanticCache, settings: Settings
+) -> None:
+    """The vector stays on disk for rebuilds; a hit does not pay to decode it."""
+    stored = cache.store(_keys(Q), "Use the reset link.")
+    hit = cache.lookup_exact(_keys(Q), OPTIONS)
+    assert hit is not None and hit.entry is not None and hit.entry.embedding is None
+    store = EntryStore(settings.entries_dir)
+    try:
+        full = store.get(stored.id, with_embedding=True)
+    finally:
+        store.close()
+    assert full is not None and full.embedding is not None
+    assert full.embedding.shape == (cache.embedder.dim,)
