@@ -101,7 +101,8 @@ def big_index(request: pytest.FixtureRequest) -> tuple[FaissIndex, np.ndarray, n
     return index, vectors, ids
 
 
-@pytest.mark.parametrize("allowed_count", [1, 40, 3000])  # 3000 takes the filtered-scan path
+# 1 and 40: scored directly; 3000: the filtered scan; 6000 (every row): a plain flat search
+@pytest.mark.parametrize("allowed_count", [1, 40, 3000, 6000])
 def test_allowed_ids_search_is_exact_for_both_kinds(
     big_index: tuple[FaissIndex, np.ndarray, np.ndarray], allowed_count: int
 ) -> None:
