@@ -1,4 +1,4 @@
-"""FAISS behind the `VectorIndex` seam: exact (flat) or HNSW search over unit vectors.
+"""FAISS behind the `VectorIndex` seam: exact (flat), HNSW or IVF search over unit vectors.
 
 Both kinds wrap their FAISS index in an `IndexIDMap2`, so entry ids are FAISS ids and the saved
 file carries them. Flat (`IndexFlatIP`) is exact and deletes removed rows. HNSW
@@ -13,6 +13,11 @@ directly from reconstructed rows, a large one by a filtered scan of the flat sto
 flat index an allowed set holding every row (one context) by a plain search. Filtered
 HNSW traversal was not used: it found the true best allowed id only 30% of the time when 1%
 of the ids were allowed (100k random rows, efSearch 128).
+
+The IVF kind (`index/ivf_slots.py`) is for caches of hundreds of thousands of rows and more:
+its searches, restricted ones included, probe only the lists nearest the query, so they are
+approximate (a small allowed set is still scored exactly); it retrains its lists as the rows
+grow, through the same build-aside-and-swap path as HNSW compaction.
 """
 
 from __future__ import annotations
@@ -26,12 +31,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import faiss
 import numpy as np
 
 from index.base import Ids, Neighbour, Vectors
+from index.ivf_slots import IvfSlots
 from index.manifest import (
     FORMAT_VERSION,
     INDEX_FILE,
@@ -52,6 +58,7 @@ from index.manifest import (
 
 __all__ = [
     "DEFAULT_COMPACT_FRACTION",
+    "DEFAULT_IVF_NPROBE",
     "FaissIndex",
     "IndexCorrupt",
     "IndexLoadError",
@@ -63,6 +70,9 @@ __all__ = [
 ]
 
 DEFAULT_COMPACT_FRACTION = 0.25
+# Lists an IVF search probes: recall@1 1.0 on 200 near-duplicate queries at 1M rows and 4096
+# lists, 3.8 ms (16: 2.3 ms, also 1.0; 8: 0.96). See index/ivf_slots.py.
+DEFAULT_IVF_NPROBE = 32
 _TOMBSTONE = -1
 # Up to this many allowed ids, and when they are at most an eighth of the rows, scoring
 # reconstructed rows beats a filtered scan (768-dim: 0.6 against 0.9 ms for 1 000 of 100k
@@ -94,7 +104,36 @@ class IndexStats:
     count: int  # live entries
     slots: int  # rows FAISS holds, tombstones included
     tombstones: int
-    hnsw_ef_search: int | None  # None for flat
+    hnsw_ef_search: int | None  # None unless HNSW
+    ivf_nlist: int | None = None  # None unless IVF
+    ivf_nprobe: int | None = None
+
+
+class _SlotStore(Protocol):
+    """What `FaissIndex` needs of one FAISS structure: `_Slots` (flat, HNSW) or `IvfSlots`."""
+
+    @property
+    def kind(self) -> IndexKind: ...
+    @property
+    def dim(self) -> int: ...
+    @property
+    def live(self) -> set[int]: ...
+    @property
+    def tombstones(self) -> int: ...
+    @property
+    def plain_search_when_all_allowed(self) -> bool: ...
+    @property
+    def faiss_index(self) -> Any: ...
+    def slot_count(self) -> int: ...
+    def add(self, ids: Ids, vectors: Vectors) -> None: ...
+    def drop(self, ids: Ids) -> int: ...
+    def live_rows(self) -> tuple[Ids, Vectors]: ...
+    def reconstruct(self, ids: Ids) -> Vectors: ...
+    def search_all(self, queries: Vectors, k: int, ef_search: int) -> tuple[Vectors, Ids]: ...
+    def search_filtered(self, queries: Vectors, k: int, wanted: Ids) -> tuple[Vectors, Ids]: ...
+    def wants_rebuild(self, compact_fraction: float | None) -> bool: ...
+    def rebuild_due(self) -> bool: ...
+    def rebuilt(self, ids: Ids, vectors: Vectors) -> _SlotStore: ...
 
 
 class _ReadWriteLock:
@@ -141,11 +180,13 @@ class _ReadWriteLock:
 class _Slots:
     """One FAISS index and its bookkeeping; not thread-safe (`FaissIndex` locks around it)."""
 
-    def __init__(self, idmap: Any, inner: Any, kind: IndexKind) -> None:
+    def __init__(self, idmap: Any, inner: Any, kind: Literal["flat", "hnsw"]) -> None:
         # FAISS objects hold raw pointers into each other: keep every owner referenced here.
         self.idmap = idmap
         self.inner = inner
-        self.kind: IndexKind = kind
+        self.kind: Literal["flat", "hnsw"] = kind
+        # Flat: a search over every row is exact too. HNSW: it would be approximate.
+        self.plain_search_when_all_allowed = kind == "flat"
         self.storage: Any = inner if kind == "flat" else faiss.downcast_index(inner.storage)
         self.dim = int(inner.d)
         labels = self.labels()
@@ -161,7 +202,9 @@ class _Slots:
         self.not_tombstone = faiss.IDSelectorNot(self._tombstone_batch)
 
     @classmethod
-    def empty(cls, dim: int, kind: IndexKind, hnsw_m: int, ef_construction: int) -> _Slots:
+    def empty(
+        cls, dim: int, kind: Literal["flat", "hnsw"], hnsw_m: int, ef_construction: int
+    ) -> _Slots:
         inner: Any
         if kind == "flat":
             inner = faiss.IndexFlatIP(dim)
@@ -169,6 +212,32 @@ class _Slots:
             inner = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
             inner.hnsw.efConstruction = ef_construction
         return cls(faiss.IndexIDMap2(inner), inner, kind)
+
+    @property
+    def faiss_index(self) -> Any:
+        return self.idmap
+
+    def slot_count(self) -> int:
+        return int(self.idmap.ntotal)
+
+    def wants_rebuild(self, compact_fraction: float | None) -> bool:
+        return compact_fraction is not None and self.tombstones > compact_fraction * int(
+            self.idmap.ntotal
+        )
+
+    def rebuild_due(self) -> bool:
+        return self.tombstones > 0
+
+    def rebuilt(self, ids: Ids, vectors: Vectors) -> _Slots:
+        """The same HNSW parameters, without tombstones."""
+        hnsw = self.inner.hnsw
+        fresh = _Slots.empty(
+            self.dim, self.kind, int(hnsw.nb_neighbors(1)), int(hnsw.efConstruction)
+        )
+        fresh.inner.hnsw.efSearch = hnsw.efSearch
+        if ids.size:
+            fresh.add(ids, vectors)
+        return fresh
 
     def labels(self) -> Ids:
         """A writable view of FAISS's slot -> id map; valid only until the next add."""
@@ -216,21 +285,11 @@ class _Slots:
             params.sel = self.not_tombstone
         return self.idmap.search(queries, k, params=params)  # type: ignore[no-any-return]
 
-    def search_among(
-        self, queries: Vectors, k: int, allowed: Collection[int]
-    ) -> tuple[Vectors, Ids] | None:
-        wanted_set = self.live.intersection(allowed)
-        if not wanted_set:
-            return None
-        if self.kind == "flat" and len(wanted_set) == len(self.live):
-            # The usual case of one context: a plain flat search is exact too, and skips the
-            # selector (2.8 against 5.1 ms at 10k 768-dim rows).
-            return self.search_all(queries, min(k, len(wanted_set)), 0)
-        wanted = np.fromiter(wanted_set, dtype=np.int64, count=len(wanted_set))
-        k = min(k, wanted.size)
-        if wanted.size <= _DIRECT_SCORING_MAX and wanted.size * 8 <= len(self.live):
-            rows = self.idmap.reconstruct_batch(wanted)
-            return _top_k(queries @ rows.T, wanted, k)
+    def reconstruct(self, ids: Ids) -> Vectors:
+        return self.idmap.reconstruct_batch(ids)  # type: ignore[no-any-return]
+
+    def search_filtered(self, queries: Vectors, k: int, wanted: Ids) -> tuple[Vectors, Ids]:
+        """An exact scan of the stored rows, skipping every id not in `wanted`."""
         batch = faiss.IDSelectorBatch(wanted)
         selector = faiss.IDSelectorTranslated(self.idmap.id_map, batch)
         params = faiss.SearchParameters()
@@ -249,11 +308,13 @@ class FaissIndex:
     non-negative int64 (FAISS reserves -1).
     """
 
-    def __init__(self, slots: _Slots, *, ef_search: int, compact_fraction: float | None) -> None:
+    def __init__(
+        self, slots: _SlotStore, *, ef_search: int, compact_fraction: float | None
+    ) -> None:
         _check_positive("hnsw_ef_search", ef_search)
         if compact_fraction is not None and not 0.0 < compact_fraction < 1.0:
             raise ValueError(f"compact_fraction must be in (0, 1) or None, got {compact_fraction}")
-        self._slots = slots
+        self._slots: _SlotStore = slots
         self._ef_search = ef_search
         self._compact_fraction = compact_fraction
         self._lock = _ReadWriteLock()
@@ -271,17 +332,24 @@ class FaissIndex:
         hnsw_m: int = 32,
         hnsw_ef_construction: int = 200,
         hnsw_ef_search: int = 128,
+        ivf_nprobe: int = DEFAULT_IVF_NPROBE,
         compact_fraction: float | None = DEFAULT_COMPACT_FRACTION,
     ) -> FaissIndex:
-        """An empty index. `compact_fraction=None` leaves compaction to explicit `compact()`."""
+        """An empty index. `compact_fraction=None` leaves compaction (and IVF retraining) to
+        explicit `compact()` calls."""
         _check_positive("dim", dim)
         _check_positive("hnsw_m", hnsw_m)
         _check_positive("hnsw_ef_construction", hnsw_ef_construction)
+        _check_positive("ivf_nprobe", ivf_nprobe)
         if kind not in INDEX_KINDS:
             raise ValueError(f"index kind must be one of {INDEX_KINDS}, got {kind!r}")
-        slots = _Slots.empty(dim, kind, hnsw_m, hnsw_ef_construction)
-        if kind == "hnsw":
-            slots.inner.hnsw.efSearch = hnsw_ef_search  # saved with the file
+        slots: _SlotStore
+        if kind == "ivf":
+            slots = IvfSlots.empty(dim, ivf_nprobe)
+        else:
+            slots = _Slots.empty(dim, kind, hnsw_m, hnsw_ef_construction)
+            if kind == "hnsw":
+                slots.inner.hnsw.efSearch = hnsw_ef_search  # saved with the file
         return cls(slots, ef_search=hnsw_ef_search, compact_fraction=compact_fraction)
 
     @classmethod
@@ -294,11 +362,13 @@ class FaissIndex:
         hnsw_m: int = 32,
         hnsw_ef_construction: int = 200,
         hnsw_ef_search: int = 128,
+        ivf_nprobe: int = DEFAULT_IVF_NPROBE,
         compact_fraction: float | None = DEFAULT_COMPACT_FRACTION,
     ) -> FaissIndex:
         """A new index holding exactly these rows, added in one FAISS call.
 
-        HNSW builds use the OpenMP threads set for the calling thread (`set_faiss_threads`).
+        HNSW builds and IVF training use the OpenMP threads set for the calling thread
+        (`set_faiss_threads`). An IVF index gets lists sized for these rows at once.
         """
         if not isinstance(vectors, np.ndarray) or vectors.ndim != 2:
             raise ValueError(f"vectors must be a 2-D array, got {_describe(vectors)}")
@@ -308,8 +378,16 @@ class FaissIndex:
             hnsw_m=hnsw_m,
             hnsw_ef_construction=hnsw_ef_construction,
             hnsw_ef_search=hnsw_ef_search,
+            ivf_nprobe=ivf_nprobe,
             compact_fraction=compact_fraction,
         )
+        if kind == "ivf":
+            rows = _check_rows(vectors, index.dim, "vectors")
+            checked_ids = _check_new_ids(ids, rows.shape[0])
+            fresh = IvfSlots.trained(rows, ivf_nprobe)
+            fresh.add(checked_ids, rows)
+            index._slots = fresh
+            return index
         index.add(ids, vectors)
         return index
 
@@ -327,13 +405,16 @@ class FaissIndex:
     def stats(self) -> IndexStats:
         with self._lock.read():
             slots = self._slots
+            ivf = slots if isinstance(slots, IvfSlots) else None
             return IndexStats(
                 kind=slots.kind,
                 dim=slots.dim,
                 count=len(slots.live),
-                slots=int(slots.idmap.ntotal),
+                slots=slots.slot_count(),
                 tombstones=slots.tombstones,
                 hnsw_ef_search=self._ef_search if slots.kind == "hnsw" else None,
+                ivf_nlist=ivf.nlist if ivf else None,
+                ivf_nprobe=ivf.nprobe if ivf else None,
             )
 
     def ids(self) -> Ids:
@@ -345,7 +426,10 @@ class FaissIndex:
         return out
 
     def add(self, ids: Ids, vectors: Vectors) -> None:
-        """Add rows; an id already present is replaced (HNSW: its old slot is tombstoned)."""
+        """Add rows; an id already present is replaced (HNSW: its old slot is tombstoned).
+
+        On IVF this may retrain the lists in the calling thread once the rows outgrow them.
+        """
         vectors = _check_rows(vectors, self.dim, "vectors")
         ids = _check_new_ids(ids, vectors.shape[0])
         if ids.size == 0:
@@ -376,7 +460,8 @@ class FaissIndex:
         """Top-k neighbours per query row, best first; only `allowed_ids` when given.
 
         Rows get fewer than `k` neighbours when the index (or the allowed set) is smaller.
-        With `allowed_ids` the search is exact for both kinds.
+        With `allowed_ids` the search is exact for flat and HNSW; IVF searches are approximate
+        except over an allowed set small enough to score directly.
         """
         queries = _check_rows(queries, self.dim, "queries")
         k = operator.index(k)
@@ -392,36 +477,32 @@ class FaissIndex:
                     return empty
                 found = slots.search_all(queries, min(k, len(slots.live)), self._ef_search)
             else:
-                found_among = slots.search_among(queries, k, allowed_ids)
+                found_among = _search_among(slots, queries, k, allowed_ids)
                 if found_among is None:
                     return empty
                 found = found_among
         return _neighbours(*found)
 
     def compact(self) -> bool:
-        """Rebuild the HNSW graph without tombstones; return whether a rebuild ran.
+        """Rebuild from the live rows: the HNSW graph without tombstones, the IVF lists sized
+        for the row count (`nlist_for`); return whether a rebuild ran.
 
-        The build (minutes for 100k rows at efConstruction 200 on 2 cores) runs outside the
-        lock: searches keep using the old graph, and writes made meanwhile go to the old graph
-        and to a journal that is replayed on the new one before it takes over.
+        The build (minutes for 100k rows at efConstruction 200 on 2 cores; about a minute to
+        train and fill IVF at 1M rows) runs outside the lock: searches keep using the old
+        structure, and writes made meanwhile go to it and to a journal that is replayed on the
+        new one before it takes over.
         """
         if not self._compact_lock.acquire(blocking=False):
             return False  # another thread is compacting already
         try:
             with self._lock.write():
                 old = self._slots
-                if old.tombstones == 0:
+                if not old.rebuild_due():
                     return False
                 ids, vectors = old.live_rows()
                 self._journal = []
             try:
-                hnsw = old.inner.hnsw
-                fresh = _Slots.empty(
-                    old.dim, old.kind, int(hnsw.nb_neighbors(1)), int(hnsw.efConstruction)
-                )
-                fresh.inner.hnsw.efSearch = old.inner.hnsw.efSearch
-                if ids.size:
-                    fresh.add(ids, vectors)
+                fresh = old.rebuilt(ids, vectors)
             except BaseException:
                 with self._lock.write():
                     self._journal = None
@@ -455,7 +536,7 @@ class FaissIndex:
                 with self._lock.read():
                     slots = self._slots
                     try:
-                        faiss.write_index(slots.idmap, str(temp))
+                        faiss.write_index(slots.faiss_index, str(temp))
                     except RuntimeError as exc:
                         reason = _faiss_reason(exc)
                         raise OSError(f"FAISS could not write {temp}: {reason}") from exc
@@ -478,9 +559,7 @@ class FaissIndex:
             write_manifest(directory, manifest)
 
     def _maybe_compact(self) -> None:
-        slots = self._slots
-        fraction = self._compact_fraction
-        if fraction is not None and slots.tombstones > fraction * int(slots.idmap.ntotal):
+        if self._slots.wants_rebuild(self._compact_fraction):
             self.compact()
 
 
@@ -490,13 +569,14 @@ def load_index(
     expected_dim: int,
     *,
     hnsw_ef_search: int | None = None,
+    ivf_nprobe: int | None = None,
     compact_fraction: float | None = DEFAULT_COMPACT_FRACTION,
 ) -> FaissIndex:
     """Load the index saved in `directory` and check it against the configured model.
 
     Raises `IndexMissing`, `IndexCorrupt` or `IndexModelMismatch` (all `IndexLoadError`).
-    `hnsw_ef_search=None` keeps the value saved with the file. The kind is whatever was
-    saved; compare `.kind` with the settings to decide on a rebuild.
+    `hnsw_ef_search=None` and `ivf_nprobe=None` keep the values saved with the file. The
+    kind is whatever was saved; compare `.kind` with the settings to decide on a rebuild.
     """
     directory = Path(directory)
     manifest, data = _read_consistent_pair(directory)
@@ -514,12 +594,12 @@ def load_index(
         reason = f"FAISS cannot read {INDEX_FILE}: {_faiss_reason(exc)}"
         raise IndexCorrupt(directory, reason) from exc
     del data
-    slots = _slots_of(directory, idmap, manifest)
-    if hnsw_ef_search is None:
-        hnsw_ef_search = int(slots.inner.hnsw.efSearch) if slots.kind == "hnsw" else 128
-    elif slots.kind == "hnsw":
+    slots = _slots_of(directory, idmap, manifest, ivf_nprobe)
+    if isinstance(slots, _Slots) and slots.kind == "hnsw":
+        if hnsw_ef_search is None:
+            hnsw_ef_search = int(slots.inner.hnsw.efSearch)
         slots.inner.hnsw.efSearch = hnsw_ef_search
-    return FaissIndex(slots, ef_search=hnsw_ef_search, compact_fraction=compact_fraction)
+    return FaissIndex(slots, ef_search=hnsw_ef_search or 128, compact_fraction=compact_fraction)
 
 
 def _read_consistent_pair(directory: Path) -> tuple[Manifest, bytes]:
@@ -548,11 +628,15 @@ def _read_consistent_pair(directory: Path) -> tuple[Manifest, bytes]:
     )
 
 
-def _slots_of(directory: Path, idmap: Any, manifest: Manifest) -> _Slots:
+def _slots_of(
+    directory: Path, idmap: Any, manifest: Manifest, ivf_nprobe: int | None
+) -> _SlotStore:
+    if isinstance(idmap, faiss.IndexIVFFlat):
+        return _ivf_slots_of(directory, idmap, manifest, ivf_nprobe)
     if not isinstance(idmap, faiss.IndexIDMap2):
         raise IndexCorrupt(directory, f"{INDEX_FILE} holds a {type(idmap).__name__}, not an id map")
     inner = faiss.downcast_index(idmap.index)
-    kind: IndexKind
+    kind: Literal["flat", "hnsw"]
     if isinstance(inner, faiss.IndexHNSWFlat):
         kind = "hnsw"
     elif isinstance(inner, faiss.IndexFlat):
@@ -577,6 +661,43 @@ def _slots_of(directory: Path, idmap: Any, manifest: Manifest) -> _Slots:
             f"{INDEX_FILE} holds {len(slots.live)} entries, the manifest says {manifest.count}",
         )
     return slots
+
+
+def _ivf_slots_of(directory: Path, ivf: Any, manifest: Manifest, nprobe: int | None) -> IvfSlots:
+    if manifest.kind != "ivf" or int(ivf.d) != manifest.dim:
+        raise IndexCorrupt(
+            directory,
+            f"{INDEX_FILE} is ivf of dim {ivf.d} but the manifest says "
+            f"{manifest.kind} of dim {manifest.dim}",
+        )
+    try:
+        slots = IvfSlots.loaded(ivf, nprobe)
+    except ValueError as exc:
+        raise IndexCorrupt(directory, f"{INDEX_FILE}: {exc}") from exc
+    if len(slots.live) != manifest.count:
+        raise IndexCorrupt(
+            directory,
+            f"{INDEX_FILE} holds {len(slots.live)} entries, the manifest says {manifest.count}",
+        )
+    return slots
+
+
+def _search_among(
+    slots: _SlotStore, queries: Vectors, k: int, allowed: Collection[int]
+) -> tuple[Vectors, Ids] | None:
+    """A search over the allowed ids: direct scoring when they are few, else the kind's own."""
+    wanted_set = slots.live.intersection(allowed)
+    if not wanted_set:
+        return None
+    k = min(k, len(wanted_set))
+    if slots.plain_search_when_all_allowed and len(wanted_set) == len(slots.live):
+        # The usual case of one context: skips the selector (flat 10k 768-dim rows: 2.8
+        # against 5.1 ms).
+        return slots.search_all(queries, k, 0)
+    wanted = np.fromiter(wanted_set, dtype=np.int64, count=len(wanted_set))
+    if wanted.size <= _DIRECT_SCORING_MAX and wanted.size * 8 <= len(slots.live):
+        return _top_k(queries @ slots.reconstruct(wanted).T, wanted, k)
+    return slots.search_filtered(queries, k, wanted)
 
 
 def _neighbours(similarities: Vectors, ids: Ids) -> list[list[Neighbour]]:

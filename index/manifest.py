@@ -26,7 +26,7 @@ INDEX_FILE = "index.faiss"
 MANIFEST_FILE = "manifest.json"
 METRIC = "cosine"
 
-IndexKind = Literal["flat", "hnsw"]
+IndexKind = Literal["flat", "hnsw", "ivf"]
 INDEX_KINDS: tuple[str, ...] = get_args(IndexKind)
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")

@@ -33,7 +33,7 @@ from index import (
     set_faiss_threads,
 )
 
-KINDS = ("flat", "hnsw")
+KINDS = ("flat", "hnsw", "ivf")
 DIM = 32
 MODEL = "test-model-v1"
 
@@ -319,7 +319,7 @@ def test_rejects_bad_vectors_ids_and_k() -> None:
     with pytest.raises(ValueError, match="float32"):
         index.search(good.astype(np.float16), 1)
     with pytest.raises(ValueError, match="kind"):
-        FaissIndex.create(DIM, "ivf")  # type: ignore[arg-type]
+        FaissIndex.create(DIM, "annoy")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="compact_fraction"):
         FaissIndex.create(DIM, "hnsw", compact_fraction=1.5)
 
