@@ -325,8 +325,11 @@ class SemanticCache:
         if self.semantic_block is not None:
             return LookupResult(Bypass(self.semantic_block, "model-changed"))
         with self._lock:
-            allowed = tuple(self._by_fingerprint.get(keys.fingerprint, ()))
-        if not allowed:
+            context = self._by_fingerprint.get(keys.fingerprint)
+            # One context holding every indexed row (the usual deployment) needs no id filter;
+            # copying a million ids per lookup would cost more than the search.
+            allowed = None if context and len(self._by_fingerprint) == 1 else tuple(context or ())
+        if allowed is not None and not allowed:
             return LookupResult(Miss(f"{exact_reason}no cached prompt in this context"))
         try:
             vector = self._batcher.embed_one(keys.semantic_text or "")
@@ -336,7 +339,12 @@ class SemanticCache:
             logger.exception("semantic lookup degraded to a miss")
             return LookupResult(Miss(f"semantic lookup failed: {exc}"))
         rows = [(self._rows.get(n.id), n.similarity) for n in neighbours]
-        candidates = [(row.facts, similarity) for row, similarity in rows if row is not None]
+        # An unfiltered search may meet a row of a context created since the check above.
+        candidates = [
+            (row.facts, similarity)
+            for row, similarity in rows
+            if row is not None and row.facts.fingerprint == keys.fingerprint
+        ]
         decision = decide_semantic(query, candidates, options, now)
         if isinstance(decision, Hit):
             entry = self._read(decision.entry_id)

@@ -56,10 +56,15 @@ class EmbeddingSettings(_Frozen):
 
 
 class IndexSettings(_Frozen):
-    kind: Literal["flat", "hnsw"] = "flat"
+    # "flat": exact; "ivf": approximate, for caches of hundreds of thousands of entries and
+    # more (docs/benchmarks.md "Scale"); "hnsw": approximate unrestricted searches only (the
+    # cache's searches are restricted to one context and scan HNSW's rows exactly).
+    kind: Literal["flat", "hnsw", "ivf"] = "flat"
     hnsw_m: int = Field(default=32, ge=4, le=256)
     hnsw_ef_search: int = Field(default=128, ge=8, le=4096)
     hnsw_ef_construction: int = Field(default=200, ge=8, le=4096)
+    # IVF lists probed per search: recall against speed (index/ivf_slots.py).
+    ivf_nprobe: int = Field(default=32, ge=1, le=4096)
     # Save the index after this many changes (and always at shutdown).
     save_every_changes: int = Field(default=1000, ge=1)
 

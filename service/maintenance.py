@@ -50,17 +50,25 @@ def new_index(settings: Settings, dim: int) -> FaissIndex:
         hnsw_m=cfg.hnsw_m,
         hnsw_ef_construction=cfg.hnsw_ef_construction,
         hnsw_ef_search=cfg.hnsw_ef_search,
+        ivf_nprobe=cfg.ivf_nprobe,
     )
 
 
 def build_index(settings: Settings, dim: int, entries: Sequence[Entry]) -> FaissIndex:
-    index = new_index(settings, dim)
     rows = [e for e in entries if e.embedding is not None]
-    if rows:
-        ids = np.array([e.id for e in rows], dtype=np.int64)
-        vectors = np.stack([e.embedding for e in rows if e.embedding is not None])
-        index.add(ids, vectors.astype(np.float32))
-    return index
+    if not rows:
+        return new_index(settings, dim)
+    cfg = settings.index
+    # In one call, so that an IVF index is trained once, for all its rows.
+    return FaissIndex.rebuild_from(
+        np.array([e.id for e in rows], dtype=np.int64),
+        np.stack([e.embedding for e in rows if e.embedding is not None]).astype(np.float32),
+        cfg.kind,
+        hnsw_m=cfg.hnsw_m,
+        hnsw_ef_construction=cfg.hnsw_ef_construction,
+        hnsw_ef_search=cfg.hnsw_ef_search,
+        ivf_nprobe=cfg.ivf_nprobe,
+    )
 
 
 @dataclass(frozen=True)
@@ -86,7 +94,13 @@ def open_index(
     if model_changed:
         return OpenedIndex(new_index(settings, dim), "refused", "embedding model changed")
     try:
-        index = load_index(settings.index_dir, embedder_model, dim)
+        index = load_index(
+            settings.index_dir,
+            embedder_model,
+            dim,
+            hnsw_ef_search=settings.index.hnsw_ef_search,
+            ivf_nprobe=settings.index.ivf_nprobe,
+        )
     except IndexMissing:
         if not expected_ids:
             return OpenedIndex(new_index(settings, dim), "new")

