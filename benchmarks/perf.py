@@ -9,8 +9,8 @@ Figures (medians; all traffic on 127.0.0.1; every loop bounded by `requests`):
    over an index of the same size;
 3. 16 concurrent semantic lookups, micro-batching on vs off (`batch_max_size=1`): throughput;
 4. process start (`promptcache serve`) to the first semantic hit, vs `python -c "import torch"`;
-5. search at `big_entries` vs `entries` random unit vectors in `index.FaissIndex` (flat and
-   HNSW): p50 ratio, recall@1 against exact search, memory;
+5. a semantic lookup (one encode + one search) at `big_entries` vs `entries` cached rows, per
+   index kind: p50 ratio, recall@1 against exact search, memory (`benchmarks/scale.py`);
 6. each embedding model alone, side by side: one-prompt latency and batched throughput
    (`benchmarks/embedder_speed.py`).
 """
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import resource
 import shutil
 import socket
 import subprocess
@@ -41,6 +40,7 @@ from starlette.concurrency import run_in_threadpool
 
 from benchmarks.embedder_speed import embedder_figures, embedder_markdown
 from benchmarks.hitrate import MemoEmbedder
+from benchmarks.scale import scale_figure, scale_markdown
 from embeddings.base import Embedder, normalize_rows
 from service.config import Settings
 from service.keys import CacheKeys
@@ -302,51 +302,6 @@ def _first_semantic_hit(
     raise RuntimeError("no semantic hit within 120 s of start")
 
 
-def scale_figure(dim: int, small: int, big: int, queries: int) -> dict[str, Any]:
-    """Figure 5 with random unit vectors, straight into `index.FaissIndex`."""
-    from index.faiss_index import FaissIndex, set_faiss_threads
-
-    set_faiss_threads(1)  # as the service runs it: one query gains nothing from more
-    rng = np.random.default_rng(2)
-    out: dict[str, Any] = {"small": small, "big": big}
-    probe = normalize_rows(rng.standard_normal((queries, dim)).astype(np.float32))
-    for kind in ("flat", "hnsw"):
-        timings: dict[int, float] = {}
-        for size in (small, big):
-            rss_before = _rss_mb()
-            vectors = normalize_rows(rng.standard_normal((size, dim)).astype(np.float32))
-            t0 = time.perf_counter()
-            set_faiss_threads(os.cpu_count() or 1)  # a bulk build gains from every core
-            index = FaissIndex.rebuild_from(np.arange(size, dtype=np.int64), vectors, kind)
-            set_faiss_threads(1)
-            build = time.perf_counter() - t0
-            # Queries near stored rows, as a real near-duplicate lookup is.
-            picks = rng.integers(0, size, queries)
-            noisy = normalize_rows(vectors[picks] + 0.05 * probe)
-            times = [0.0] * queries
-            found = np.zeros(queries, dtype=np.int64)
-            for i in range(queries):
-                t1 = time.perf_counter()
-                found[i] = index.search(noisy[i : i + 1], 1)[0][0].id
-                times[i] = (time.perf_counter() - t1) * 1000
-            exact = np.argmax(noisy @ vectors.T, axis=1)
-            timings[size] = _p50(times)
-            out[f"{kind}_{size}"] = {
-                "build_s": build,
-                "p50_ms": timings[size],
-                "recall_at_1": float(np.mean(found == exact)),
-                "rss_growth_mb": _rss_mb() - rss_before,
-            }
-            del index, vectors
-        out[f"{kind}_ratio"] = timings[big] / timings[small]
-    return out
-
-
-def _rss_mb() -> float:
-    """Peak resident memory of this process so far (what the OS had to give)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def run_perf_suite(
     settings: Settings,
     *,
@@ -362,13 +317,14 @@ def run_perf_suite(
     result["embedders"] = embedder_figures(embedder, max(20, requests // 5))
     result["http"] = http_figures(settings, embedder, entries, requests)
     result["startup"] = startup_figure(settings, embedder)
-    result["scale"] = scale_figure(embedder.dim, entries, big_entries, min(requests, 200))
+    result["scale"] = scale_figure(
+        embedder, entries, big_entries, min(requests, 200), settings.cache.top_k
+    )
     return result
 
 
 def perf_markdown(result: dict[str, Any]) -> str:
-    http, start, scale = result["http"], result["startup"], result["scale"]
-    big, small = scale["big"], scale["small"]
+    http, start = result["http"], result["startup"]
     rows = [
         (
             "exact hit over HTTP / bare endpoint (p50)",
@@ -388,19 +344,6 @@ def perf_markdown(result: dict[str, Any]) -> str:
             "≥ 2×",
             f"{http['concurrent_batched_rps']:.1f} / {http['concurrent_unbatched_rps']:.1f} req/s",
         ),
-        (
-            f"flat search {big:,} / {small:,} entries (p50)",
-            scale["flat_ratio"],
-            "≤ 1.2×",
-            f"{scale[f'flat_{big}']['p50_ms']:.2f} / {scale[f'flat_{small}']['p50_ms']:.3f} ms",
-        ),
-        (
-            f"HNSW search {big:,} / {small:,} entries (p50)",
-            scale["hnsw_ratio"],
-            "≤ 1.2×",
-            f"{scale[f'hnsw_{big}']['p50_ms']:.3f} / {scale[f'hnsw_{small}']['p50_ms']:.3f} ms, "
-            f"recall@1 {scale[f'hnsw_{big}']['recall_at_1']:.3f}",
-        ),
     ]
     lines = [
         f"`{result['environment']['command']}` — model `{result['model']}`, "
@@ -418,6 +361,7 @@ def perf_markdown(result: dict[str, Any]) -> str:
         f"| first answer of any kind {start['start_to_first_response_s']:.1f} s; "
         f"`python -c 'import torch'` alone {start['python_import_torch_s']:.1f} s |"
     )
+    lines += ["", scale_markdown(result["scale"])]
     lines += ["", "Embedders side by side (the same prompts, in turn):", ""]
     lines.append(embedder_markdown(result["embedders"]))
     return "\n".join(lines)
