@@ -78,6 +78,9 @@ _TOMBSTONE = -1
 # reconstructed rows beats a filtered scan (768-dim: 0.6 against 0.9 ms for 1 000 of 100k
 # rows, 0.07 against 0.09 for 200 of 2 000; 0.47 against 0.34 for 1 000 of 2 000).
 _DIRECT_SCORING_MAX = 2048
+# FAISS's flat search switches to a matrix product from this many queries
+# (`faiss.cvar.distance_compute_blas_threshold`, left at its default).
+_FAISS_BLAS_FROM = 20
 # Unit rows have squared norm 1 up to float32 rounding; anything further off is a caller bug.
 _NORM_SQ_TOLERANCE = 2e-3
 # "Error in <C++ signature> at <file>:<line>: " before the reason in FAISS's messages.
@@ -277,6 +280,14 @@ class _Slots:
 
     def search_all(self, queries: Vectors, k: int, ef_search: int) -> tuple[Vectors, Ids]:
         if self.kind == "flat":
+            if 1 < queries.shape[0] < _FAISS_BLAS_FROM:
+                # One matrix product reads the rows once for every query; FAISS's own path
+                # below 20 queries scans them once per query (16 queries over 10k 768-dim
+                # rows: 3.5 against 23 ms).
+                labels = self.labels()
+                rows = faiss.rev_swig_ptr(self.storage.get_xb(), labels.size * self.dim)
+                scores = queries @ rows.reshape(labels.size, self.dim).T
+                return _top_k(scores, labels, k)
             return self.idmap.search(queries, k)  # type: ignore[no-any-return]
         # A fresh params object per call: IndexIDMap2.search briefly rewrites `sel` in place.
         params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # not in faiss's stubs
