@@ -5,6 +5,10 @@ several lookups arrive together the worker thread takes every text already queue
 `max_batch`), embeds them in one call and hands each caller its row. It waits (at most
 `max_wait`) only while other callers are known to be on their way, so a lone lookup pays
 nothing beyond a thread hand-off, and while the model is busy the next batch forms by itself.
+
+`Coalescer` is that mechanism for any list-at-a-time work; `MicroBatcher` applies it to an
+`Embedder`. The cache gives its coalescer more work per batch: the embedding, then one index
+search for the lookups that search the whole index (service/cache.py).
 """
 
 from __future__ import annotations
@@ -15,10 +19,14 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import numpy as np
 
 from embeddings.base import Embedder, Vectors
+
+In = TypeVar("In")
+Out = TypeVar("Out")
 
 
 @dataclass
@@ -29,32 +37,41 @@ class BatchStats:
 
 
 @dataclass(frozen=True)
-class _Job:
-    text: str
-    future: Future[Vectors]
+class _Job(Generic[In, Out]):
+    item: In
+    future: Future[Out]
 
 
-class MicroBatcher:
-    """Wraps an `Embedder`; thread-safe; `embed_one` blocks until the row is ready."""
+class Coalescer(Generic[In, Out]):
+    """Concurrent single calls of `submit` share one call of `work` on the list of their
+    items, made by one worker thread; thread-safe. `work` returns one result per item, in
+    order; if it raises, every caller of that batch gets the exception."""
 
-    def __init__(self, embedder: Embedder, *, max_batch: int = 32, max_wait: float = 0.002) -> None:
-        self.embedder = embedder
+    def __init__(
+        self,
+        work: Callable[[list[In]], Sequence[Out]],
+        *,
+        max_batch: int = 32,
+        max_wait: float = 0.002,
+        name: str = "batcher",
+    ) -> None:
+        self._work = work
         self._max_batch = max_batch
         self._max_wait = max_wait
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Job[In, Out] | None] = queue.SimpleQueue()
         self._stats_lock = threading.Lock()
         self.stats = BatchStats()
-        self._thread = threading.Thread(target=self._run, name="embed-batcher", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._closed = False
-        self._in_flight = 0  # callers inside embed_one, queued or being embedded
+        self._in_flight = 0  # callers inside submit, queued or being worked on
         self.on_batch: Callable[[int], None] | None = None  # e.g. a metrics histogram
         self._thread.start()
 
-    def embed_one(self, text: str) -> Vectors:
-        """Return a (1, dim) array for one text."""
+    def submit(self, item: In) -> Out:
+        """Block until `work` has produced this item's result."""
         if self._closed:
-            raise RuntimeError("the embedding batcher is closed")
-        job = _Job(text, Future())
+            raise RuntimeError(f"the {self._thread.name} is closed")
+        job: _Job[In, Out] = _Job(item, Future())
         with self._stats_lock:
             self._in_flight += 1
         try:
@@ -64,11 +81,7 @@ class MicroBatcher:
             with self._stats_lock:
                 self._in_flight -= 1
 
-    def embed(self, texts: Sequence[str]) -> Vectors:
-        """Bulk work (rebuilds, benchmarks) goes straight to the model."""
-        return self.embedder.embed(texts)
-
-    def _collect(self, first: _Job) -> list[_Job]:
+    def _collect(self, first: _Job[In, Out]) -> list[_Job[In, Out]]:
         jobs = [first]
         deadline = time.perf_counter() + self._max_wait
         while len(jobs) < self._max_batch:
@@ -97,7 +110,7 @@ class MicroBatcher:
                 return
             jobs = self._collect(first)
             try:
-                vectors = self.embedder.embed([job.text for job in jobs])
+                results = self._work([job.item for job in jobs])
             except Exception as exc:  # hand the failure to every waiting caller
                 for job in jobs:
                     job.future.set_exception(exc)
@@ -107,8 +120,8 @@ class MicroBatcher:
                 self.stats.texts += len(jobs)
                 self.stats.sizes.append(len(jobs))
                 del self.stats.sizes[:-1000]
-            for row, job in enumerate(jobs):
-                job.future.set_result(np.ascontiguousarray(vectors[row : row + 1]))
+            for job, result in zip(jobs, results, strict=True):
+                job.future.set_result(result)
             if self.on_batch is not None:
                 self.on_batch(len(jobs))
 
@@ -117,3 +130,25 @@ class MicroBatcher:
             self._closed = True
             self._queue.put(None)
             self._thread.join(timeout=5)
+
+
+class MicroBatcher(Coalescer[str, Vectors]):
+    """Wraps an `Embedder`; thread-safe; `embed_one` blocks until the row is ready."""
+
+    def __init__(self, embedder: Embedder, *, max_batch: int = 32, max_wait: float = 0.002) -> None:
+        self.embedder = embedder
+        super().__init__(
+            self._embed_rows, max_batch=max_batch, max_wait=max_wait, name="embed-batcher"
+        )
+
+    def embed_one(self, text: str) -> Vectors:
+        """Return a (1, dim) array for one text."""
+        return self.submit(text)
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        """Bulk work (rebuilds, benchmarks) goes straight to the model."""
+        return self.embedder.embed(texts)
+
+    def _embed_rows(self, texts: list[str]) -> list[Vectors]:
+        vectors = self.embedder.embed(texts)
+        return [np.ascontiguousarray(vectors[row : row + 1]) for row in range(len(texts))]

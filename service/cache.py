@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from embeddings.base import Embedder, RoutingEmbedder
-from embeddings.batcher import MicroBatcher
+from embeddings.batcher import Coalescer
+from index.base import Neighbour, Vectors
 from service.config import Settings
 from service.errors import Conflict
 from service.guards import check_all
@@ -52,6 +53,18 @@ from service.store import Entry, EntryStore
 from service.verifier import load_verifier
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _EmbedJob:
+    text: str
+    # > 0: a lookup in a context holding every indexed row wants this many neighbours from
+    # the whole index, searched together with the other such lookups of its batch.
+    search_k: int = 0
+
+
+# The text's (1, dim) vector, and its neighbours when they were searched in the batch.
+_Embedded = tuple[Vectors, list[Neighbour] | None]
 
 _MAX_ID = 2**53 - 1  # ids stay exact as JSON numbers in every client
 
@@ -139,10 +152,11 @@ class SemanticCache:
         self.embedder = embedder
         self._clock = clock
         self._cfg = settings.cache
-        self._batcher = MicroBatcher(
-            embedder,
+        self._batcher: Coalescer[_EmbedJob, _Embedded] = Coalescer(
+            self._embed_batch,
             max_batch=settings.embedding.batch_max_size,
             max_wait=settings.embedding.batch_max_wait_ms / 1000,
+            name="embed-batcher",
         )
         self._store = EntryStore(settings.entries_dir)
         self._lock = threading.RLock()
@@ -155,6 +169,7 @@ class SemanticCache:
         self._counters_lock = threading.Lock()
         self._changes_since_save = 0
         self.degraded_lookups = 0
+        self.batch_searched_lookups = 0  # lookups whose search was shared with their batch
         self.semantic_block: str | None = None
         self._verifier = load_verifier(
             settings.policy.verifier, min_score=settings.policy.verifier_min_score
@@ -332,8 +347,10 @@ class SemanticCache:
         if allowed is not None and not allowed:
             return LookupResult(Miss(f"{exact_reason}no cached prompt in this context"))
         try:
-            vector = self._batcher.embed_one(keys.semantic_text or "")
-            neighbours = self._index.search(vector, self._cfg.top_k, allowed_ids=allowed)[0]
+            job = _EmbedJob(keys.semantic_text or "", self._cfg.top_k if allowed is None else 0)
+            vector, neighbours = self._batcher.submit(job)
+            if neighbours is None:
+                neighbours = self._index.search(vector, self._cfg.top_k, allowed_ids=allowed)[0]
         except Exception as exc:  # degrade to a miss, never a 500 (STYLE: errors)
             self.degraded_lookups += 1
             logger.exception("semantic lookup degraded to a miss")
@@ -395,7 +412,7 @@ class SemanticCache:
         now = self._clock()
         embedding = None
         if keys.semantic_text and not exact_only:
-            embedding = self._batcher.embed_one(keys.semantic_text)[0]
+            embedding = self._embed_one(keys.semantic_text)[0]
         with self._lock:
             entry_id = self._new_id()
             entry = Entry(
@@ -511,7 +528,7 @@ class SemanticCache:
         allowed = [i for i in ids if self._rows[i].indexed]
         if not allowed:
             return []
-        vector = self._batcher.embed_one(what.similar_to or "")
+        vector = self._embed_one(what.similar_to or "")
         neighbours = self._index.search(vector, len(allowed), allowed_ids=allowed)[0]
         options = self.options(min_similarity=threshold)
         matched: list[int] = []
@@ -567,8 +584,31 @@ class SemanticCache:
             )
 
     @property
-    def batcher(self) -> MicroBatcher:
+    def batcher(self) -> Coalescer[_EmbedJob, _Embedded]:
         return self._batcher
+
+    def _embed_one(self, text: str) -> Vectors:
+        vector, _ = self._batcher.submit(_EmbedJob(text))
+        return vector
+
+    def _embed_batch(self, jobs: list[_EmbedJob]) -> list[_Embedded]:
+        """The micro-batcher's work: one embedding call for every text of the batch, then one
+        search for every lookup in it that searches the whole index. A single lookup searches
+        in its own thread instead, beside the next embedding."""
+        vectors = self.embedder.embed([job.text for job in jobs])
+        rows = [row for row, job in enumerate(jobs) if job.search_k]
+        found: dict[int, list[Neighbour]] = {}
+        if len(rows) > 1:
+            try:
+                k = max(jobs[row].search_k for row in rows)
+                found = dict(zip(rows, self._index.search(vectors[rows], k), strict=True))
+                self.batch_searched_lookups += len(rows)  # only the batcher thread writes it
+            except Exception:  # each lookup searches alone and meets the error there
+                logger.exception("batched search failed; the lookups search one by one")
+        return [
+            (np.ascontiguousarray(vectors[row : row + 1]), found.get(row))
+            for row in range(len(jobs))
+        ]
 
     def close(self) -> None:
         try:

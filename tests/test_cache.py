@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -276,3 +277,33 @@ def test_ivf_index_serves_hits_keeps_tenants_apart_and_reloads(
     assert report.consistent
     manifest = (settings.index_dir / "manifest.json").read_text()
     assert '"kind": "ivf"' in manifest
+
+
+def test_concurrent_lookups_share_one_embedding_and_one_search(
+    tmp_path: Path, embedder: CountingEmbedder
+) -> None:
+    """A batch of lookups in the only context is searched in one index call; each still gets
+    exactly the decision it gets alone."""
+    settings = make_settings(tmp_path / "data", embedding={"batch_max_wait_ms": 50.0})
+    cache = SemanticCache(settings, embedder)
+    topics = ["reset my password", "delete my account", "change my email", "export my data"]
+    try:
+        for topic in topics:
+            cache.store(keys(f"How do I {topic}?"), f"answer: {topic}")
+        queries = [f"How can I {topic}?" for topic in topics] + ["What is a good pizza?"] * 2
+        alone = [cache.lookup(keys(q), OPTIONS) for q in queries]
+        before = cache.batcher.stats.batches
+        with ThreadPoolExecutor(len(queries)) as pool:
+            together = list(pool.map(lambda q: cache.lookup(keys(q), OPTIONS), queries))
+        assert max(cache.batcher.stats.sizes[-(cache.batcher.stats.batches - before) :]) > 1
+        assert cache.batch_searched_lookups > 1
+        for one, batched in zip(alone, together, strict=True):
+            assert type(one.decision) is type(batched.decision)
+            if isinstance(one.decision, Hit) and isinstance(batched.decision, Hit):
+                assert one.decision.entry_id == batched.decision.entry_id
+                assert batched.decision.similarity == pytest.approx(one.decision.similarity)
+        assert [r.entry.response for r in together[:4] if r.entry] == [
+            f"answer: {t}" for t in topics
+        ]
+    finally:
+        cache.close()
