@@ -109,6 +109,14 @@ def open_index(
         )
     except (IndexCorrupt, IndexModelMismatch, IndexLoadError) as exc:
         return OpenedIndex(build_index(settings, dim, indexed_entries()), "rebuilt", str(exc))
+    if index.kind != settings.index.kind:
+        logger.warning(
+            "the saved index is %s but [index] kind is %s: it stays %s until "
+            "`promptcache index rebuild`",
+            index.kind,
+            settings.index.kind,
+            index.kind,
+        )
     present = {int(i) for i in index.ids()}
     missing, extra = expected_ids - present, present - expected_ids
     if not missing and not extra:
@@ -137,6 +145,7 @@ class CheckReport:
     missing_from_index: int
     extra_in_index: int
     problems: tuple[str, ...] = field(default_factory=tuple)
+    manifest_kind: str | None = None  # the saved index's kind; `[index] kind` applies at rebuild
 
     @property
     def consistent(self) -> bool:
@@ -156,11 +165,12 @@ def check_data_dir(settings: Settings, configured_model: str) -> CheckReport:
     if any(m != configured_model for m in stored_models):
         problems.append(reembed_hint(stored_models, configured_model))
     manifest_model: str | None = None
+    manifest_kind: str | None = None
     index_count: int | None = None
     missing = extra = 0
     try:
         manifest = read_manifest(settings.index_dir)
-        manifest_model = manifest.model_id
+        manifest_model, manifest_kind = manifest.model_id, manifest.kind
         index = load_index(settings.index_dir, manifest.model_id, manifest.dim)
         present = {int(i) for i in index.ids()}
         index_count = len(present)
@@ -186,6 +196,7 @@ def check_data_dir(settings: Settings, configured_model: str) -> CheckReport:
         missing_from_index=missing,
         extra_in_index=extra,
         problems=tuple(problems),
+        manifest_kind=manifest_kind,
     )
 
 

@@ -66,3 +66,25 @@ def test_errors_are_one_line_and_non_zero(
     assert "invalid setting cache.min_similarity" in capsys.readouterr().err
     assert main(["serve", "--host", "0.0.0.0", "--data-dir", str(data)]) == 1
     assert "refusing to listen on 0.0.0.0" in capsys.readouterr().err
+
+
+def test_switching_to_ivf_takes_a_rebuild(
+    tmp_path: Path, routed: RoutedEmbedder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    seed(data, routed)  # a flat index, the default
+    config = tmp_path / "ivf.toml"
+    config.write_text('[index]\nkind = "ivf"\n')
+    flags = ["--data-dir", str(data), "--config", str(config)]
+    assert main(["index", "stats", "--json", *flags]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert (stats["index_kind"], stats["configured_index_kind"]) == ("flat", "ivf")
+    assert main(["index", "check", *flags]) == 0
+    assert "note: the saved index is flat but [index] kind is ivf" in capsys.readouterr().out
+    assert main(["index", "rebuild", *flags]) == 0
+    capsys.readouterr()
+    assert main(["index", "stats", "--json", *flags]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["index_kind"] == "ivf" and stats["index_entries"] == 2 and stats["consistent"]
+    assert main(["index", "check", *flags]) == 0
+    assert "note:" not in capsys.readouterr().out

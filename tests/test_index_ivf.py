@@ -13,21 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.scale import near_duplicates
 from index import FaissIndex, IndexCorrupt, load_index, read_manifest
 from index.ivf_slots import IVF_MIN_ROWS, nlist_for
 from tests.test_index import DIM, MODEL, assert_load_fails, oracle, rewrite_manifest, unit_rows
 
 ROWS = 25_000
-
-
-def near_duplicates(rng: np.random.Generator, rows: np.ndarray, cosine: float) -> np.ndarray:
-    """Each row turned by a random orthogonal direction to the given cosine."""
-    noise = rng.standard_normal(rows.shape).astype(np.float32)
-    noise -= np.sum(noise * rows, axis=1, keepdims=True) * rows
-    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
-    sine = np.sqrt(1 - cosine**2)
-    turned: np.ndarray = cosine * rows + sine * noise
-    return (turned / np.linalg.norm(turned, axis=1, keepdims=True)).astype(np.float32)
 
 
 @pytest.fixture(scope="module")

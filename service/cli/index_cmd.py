@@ -73,6 +73,11 @@ def run_check(args: argparse.Namespace) -> int:
         print(json.dumps({"consistent": report.consistent, "problems": list(report.problems)}))
     elif report.consistent:
         print(f"ok: {report.entries} entries, {report.index_entries or 0} in the index")
+        if report.manifest_kind and report.manifest_kind != settings.index.kind:
+            print(
+                f"note: the saved index is {report.manifest_kind} but [index] kind is "
+                f"{settings.index.kind}; `promptcache index rebuild` switches it"
+            )
     else:
         for problem in report.problems:
             print(f"problem: {problem}")
@@ -91,7 +96,8 @@ def run_stats(args: argparse.Namespace) -> int:
         "entries": report.entries,
         "entries_with_embedding": report.with_embedding,
         "index_entries": report.index_entries,
-        "index_kind": settings.index.kind,
+        "index_kind": report.manifest_kind,
+        "configured_index_kind": settings.index.kind,
         "index_model": report.manifest_model,
         "configured_model": report.configured_model,
         "stored_embedding_models": list(report.stored_models),
