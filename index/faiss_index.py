@@ -23,6 +23,7 @@ grow, through the same build-aside-and-swap path as HNSW compaction.
 from __future__ import annotations
 
 import hashlib
+import logging
 import operator
 import re
 import threading
@@ -55,6 +56,8 @@ from index.manifest import (
     temp_path,
     write_manifest,
 )
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_COMPACT_FRACTION",
@@ -333,6 +336,26 @@ class FaissIndex:
         self._compact_lock = threading.Lock()
         # While a compaction builds its new graph, every write is also recorded here.
         self._journal: list[tuple[Ids, Vectors | None]] | None = None
+        self._background = False
+        self._compaction: threading.Thread | None = None
+        self.background_compactions = 0  # started so far
+
+    def set_background_compaction(self, enabled: bool) -> None:
+        """Run automatic compactions and IVF retraining in a thread of their own.
+
+        A server wants this: otherwise the write that crosses the threshold waits for the
+        rebuild (about 50 s for IVF at 1M rows), and so does every caller holding a lock
+        around that write. Explicit `compact()` calls always run in the caller's thread.
+        """
+        self._background = enabled
+
+    def wait_for_compaction(self, timeout: float | None = None) -> bool:
+        """Wait for a background compaction; return whether none is running any more."""
+        thread = self._compaction
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
 
     @classmethod
     def create(
@@ -570,8 +593,24 @@ class FaissIndex:
             write_manifest(directory, manifest)
 
     def _maybe_compact(self) -> None:
-        if self._slots.wants_rebuild(self._compact_fraction):
+        if not self._slots.wants_rebuild(self._compact_fraction):
+            return
+        if not self._background:
             self.compact()
+            return
+        if self._compact_lock.locked():
+            return  # one is running; its journal takes this write too
+        self._compaction = threading.Thread(
+            target=self._compact_logged, name="index-compaction", daemon=True
+        )
+        self._compaction.start()
+        self.background_compactions += 1
+
+    def _compact_logged(self) -> None:
+        try:
+            self.compact()
+        except Exception:  # the old structure keeps serving; the next write tries again
+            logger.exception("background index compaction failed")
 
 
 def load_index(

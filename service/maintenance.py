@@ -44,14 +44,23 @@ def reembed_hint(stored_models: Iterable[str], configured: str) -> str:
 
 def new_index(settings: Settings, dim: int) -> FaissIndex:
     cfg = settings.index
-    return FaissIndex.create(
-        dim,
-        kind=cfg.kind,
-        hnsw_m=cfg.hnsw_m,
-        hnsw_ef_construction=cfg.hnsw_ef_construction,
-        hnsw_ef_search=cfg.hnsw_ef_search,
-        ivf_nprobe=cfg.ivf_nprobe,
+    return _served(
+        FaissIndex.create(
+            dim,
+            kind=cfg.kind,
+            hnsw_m=cfg.hnsw_m,
+            hnsw_ef_construction=cfg.hnsw_ef_construction,
+            hnsw_ef_search=cfg.hnsw_ef_search,
+            ivf_nprobe=cfg.ivf_nprobe,
+        )
     )
+
+
+def _served(index: FaissIndex) -> FaissIndex:
+    """The settings every index a cache serves from gets: compactions and IVF retraining
+    off the writer's thread (the cache writes under its lock)."""
+    index.set_background_compaction(True)
+    return index
 
 
 def build_index(settings: Settings, dim: int, entries: Sequence[Entry]) -> FaissIndex:
@@ -60,14 +69,16 @@ def build_index(settings: Settings, dim: int, entries: Sequence[Entry]) -> Faiss
         return new_index(settings, dim)
     cfg = settings.index
     # In one call, so that an IVF index is trained once, for all its rows.
-    return FaissIndex.rebuild_from(
-        np.array([e.id for e in rows], dtype=np.int64),
-        np.stack([e.embedding for e in rows if e.embedding is not None]).astype(np.float32),
-        cfg.kind,
-        hnsw_m=cfg.hnsw_m,
-        hnsw_ef_construction=cfg.hnsw_ef_construction,
-        hnsw_ef_search=cfg.hnsw_ef_search,
-        ivf_nprobe=cfg.ivf_nprobe,
+    return _served(
+        FaissIndex.rebuild_from(
+            np.array([e.id for e in rows], dtype=np.int64),
+            np.stack([e.embedding for e in rows if e.embedding is not None]).astype(np.float32),
+            cfg.kind,
+            hnsw_m=cfg.hnsw_m,
+            hnsw_ef_construction=cfg.hnsw_ef_construction,
+            hnsw_ef_search=cfg.hnsw_ef_search,
+            ivf_nprobe=cfg.ivf_nprobe,
+        )
     )
 
 
@@ -94,12 +105,14 @@ def open_index(
     if model_changed:
         return OpenedIndex(new_index(settings, dim), "refused", "embedding model changed")
     try:
-        index = load_index(
-            settings.index_dir,
-            embedder_model,
-            dim,
-            hnsw_ef_search=settings.index.hnsw_ef_search,
-            ivf_nprobe=settings.index.ivf_nprobe,
+        index = _served(
+            load_index(
+                settings.index_dir,
+                embedder_model,
+                dim,
+                hnsw_ef_search=settings.index.hnsw_ef_search,
+                ivf_nprobe=settings.index.ivf_nprobe,
+            )
         )
     except IndexMissing:
         if not expected_ids:

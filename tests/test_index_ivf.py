@@ -153,3 +153,23 @@ def test_trained_lists_survive_save_and_load(
     assert loaded.search(queries[:1], 3, allowed_ids={first}) == [[]]
     rewrite_manifest(tmp_path, kind="flat")
     assert_load_fails(tmp_path, IndexCorrupt, "ivf of dim 32 but the manifest says flat")
+
+
+def test_background_retraining_leaves_the_writer_free() -> None:
+    """As the cache runs it: the add that outgrows the lists returns before the training."""
+    rng = np.random.default_rng(45)
+    vectors = unit_rows(rng, IVF_MIN_ROWS + 1000)
+    index = FaissIndex.create(DIM, "ivf")
+    index.set_background_compaction(True)
+    index.add(np.arange(IVF_MIN_ROWS - 1, dtype=np.int64), vectors[: IVF_MIN_ROWS - 1])
+    assert index.stats().ivf_nlist == 1
+    index.add(np.arange(IVF_MIN_ROWS - 1, IVF_MIN_ROWS + 1000), vectors[IVF_MIN_ROWS - 1 :])
+    assert index.background_compactions == 1
+    # Searches and writes go on while it trains; the writes are replayed on the new lists.
+    index.remove(np.array([0, 1, 2], dtype=np.int64))
+    assert index.search(vectors[5:6], 1)[0][0].id == 5
+    assert index.wait_for_compaction(timeout=60)
+    stats = index.stats()
+    assert (stats.ivf_nlist, stats.count) == (nlist_for(IVF_MIN_ROWS + 1000), IVF_MIN_ROWS + 997)
+    assert index.search(vectors[:3], 1, allowed_ids={0, 1, 2}) == [[], [], []]
+    assert [row[0].id for row in index.search(vectors[3:50], 1)] == list(range(3, 50))
