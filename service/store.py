@@ -13,12 +13,14 @@ read into a write; the orchestrator evicts instead and keeps the read path read-
 from __future__ import annotations
 
 import base64
+import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import diskcache
+import diskcache.core
 import numpy as np
 import numpy.typing as npt
 import orjson
@@ -27,6 +29,7 @@ from service.errors import StorageError
 from service.jsoncodec import dumps
 
 _PREFIX = "e:"
+_PREFIX_END = "e;"  # the next string after every "e:..." key
 _FORMAT = 1
 
 
@@ -164,16 +167,53 @@ class EntryStore:
 
     def scan(self, *, with_embedding: bool = False) -> Iterator[Entry]:
         """Every entry; an unreadable value is skipped here and reported by `check`."""
-        for key in self._cache.iterkeys():
-            if not isinstance(key, str) or not key.startswith(_PREFIX):
-                continue
-            raw = self._cache.get(key)
-            if raw is None:
-                continue
+        for raw in self._raw_values():
             try:
                 yield decode_entry(raw, with_embedding=with_embedding)
             except (orjson.JSONDecodeError, KeyError, ValueError, TypeError):
                 continue
+
+    def _raw_values(self) -> Iterator[bytes | str]:
+        """Every stored entry value, in one pass over diskcache's SQLite table.
+
+        Through diskcache's API a scan is one query per key (100k entries: 3.9 s of a 6.8 s
+        start); one read-only SELECT streams the same values in 0.2 s. It relies on the
+        `Cache` table of diskcache 5 (key, mode, value), so any SQLite error falls back to
+        the API; values diskcache keeps in files (over its 32 KB inline limit) are read
+        through the API too.
+        """
+        database = Path(self._cache.directory) / "cache.db"
+        try:
+            connection = sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)
+        except sqlite3.Error:
+            yield from self._raw_values_by_key()
+            return
+        try:
+            rows = connection.execute(
+                "SELECT key, mode, value FROM Cache WHERE key >= ? AND key < ?",
+                (_PREFIX, _PREFIX_END),
+            )
+        except sqlite3.Error:  # not the schema this reads: nothing was yielded yet
+            connection.close()
+            yield from self._raw_values_by_key()
+            return
+        try:
+            for key, mode, value in rows:
+                if mode == diskcache.core.MODE_RAW and value is not None:
+                    yield value
+                else:
+                    stored = self._cache.get(key)
+                    if stored is not None:
+                        yield stored
+        finally:
+            connection.close()
+
+    def _raw_values_by_key(self) -> Iterator[bytes | str]:
+        for key in self._cache.iterkeys():
+            if isinstance(key, str) and key.startswith(_PREFIX):
+                raw = self._cache.get(key)
+                if raw is not None:
+                    yield raw
 
     def __len__(self) -> int:
         return sum(1 for key in self._cache.iterkeys() if str(key).startswith(_PREFIX))
