@@ -219,12 +219,15 @@ def rebuild(
     *,
     reembed: bool,
     progress: Progress | None = None,
+    stage: Callable[[str], None] | None = None,
     batch_size: int = 64,
 ) -> tuple[int, int]:
     """Rebuild the index from the store; with `reembed`, embed every entry again first.
 
     Re-embedding writes each entry back one batch at a time, so an interrupted run loses
     nothing and a second run finishes the job. Returns (entries indexed, entries re-embedded).
+    `stage` hears what runs next, since building an index reports no progress of its own
+    (training IVF lists for 1M entries takes about a minute).
     """
     store = EntryStore(settings.entries_dir)
     try:
@@ -239,6 +242,8 @@ def rebuild(
             raise ValueError(reembed_hint(other_model, embedder.model_id))
         # Without --reembed only entries that never got a vector are embedded.
         stale = [e for e in embeddable if reembed or e.embedding is None]
+        if stage and stale:
+            stage(f"embedding {len(stale)} entries")
         total = len(stale) + len(entries)
         done = 0
         fresh: dict[int, Entry] = {}
@@ -257,6 +262,8 @@ def rebuild(
         indexed = [
             e for e in final if e.embedding is not None and e.embedding_model == embedder.model_id
         ]
+        if stage:
+            stage(f"building the {settings.index.kind} index of {len(indexed)} entries")
         index = build_index(settings, embedder.dim, indexed)
         index.save(settings.index_dir, embedder.model_id)
         if progress:

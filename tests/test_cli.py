@@ -13,6 +13,7 @@ from service.cache import SemanticCache
 from service.cli.main import main
 from service.datadir import DataDirLock
 from service.keys import prompt_keys
+from service.maintenance import rebuild
 from tests.conftest import make_settings
 
 
@@ -88,3 +89,13 @@ def test_switching_to_ivf_takes_a_rebuild(
     assert stats["index_kind"] == "ivf" and stats["index_entries"] == 2 and stats["consistent"]
     assert main(["index", "check", *flags]) == 0
     assert "note:" not in capsys.readouterr().out
+
+
+def test_rebuild_names_each_stage(tmp_path: Path, routed: RoutedEmbedder) -> None:
+    """What the progress bar shows while a stage reports no progress of its own."""
+    data = tmp_path / "data"
+    seed(data, routed)
+    stages: list[str] = []
+    settings = make_settings(data, index={"kind": "ivf"})
+    assert rebuild(settings, routed, reembed=True, stage=stages.append) == (2, 2)
+    assert stages == ["embedding 2 entries", "building the ivf index of 2 entries"]

@@ -51,7 +51,11 @@ def run_rebuild(args: argparse.Namespace) -> int:
                 bar.refresh()
 
             indexed, reembedded = rebuild(
-                settings, embedder, reembed=args.reembed, progress=progress
+                settings,
+                embedder,
+                reembed=args.reembed,
+                progress=progress,
+                stage=bar.set_description,
             )
     print(
         f"index rebuilt: {indexed} entries indexed, {reembedded} embedded with {embedder.model_id}"
