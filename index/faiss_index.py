@@ -1,18 +1,16 @@
 """FAISS behind the `VectorIndex` seam: exact (flat), HNSW or IVF search over unit vectors.
 
-Both kinds wrap their FAISS index in an `IndexIDMap2`, so entry ids are FAISS ids and the saved
-file carries them. Flat (`IndexFlatIP`) is exact and deletes removed rows. HNSW
-(`IndexHNSWFlat`, inner product) cannot delete graph nodes, so a removed or replaced entry
-leaves a tombstone: its slot's id in the id map is overwritten with -1. Searches exclude -1
-slots inside FAISS with an `IDSelector` (the graph still routes through them, which keeps
-recall), so no over-fetching is needed; tombstones live in the id map and so survive
-save/load without another file; and once they pass `compact_fraction` of the slots the graph
-is rebuilt from the live rows while searches and writes go on (`FaissIndex.compact`).
-Searches restricted to `allowed_ids` are exact for both kinds: a small allowed set is scored
-directly from reconstructed rows, a large one by a filtered scan of the flat storage, and on a
-flat index an allowed set holding every row (one context) by a plain search. Filtered
-HNSW traversal was not used: it found the true best allowed id only 30% of the time when 1%
-of the ids were allowed (100k random rows, efSearch 128).
+`FaissIndex` holds one FAISS structure behind a read-write lock, validates every input, and
+owns persistence (atomic save with a manifest, checked load) and rebuilds (HNSW compaction,
+IVF retraining: built aside while searches and writes go on, writes journalled and replayed).
+The structures themselves live in `index/idmap_slots.py` (flat and HNSW in an id map, with
+tombstones for HNSW) and `index/ivf_slots.py`.
+
+Searches restricted to `allowed_ids`: a small allowed set is scored directly from
+reconstructed rows; an allowed set holding every row (one context) is a plain search where
+that is as good (flat, IVF); otherwise the kind's own filtered search runs, an exact scan of
+the stored rows for flat and HNSW (filtered HNSW traversal found the true best allowed id only
+30% of the time when 1% of the ids were allowed: 100k random rows, efSearch 128).
 
 The IVF kind (`index/ivf_slots.py`) is for caches of hundreds of thousands of rows and more:
 its searches, restricted ones included, probe only the lists nearest the query, so they are
@@ -38,6 +36,7 @@ import faiss
 import numpy as np
 
 from index.base import Ids, Neighbour, Vectors
+from index.idmap_slots import IdMapSlots, top_k
 from index.ivf_slots import IvfSlots
 from index.manifest import (
     FORMAT_VERSION,
@@ -76,14 +75,10 @@ DEFAULT_COMPACT_FRACTION = 0.25
 # Lists an IVF search probes: recall@1 0.998 on 1,000 queries at cosine 0.95 to a row among 1M
 # random rows in 4096 lists, 2.6 ms (16: 0.982, 1.6 ms). See index/ivf_slots.py.
 DEFAULT_IVF_NPROBE = 32
-_TOMBSTONE = -1
 # Up to this many allowed ids, and when they are at most an eighth of the rows, scoring
 # reconstructed rows beats a filtered scan (768-dim: 0.6 against 0.9 ms for 1 000 of 100k
 # rows, 0.07 against 0.09 for 200 of 2 000; 0.47 against 0.34 for 1 000 of 2 000).
 _DIRECT_SCORING_MAX = 2048
-# FAISS's flat search switches to a matrix product from this many queries
-# (`faiss.cvar.distance_compute_blas_threshold`, left at its default).
-_FAISS_BLAS_FROM = 20
 # Unit rows have squared norm 1 up to float32 rounding; anything further off is a caller bug.
 _NORM_SQ_TOLERANCE = 2e-3
 # "Error in <C++ signature> at <file>:<line>: " before the reason in FAISS's messages.
@@ -116,7 +111,7 @@ class IndexStats:
 
 
 class _SlotStore(Protocol):
-    """What `FaissIndex` needs of one FAISS structure: `_Slots` (flat, HNSW) or `IvfSlots`."""
+    """What `FaissIndex` needs of one FAISS structure: `IdMapSlots` (flat, HNSW) or `IvfSlots`."""
 
     @property
     def kind(self) -> IndexKind: ...
@@ -181,136 +176,6 @@ class _ReadWriteLock:
             with self._cond:
                 self._writing = False
                 self._cond.notify_all()
-
-
-class _Slots:
-    """One FAISS index and its bookkeeping; not thread-safe (`FaissIndex` locks around it)."""
-
-    def __init__(self, idmap: Any, inner: Any, kind: Literal["flat", "hnsw"]) -> None:
-        # FAISS objects hold raw pointers into each other: keep every owner referenced here.
-        self.idmap = idmap
-        self.inner = inner
-        self.kind: Literal["flat", "hnsw"] = kind
-        # Flat: a search over every row is exact too. HNSW: it would be approximate.
-        self.plain_search_when_all_allowed = kind == "flat"
-        self.storage: Any = inner if kind == "flat" else faiss.downcast_index(inner.storage)
-        self.dim = int(inner.d)
-        labels = self.labels()
-        live_mask = labels != _TOMBSTONE
-        live_count = int(live_mask.sum())
-        self.live: set[int] = set(labels[live_mask].tolist())
-        if len(self.live) != live_count:
-            raise ValueError("the id map holds an id twice")
-        if kind == "flat" and live_count != labels.size:
-            raise ValueError("a flat index holds tombstones")
-        self.tombstones = int(labels.size) - live_count
-        self._tombstone_batch = faiss.IDSelectorBatch(np.array([_TOMBSTONE], dtype=np.int64))
-        self.not_tombstone = faiss.IDSelectorNot(self._tombstone_batch)
-
-    @classmethod
-    def empty(
-        cls, dim: int, kind: Literal["flat", "hnsw"], hnsw_m: int, ef_construction: int
-    ) -> _Slots:
-        inner: Any
-        if kind == "flat":
-            inner = faiss.IndexFlatIP(dim)
-        else:
-            inner = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-            inner.hnsw.efConstruction = ef_construction
-        return cls(faiss.IndexIDMap2(inner), inner, kind)
-
-    @property
-    def faiss_index(self) -> Any:
-        return self.idmap
-
-    def slot_count(self) -> int:
-        return int(self.idmap.ntotal)
-
-    def wants_rebuild(self, compact_fraction: float | None) -> bool:
-        return compact_fraction is not None and self.tombstones > compact_fraction * int(
-            self.idmap.ntotal
-        )
-
-    def rebuild_due(self) -> bool:
-        return self.tombstones > 0
-
-    def rebuilt(self, ids: Ids, vectors: Vectors) -> _Slots:
-        """The same HNSW parameters, without tombstones."""
-        hnsw = self.inner.hnsw
-        fresh = _Slots.empty(
-            self.dim, self.kind, int(hnsw.nb_neighbors(1)), int(hnsw.efConstruction)
-        )
-        fresh.inner.hnsw.efSearch = hnsw.efSearch
-        if ids.size:
-            fresh.add(ids, vectors)
-        return fresh
-
-    def labels(self) -> Ids:
-        """A writable view of FAISS's slot -> id map; valid only until the next add."""
-        size = int(self.idmap.id_map.size())
-        if size == 0:
-            return np.empty(0, dtype=np.int64)
-        view: Ids = faiss.rev_swig_ptr(self.idmap.id_map.data(), size)
-        return view
-
-    def add(self, ids: Ids, vectors: Vectors) -> None:
-        self.drop(ids)
-        self.idmap.add_with_ids(vectors, ids)
-        self.live.update(ids.tolist())
-
-    def drop(self, ids: Ids) -> int:
-        present = [i for i in dict.fromkeys(ids.tolist()) if i in self.live]
-        if not present:
-            return 0
-        wanted = np.array(present, dtype=np.int64)
-        if self.kind == "flat":
-            self.idmap.remove_ids(faiss.IDSelectorBatch(wanted))
-        else:
-            labels = self.labels()
-            hit = np.isin(labels, wanted)
-            labels[hit] = _TOMBSTONE  # IDMap2's reverse map keeps the stale id; never read
-            self.tombstones += int(hit.sum())
-        self.live.difference_update(present)
-        return len(present)
-
-    def live_rows(self) -> tuple[Ids, Vectors]:
-        labels = self.labels()
-        slots = np.flatnonzero(labels != _TOMBSTONE)
-        if labels.size == 0:
-            return labels.copy(), np.empty((0, self.dim), dtype=np.float32)
-        rows = faiss.rev_swig_ptr(self.storage.get_xb(), labels.size * self.dim)
-        return labels[slots], rows.reshape(labels.size, self.dim)[slots]  # fancy index: copies
-
-    def search_all(self, queries: Vectors, k: int, ef_search: int) -> tuple[Vectors, Ids]:
-        if self.kind == "flat":
-            if 1 < queries.shape[0] < _FAISS_BLAS_FROM:
-                # One matrix product reads the rows once for every query; FAISS's own path
-                # below 20 queries scans them once per query (16 queries over 10k 768-dim
-                # rows: 3.5 against 23 ms).
-                labels = self.labels()
-                rows = faiss.rev_swig_ptr(self.storage.get_xb(), labels.size * self.dim)
-                scores = queries @ rows.reshape(labels.size, self.dim).T
-                return _top_k(scores, labels, k)
-            return self.idmap.search(queries, k)  # type: ignore[no-any-return]
-        # A fresh params object per call: IndexIDMap2.search briefly rewrites `sel` in place.
-        params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # not in faiss's stubs
-        params.efSearch = max(ef_search, k)
-        if self.tombstones:
-            params.sel = self.not_tombstone
-        return self.idmap.search(queries, k, params=params)  # type: ignore[no-any-return]
-
-    def reconstruct(self, ids: Ids) -> Vectors:
-        return self.idmap.reconstruct_batch(ids)  # type: ignore[no-any-return]
-
-    def search_filtered(self, queries: Vectors, k: int, wanted: Ids) -> tuple[Vectors, Ids]:
-        """An exact scan of the stored rows, skipping every id not in `wanted`."""
-        batch = faiss.IDSelectorBatch(wanted)
-        selector = faiss.IDSelectorTranslated(self.idmap.id_map, batch)
-        params = faiss.SearchParameters()
-        params.sel = selector
-        similarities, slots = self.storage.search(queries, k, params=params)
-        labels = self.labels()
-        return similarities, np.where(slots >= 0, labels[np.maximum(slots, 0)], _TOMBSTONE)
 
 
 class FaissIndex:
@@ -381,7 +246,7 @@ class FaissIndex:
         if kind == "ivf":
             slots = IvfSlots.empty(dim, ivf_nprobe)
         else:
-            slots = _Slots.empty(dim, kind, hnsw_m, hnsw_ef_construction)
+            slots = IdMapSlots.empty(dim, kind, hnsw_m, hnsw_ef_construction)
             if kind == "hnsw":
                 slots.inner.hnsw.efSearch = hnsw_ef_search  # saved with the file
         return cls(slots, ef_search=hnsw_ef_search, compact_fraction=compact_fraction)
@@ -645,7 +510,7 @@ def load_index(
         raise IndexCorrupt(directory, reason) from exc
     del data
     slots = _slots_of(directory, idmap, manifest, ivf_nprobe)
-    if isinstance(slots, _Slots) and slots.kind == "hnsw":
+    if isinstance(slots, IdMapSlots) and slots.kind == "hnsw":
         if hnsw_ef_search is None:
             hnsw_ef_search = int(slots.inner.hnsw.efSearch)
         slots.inner.hnsw.efSearch = hnsw_ef_search
@@ -702,7 +567,7 @@ def _slots_of(
             f"{manifest.kind} of dim {manifest.dim}",
         )
     try:
-        slots = _Slots(idmap, inner, kind)
+        slots = IdMapSlots(idmap, inner, kind)
     except ValueError as exc:
         raise IndexCorrupt(directory, f"{INDEX_FILE}: {exc}") from exc
     if len(slots.live) != manifest.count:
@@ -746,7 +611,7 @@ def _search_among(
         return slots.search_all(queries, k, 0)
     wanted = np.fromiter(wanted_set, dtype=np.int64, count=len(wanted_set))
     if wanted.size <= _DIRECT_SCORING_MAX and wanted.size * 8 <= len(slots.live):
-        return _top_k(queries @ slots.reconstruct(wanted).T, wanted, k)
+        return top_k(queries @ slots.reconstruct(wanted).T, wanted, k)
     return slots.search_filtered(queries, k, wanted)
 
 
@@ -757,16 +622,6 @@ def _neighbours(similarities: Vectors, ids: Ids) -> list[list[Neighbour]]:
         [Neighbour(i, s) for i, s in zip(row_ids, row_sims, strict=True) if i >= 0]
         for row_ids, row_sims in zip(ids.tolist(), clipped.tolist(), strict=True)
     ]
-
-
-def _top_k(similarities: Vectors, ids: Ids, k: int) -> tuple[Vectors, Ids]:
-    if k < similarities.shape[1]:
-        cols = np.argpartition(-similarities, k - 1, axis=1)[:, :k]
-    else:
-        cols = np.broadcast_to(np.arange(similarities.shape[1]), similarities.shape)
-    best = np.take_along_axis(similarities, cols, axis=1)
-    order = np.argsort(-best, axis=1, kind="stable")
-    return np.take_along_axis(best, order, axis=1), ids[np.take_along_axis(cols, order, axis=1)]
 
 
 def _check_rows(array: object, dim: int, what: str) -> Vectors:
