@@ -27,7 +27,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -237,26 +236,30 @@ def _interleaved(
 
 
 def _throughput(url: str, body: bytes, requests: int) -> float:
-    """Requests per second with CONCURRENCY clients each sending requests/CONCURRENCY.
-
-    The clients are built before the clock starts: an `httpx.Client` loads a TLS context
-    when it is made (about 25 ms of CPU here, even for http://), which the server under test
-    would otherwise pay for in the timed window.
-    """
+    """Requests per second with CONCURRENCY clients each sending requests/CONCURRENCY, from a
+    process of their own (`benchmarks/load_client.py` says why)."""
     per_client = max(requests // CONCURRENCY, 4)
-    with contextlib.ExitStack() as stack:
-        clients = [stack.enter_context(_client(url)) for _ in range(CONCURRENCY)]
-
-        def client(c: httpx.Client) -> None:
-            for _ in range(per_client):
-                c.post("/v1/cache/lookup", content=body).raise_for_status()
-
-        with ThreadPoolExecutor(CONCURRENCY) as pool:
-            list(pool.map(client, clients))  # warm-up: connections, threads
-            t0 = time.perf_counter()
-            list(pool.map(client, clients))
-            elapsed = time.perf_counter() - t0
-    return CONCURRENCY * per_client / elapsed
+    with tempfile.NamedTemporaryFile(prefix="promptcache-perf-", suffix=".json") as body_file:
+        body_file.write(body)
+        body_file.flush()
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.load_client",
+                url,
+                body_file.name,
+                str(CONCURRENCY),
+                str(per_client),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=Path(__file__).parents[1],
+        )
+    if done.returncode != 0:
+        raise RuntimeError(f"load client failed: {done.stderr.strip()[-500:]}")
+    return float(done.stdout.strip())
 
 
 def startup_figure(settings: Settings, embedder: Embedder) -> dict[str, float]:
