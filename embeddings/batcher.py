@@ -6,9 +6,9 @@ several lookups arrive together the worker thread takes every text already queue
 `max_wait`) only while other callers are known to be on their way, so a lone lookup pays
 nothing beyond a thread hand-off, and while the model is busy the next batch forms by itself.
 
-`Coalescer` is that mechanism for any list-at-a-time work; `MicroBatcher` applies it to an
-`Embedder`. The cache gives its coalescer more work per batch: the embedding, then one index
-search for the lookups that search the whole index (service/cache.py).
+`Coalescer` is that mechanism for any list-at-a-time work. The cache's work per batch is the
+embedding, then one index search for the lookups that search the whole index
+(`SemanticCache._embed_batch`).
 """
 
 from __future__ import annotations
@@ -20,10 +20,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
-
-import numpy as np
-
-from embeddings.base import Embedder, Vectors
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -130,25 +126,3 @@ class Coalescer(Generic[In, Out]):
             self._closed = True
             self._queue.put(None)
             self._thread.join(timeout=5)
-
-
-class MicroBatcher(Coalescer[str, Vectors]):
-    """Wraps an `Embedder`; thread-safe; `embed_one` blocks until the row is ready."""
-
-    def __init__(self, embedder: Embedder, *, max_batch: int = 32, max_wait: float = 0.002) -> None:
-        self.embedder = embedder
-        super().__init__(
-            self._embed_rows, max_batch=max_batch, max_wait=max_wait, name="embed-batcher"
-        )
-
-    def embed_one(self, text: str) -> Vectors:
-        """Return a (1, dim) array for one text."""
-        return self.submit(text)
-
-    def embed(self, texts: Sequence[str]) -> Vectors:
-        """Bulk work (rebuilds, benchmarks) goes straight to the model."""
-        return self.embedder.embed(texts)
-
-    def _embed_rows(self, texts: list[str]) -> list[Vectors]:
-        vectors = self.embedder.embed(texts)
-        return [np.ascontiguousarray(vectors[row : row + 1]) for row in range(len(texts))]

@@ -25,7 +25,7 @@ import logging
 import operator
 import re
 import threading
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -281,13 +281,8 @@ class FaissIndex:
             ivf_nprobe=ivf_nprobe,
             compact_fraction=compact_fraction,
         )
-        if kind == "ivf":
-            rows = _check_rows(vectors, index.dim, "vectors")
-            checked_ids = _check_new_ids(ids, rows.shape[0])
-            fresh = IvfSlots.trained(rows, ivf_nprobe)
-            fresh.add(checked_ids, rows)
-            index._slots = fresh
-            return index
+        if kind == "ivf":  # lists trained for these rows, not grown and retrained to them
+            index._slots = IvfSlots.trained(_check_rows(vectors, index.dim, "vectors"), ivf_nprobe)
         index.add(ids, vectors)
         return index
 
@@ -328,7 +323,8 @@ class FaissIndex:
     def add(self, ids: Ids, vectors: Vectors) -> None:
         """Add rows; an id already present is replaced (HNSW: its old slot is tombstoned).
 
-        On IVF this may retrain the lists in the calling thread once the rows outgrow them.
+        On IVF this may retrain the lists once the rows outgrow them: in the calling thread, or
+        in a thread of its own after `set_background_compaction(True)`.
         """
         vectors = _check_rows(vectors, self.dim, "vectors")
         ids = _check_new_ids(ids, vectors.shape[0])
@@ -343,8 +339,9 @@ class FaissIndex:
     def remove(self, ids: Ids) -> int:
         """Remove ids; return how many were present.
 
-        On HNSW this may start a compaction in the calling thread once tombstones pass
-        `compact_fraction`; other threads keep searching and writing meanwhile.
+        On HNSW this may start a compaction once tombstones pass `compact_fraction`: in the
+        calling thread, or in a thread of its own after `set_background_compaction(True)`;
+        other threads keep searching and writing meanwhile.
         """
         ids = _check_ids(ids)
         with self._lock.write():
@@ -557,49 +554,39 @@ def _verified_index_file(directory: Path) -> Iterator[tuple[Manifest, BinaryIO]]
 
 
 def _slots_of(
-    directory: Path, idmap: Any, manifest: Manifest, ivf_nprobe: int | None
+    directory: Path, loaded: Any, manifest: Manifest, ivf_nprobe: int | None
 ) -> _SlotStore:
-    if isinstance(idmap, faiss.IndexIVFFlat):
-        return _ivf_slots_of(directory, idmap, manifest, ivf_nprobe)
-    if not isinstance(idmap, faiss.IndexIDMap2):
-        raise IndexCorrupt(directory, f"{INDEX_FILE} holds a {type(idmap).__name__}, not an id map")
-    inner = faiss.downcast_index(idmap.index)
-    kind: Literal["flat", "hnsw"]
-    if isinstance(inner, faiss.IndexHNSWFlat):
-        kind = "hnsw"
-    elif isinstance(inner, faiss.IndexFlat):
-        kind = "flat"
+    """The slot store around a freshly read FAISS index, checked against its manifest."""
+    kind: IndexKind
+    make: Callable[[], _SlotStore]
+    if isinstance(loaded, faiss.IndexIVFFlat):
+        kind, dim = "ivf", int(loaded.d)
+        make = lambda: IvfSlots.loaded(loaded, ivf_nprobe)  # noqa: E731
+    elif isinstance(loaded, faiss.IndexIDMap2):
+        inner = faiss.downcast_index(loaded.index)
+        if isinstance(inner, faiss.IndexHNSWFlat):
+            idmap_kind: Literal["flat", "hnsw"] = "hnsw"
+        elif isinstance(inner, faiss.IndexFlat):
+            idmap_kind = "flat"
+        else:
+            reason = f"{INDEX_FILE} wraps an unsupported {type(inner).__name__}"
+            raise IndexCorrupt(directory, reason)
+        if inner.metric_type != faiss.METRIC_INNER_PRODUCT:
+            raise IndexCorrupt(directory, f"{INDEX_FILE} does not use the inner-product metric")
+        kind, dim = idmap_kind, int(inner.d)
+        make = lambda: IdMapSlots(loaded, inner, idmap_kind)  # noqa: E731
     else:
-        raise IndexCorrupt(directory, f"{INDEX_FILE} wraps an unsupported {type(inner).__name__}")
-    if inner.metric_type != faiss.METRIC_INNER_PRODUCT:
-        raise IndexCorrupt(directory, f"{INDEX_FILE} does not use the inner-product metric")
-    if kind != manifest.kind or int(inner.d) != manifest.dim:
+        raise IndexCorrupt(
+            directory, f"{INDEX_FILE} holds a {type(loaded).__name__}, not an id map"
+        )
+    if kind != manifest.kind or dim != manifest.dim:
         raise IndexCorrupt(
             directory,
-            f"{INDEX_FILE} is {kind} of dim {inner.d} but the manifest says "
+            f"{INDEX_FILE} is {kind} of dim {dim} but the manifest says "
             f"{manifest.kind} of dim {manifest.dim}",
         )
     try:
-        slots = IdMapSlots(idmap, inner, kind)
-    except ValueError as exc:
-        raise IndexCorrupt(directory, f"{INDEX_FILE}: {exc}") from exc
-    if len(slots.live) != manifest.count:
-        raise IndexCorrupt(
-            directory,
-            f"{INDEX_FILE} holds {len(slots.live)} entries, the manifest says {manifest.count}",
-        )
-    return slots
-
-
-def _ivf_slots_of(directory: Path, ivf: Any, manifest: Manifest, nprobe: int | None) -> IvfSlots:
-    if manifest.kind != "ivf" or int(ivf.d) != manifest.dim:
-        raise IndexCorrupt(
-            directory,
-            f"{INDEX_FILE} is ivf of dim {ivf.d} but the manifest says "
-            f"{manifest.kind} of dim {manifest.dim}",
-        )
-    try:
-        slots = IvfSlots.loaded(ivf, nprobe)
+        slots = make()
     except ValueError as exc:
         raise IndexCorrupt(directory, f"{INDEX_FILE}: {exc}") from exc
     if len(slots.live) != manifest.count:

@@ -43,43 +43,26 @@ def reembed_hint(stored_models: Iterable[str], configured: str) -> str:
 
 
 def new_index(settings: Settings, dim: int) -> FaissIndex:
-    cfg = settings.index
-    return _served(
-        FaissIndex.create(
-            dim,
-            kind=cfg.kind,
-            hnsw_m=cfg.hnsw_m,
-            hnsw_ef_construction=cfg.hnsw_ef_construction,
-            hnsw_ef_search=cfg.hnsw_ef_search,
-            ivf_nprobe=cfg.ivf_nprobe,
-        )
-    )
-
-
-def _served(index: FaissIndex) -> FaissIndex:
-    """The settings every index a cache serves from gets: compactions and IVF retraining
-    off the writer's thread (the cache writes under its lock)."""
-    index.set_background_compaction(True)
-    return index
+    return build_index(settings, dim, ())
 
 
 def build_index(settings: Settings, dim: int, entries: Sequence[Entry]) -> FaissIndex:
-    rows = [e for e in entries if e.embedding is not None]
-    if not rows:
-        return new_index(settings, dim)
+    """An index of the configured kind holding these entries' vectors, built in one call (so
+    an IVF index is trained once, for all its rows), ready to serve a cache: compactions and
+    IVF retraining run off the writer's thread, since the cache writes under its lock."""
     cfg = settings.index
-    # In one call, so that an IVF index is trained once, for all its rows.
-    return _served(
-        FaissIndex.rebuild_from(
-            np.array([e.id for e in rows], dtype=np.int64),
-            np.stack([e.embedding for e in rows if e.embedding is not None]).astype(np.float32),
-            cfg.kind,
-            hnsw_m=cfg.hnsw_m,
-            hnsw_ef_construction=cfg.hnsw_ef_construction,
-            hnsw_ef_search=cfg.hnsw_ef_search,
-            ivf_nprobe=cfg.ivf_nprobe,
-        )
+    vectors = [e.embedding for e in entries if e.embedding is not None]
+    index = FaissIndex.rebuild_from(
+        np.array([e.id for e in entries if e.embedding is not None], dtype=np.int64),
+        np.stack(vectors).astype(np.float32) if vectors else np.empty((0, dim), np.float32),
+        cfg.kind,
+        hnsw_m=cfg.hnsw_m,
+        hnsw_ef_construction=cfg.hnsw_ef_construction,
+        hnsw_ef_search=cfg.hnsw_ef_search,
+        ivf_nprobe=cfg.ivf_nprobe,
     )
+    index.set_background_compaction(True)
+    return index
 
 
 @dataclass(frozen=True)
@@ -105,15 +88,14 @@ def open_index(
     if model_changed:
         return OpenedIndex(new_index(settings, dim), "refused", "embedding model changed")
     try:
-        index = _served(
-            load_index(
-                settings.index_dir,
-                embedder_model,
-                dim,
-                hnsw_ef_search=settings.index.hnsw_ef_search,
-                ivf_nprobe=settings.index.ivf_nprobe,
-            )
+        index = load_index(
+            settings.index_dir,
+            embedder_model,
+            dim,
+            hnsw_ef_search=settings.index.hnsw_ef_search,
+            ivf_nprobe=settings.index.ivf_nprobe,
         )
+        index.set_background_compaction(True)  # as `build_index` says
     except IndexMissing:
         if not expected_ids:
             return OpenedIndex(new_index(settings, dim), "new")

@@ -183,18 +183,16 @@ class EntryStore:
         through the API too.
         """
         database = Path(self._cache.directory) / "cache.db"
+        connection: sqlite3.Connection | None = None
         try:
             connection = sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)
-        except sqlite3.Error:
-            yield from self._raw_values_by_key()
-            return
-        try:
             rows = connection.execute(
                 "SELECT key, mode, value FROM Cache WHERE key >= ? AND key < ?",
                 (_PREFIX, _PREFIX_END),
             )
         except sqlite3.Error:  # not the schema this reads: nothing was yielded yet
-            connection.close()
+            if connection is not None:
+                connection.close()
             yield from self._raw_values_by_key()
             return
         try:

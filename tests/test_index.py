@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +207,43 @@ def test_hnsw_tombstones_compact_past_the_fraction() -> None:
     assert FaissIndex.rebuild_from(ids, vectors, "flat").compact() is False
 
 
+def compact_while_writing(
+    index: FaissIndex,
+    rng: np.random.Generator,
+    live: dict[int, np.ndarray],
+    *,
+    first_id: int,
+    victim_of: Callable[[int], int],
+) -> list[object]:
+    """Run `index.compact()` in a thread while this one adds a row and removes
+    `victim_of(n)` for the n-th new id, at least 20 times and until the compaction ends.
+    `live` follows every write; returns what the compaction returned or raised."""
+    done = threading.Event()
+    outcome: list[object] = []
+
+    def compact() -> None:
+        try:
+            outcome.append(index.compact())
+        except Exception as exc:  # checked by the caller, in the test's own thread
+            outcome.append(exc)
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=compact)
+    worker.start()
+    n = 0
+    deadline = time.monotonic() + 60
+    while (not done.is_set() or n < 20) and time.monotonic() < deadline:
+        row = unit_rows(rng, 1)
+        index.add(np.array([first_id + n], dtype=np.int64), row)
+        live[first_id + n] = row[0]
+        index.remove(np.array([victim_of(n)], dtype=np.int64))
+        live.pop(victim_of(n), None)
+        n += 1
+    worker.join(timeout=60)
+    return outcome
+
+
 def test_compaction_keeps_writes_made_while_it_builds() -> None:
     rng = np.random.default_rng(8)
     vectors = unit_rows(rng, 3000)
@@ -215,30 +253,9 @@ def test_compaction_keeps_writes_made_while_it_builds() -> None:
     )
     index.remove(ids[:1000])
     live = {int(i): vectors[i] for i in ids[1000:]}
-    done = threading.Event()
-    outcome: list[object] = []
-
-    def compact() -> None:
-        try:
-            outcome.append(index.compact())
-        except Exception as exc:  # checked below, in the test's own thread
-            outcome.append(exc)
-        finally:
-            done.set()
-
-    worker = threading.Thread(target=compact)
-    worker.start()
-    next_id = 10_000
-    deadline = time.monotonic() + 60
-    while (not done.is_set() or next_id < 10_020) and time.monotonic() < deadline:
-        row = unit_rows(rng, 1)
-        index.add(np.array([next_id], dtype=np.int64), row)
-        live[next_id] = row[0]
-        victim = 1000 + (next_id - 10_000) * 3
-        index.remove(np.array([victim], dtype=np.int64))
-        live.pop(victim, None)
-        next_id += 1
-    worker.join(timeout=60)
+    outcome = compact_while_writing(
+        index, rng, live, first_id=10_000, victim_of=lambda n: 1000 + n * 3
+    )
     assert outcome == [True]
     assert np.array_equal(index.ids(), np.array(sorted(live), dtype=np.int64))
     for entry_id, row in list(live.items())[-50:]:

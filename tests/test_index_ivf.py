@@ -6,8 +6,6 @@ below `IVF_MIN_ROWS` (one list, an exact scan)."""
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,15 @@ import pytest
 from benchmarks.scale import near_duplicates
 from index import FaissIndex, IndexCorrupt, load_index, read_manifest
 from index.ivf_slots import IVF_MIN_ROWS, nlist_for
-from tests.test_index import DIM, MODEL, assert_load_fails, oracle, rewrite_manifest, unit_rows
+from tests.test_index import (
+    DIM,
+    MODEL,
+    assert_load_fails,
+    compact_while_writing,
+    oracle,
+    rewrite_manifest,
+    unit_rows,
+)
 
 ROWS = 25_000
 
@@ -103,30 +109,7 @@ def test_retraining_keeps_writes_made_while_it_trains() -> None:
     index.add(np.arange(25_000, dtype=np.int64), vectors)
     assert index.stats().ivf_nlist == 1
     live = {int(i): vectors[i] for i in range(25_000)}
-    done = threading.Event()
-    outcome: list[object] = []
-
-    def compact() -> None:
-        try:
-            outcome.append(index.compact())
-        except Exception as exc:  # checked below, in the test's own thread
-            outcome.append(exc)
-        finally:
-            done.set()
-
-    worker = threading.Thread(target=compact)
-    worker.start()
-    next_id = 100_000
-    deadline = time.monotonic() + 60
-    while (not done.is_set() or next_id < 100_020) and time.monotonic() < deadline:
-        row = unit_rows(rng, 1)
-        index.add(np.array([next_id], dtype=np.int64), row)
-        live[next_id] = row[0]
-        victim = (next_id - 100_000) * 7
-        index.remove(np.array([victim], dtype=np.int64))
-        live.pop(victim, None)
-        next_id += 1
-    worker.join(timeout=60)
+    outcome = compact_while_writing(index, rng, live, first_id=100_000, victim_of=lambda n: n * 7)
     assert outcome == [True]
     assert index.stats().ivf_nlist == nlist_for(25_000)
     assert np.array_equal(index.ids(), np.array(sorted(live), dtype=np.int64))

