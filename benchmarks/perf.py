@@ -88,7 +88,7 @@ def _p50(values: list[float]) -> float:
     return float(np.percentile(values, 50))
 
 
-def _populate(settings: Settings, embedder: Embedder, entries: int) -> None:
+def populate(settings: Settings, embedder: Embedder, entries: int) -> None:
     """`entries` filler prompts with random unit vectors plus one real prompt, stored through
     `SemanticCache.store` (the filler vectors stand in for embeddings: only their number
     matters to the search, and random vectors never compete with the real prompt)."""
@@ -155,7 +155,7 @@ def http_figures(
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="promptcache-perf-") as tmp:
         batched_settings = settings.model_copy(update={"data_dir": Path(tmp) / "batched"})
-        _populate(batched_settings, embedder, entries)
+        populate(batched_settings, embedder, entries)
         shutil.copytree(Path(tmp) / "batched", Path(tmp) / "unbatched")
         unbatched_settings = settings.model_copy(
             update={
@@ -270,7 +270,7 @@ def startup_figure(settings: Settings, embedder: Embedder) -> dict[str, float]:
     torch_import = time.perf_counter() - t0
     with tempfile.TemporaryDirectory(prefix="promptcache-start-") as tmp:
         data = settings.model_copy(update={"data_dir": Path(tmp)})
-        _populate(data, embedder, 100)
+        populate(data, embedder, 100)
         port = _free_port()
         command = [sys.executable, "-m", "service.cli.main", "serve", "--port", str(port)]
         command += ["--data-dir", str(data.data_dir)]

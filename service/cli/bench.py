@@ -82,6 +82,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     perf.add_argument("--out", type=Path, default=Path("bench-results"), help="result dir")
     perf.set_defaults(func=run_perf)
 
+    startup = actions.add_parser("startup", help="time to open a populated cache (a restart)")
+    add_common(startup)
+    startup.add_argument("--entries", type=int, default=100_000, help="entries to store first")
+    startup.add_argument("--opens", type=int, default=3, help="timed opens (median reported)")
+    startup.set_defaults(func=run_startup)
+
 
 def _dataset_args(parser: argparse.ArgumentParser) -> None:
     add_common(parser)
@@ -225,4 +231,16 @@ def run_perf(args: argparse.Namespace) -> int:
     markdown = perf_markdown(result)
     (args.out / "perf.md").write_text(markdown, encoding="utf-8")
     print(markdown)
+    return 0
+
+
+def run_startup(args: argparse.Namespace) -> int:
+    from benchmarks.startup import startup_figure, startup_markdown
+    from service.embedder_factory import build_embedder
+
+    if args.entries < 1 or args.opens < 1:
+        raise InvalidRequest("--entries and --opens must be at least 1")
+    settings = settings_from(args)
+    figure = startup_figure(settings, build_embedder(settings.embedding), args.entries, args.opens)
+    print(startup_markdown(figure))
     return 0
