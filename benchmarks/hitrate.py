@@ -70,8 +70,10 @@ class MemoEmbedder:
         self._rows: dict[str, Vectors] = {}
         self._lock = threading.Lock()
         if isinstance(inner, RoutingEmbedder):
-            # The cache applies the second model's floor to the texts it embeds.
+            # The cache applies the second model's floor to the texts it embeds, and keeps
+            # one index per model.
             self.uses_fallback = inner.uses_fallback
+            self.blocks = inner.blocks
 
     @property
     def model_id(self) -> str:

@@ -39,8 +39,14 @@ from starlette.concurrency import run_in_threadpool
 
 from benchmarks.embedder_speed import embedder_figures, embedder_markdown
 from benchmarks.hitrate import MemoEmbedder
-from benchmarks.scale import scale_figure, scale_markdown
-from embeddings.base import Embedder, normalize_rows
+from benchmarks.scale import (
+    filler_rows,
+    first_block,
+    random_unit_rows,
+    scale_figure,
+    scale_markdown,
+)
+from embeddings.base import Embedder
 from service.config import Settings
 from service.keys import CacheKeys
 
@@ -103,8 +109,7 @@ def populate(settings: Settings, embedder: Embedder, entries: int) -> None:
     memo = MemoEmbedder(embedder)
     rng = np.random.default_rng(0)
     fillers = [f"filler prompt {i}" for i in range(entries)]
-    vectors = normalize_rows(rng.standard_normal((entries, embedder.dim)).astype(np.float32))
-    memo.seed(fillers, vectors)
+    memo.seed(fillers, filler_rows(rng, entries, embedder))
     cache = SemanticCache(settings, memo)
     try:
         for text in fillers:
@@ -146,11 +151,13 @@ def http_figures(
     exact_body = _lookup_body(CACHED_PROMPT)
     semantic_body = _lookup_body(PARAPHRASE)
     rng = np.random.default_rng(1)
-    flat = faiss.IndexFlatIP(embedder.dim)
-    flat.add(normalize_rows(rng.standard_normal((entries + 1, embedder.dim)).astype(np.float32)))
+    lo, hi = first_block(embedder)  # the block the cache searches for an English prompt
+    flat = faiss.IndexFlatIP(hi - lo)
+    flat.add(random_unit_rows(rng, entries + 1, hi - lo))
 
     def raw_work() -> None:
-        flat.search(embedder.embed([PARAPHRASE]), settings.cache.top_k)
+        vector = embedder.embed([PARAPHRASE])
+        flat.search(np.ascontiguousarray(vector[:, lo:hi]), settings.cache.top_k)
 
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="promptcache-perf-") as tmp:

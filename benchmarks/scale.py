@@ -1,16 +1,17 @@
 """`bench perf` figure 5: a semantic lookup with `big` cached entries against `small`.
 
 A lookup is one embedding of a prompt plus one index search, timed together, with the index
-holding random unit rows of the embedder's width (embedding a million prompts would take
-hours; only the row count matters to the search). Queries sit at cosine 0.95 to a stored row,
-near the shipped `min_similarity`: the near-duplicate a hit needs, and a harder query for an
-approximate index than the row itself. The search is the one the cache makes for a context
-holding every entry (unfiltered, `top_k` neighbours), recall@1 is against the flat (exact)
-search over the same rows, and memory is the growth of resident memory while the index is
-built, with its rows already in memory.
+holding random unit rows of the width an English prompt's block has (`first_block`: 384 for
+the routed default, whose index keeps one FAISS index per model; embedding a million prompts
+would take hours, and only the row count matters to the search). Queries sit at cosine 0.95
+to a stored row, near the shipped `min_similarity`: the near-duplicate a hit needs, and a
+harder query for an approximate index than the row itself. The search is the one the cache
+makes for a context holding every entry (unfiltered, `top_k` neighbours), recall@1 is
+against the flat (exact) search over the same rows, and memory is the growth of resident
+memory while the index is built, with its rows already in memory.
 
-HNSW is measured only up to `HNSW_MAX_ROWS`: it builds 100k 768-dim rows in about 5 minutes
-on 2 cores, and once the cache holds several contexts its searches scan HNSW's rows exactly.
+HNSW is measured only up to `HNSW_MAX_ROWS`: it builds 100k 384-dim rows in minutes on 2
+cores, and once the cache holds several contexts its searches scan HNSW's rows exactly.
 """
 
 from __future__ import annotations
@@ -38,6 +39,23 @@ def random_unit_rows(rng: np.random.Generator, rows: int, dim: int) -> np.ndarra
         out[start:stop] = normalize_rows(
             rng.standard_normal((stop - start, dim)).astype(np.float32)
         )
+    return out
+
+
+def first_block(embedder: Embedder) -> tuple[int, int]:
+    """The span of the vector the first model fills, where an English prompt's row sits: the
+    index searches that block alone (index/blocks.py), at that model's width."""
+    from service.maintenance import index_blocks
+
+    return 0, index_blocks(embedder)[0].dim
+
+
+def filler_rows(rng: np.random.Generator, rows: int, embedder: Embedder) -> np.ndarray:
+    """Random unit rows in the first model's block, zero elsewhere: stand-ins for English
+    prompts' embeddings, shaped as the embedder would make them."""
+    lo, hi = first_block(embedder)
+    out = np.zeros((rows, embedder.dim), dtype=np.float32)
+    out[:, lo:hi] = random_unit_rows(rng, rows, hi - lo)
     return out
 
 
@@ -69,8 +87,10 @@ def scale_figure(
     prompts = [f"How do I rotate the API key of project number {i}?" for i in range(queries)]
     rng = np.random.default_rng(2)
     out: dict[str, Any] = {"small": small, "big": big, "kinds": list(kinds), "queries": queries}
+    width = first_block(embedder)[1]
+    out["dim"] = width
     for size in (small, big):
-        vectors = random_unit_rows(rng, size, embedder.dim)
+        vectors = random_unit_rows(rng, size, width)
         probes = near_duplicates(rng, vectors[rng.integers(0, size, queries)], QUERY_COSINE)
         exact: np.ndarray | None = None
         for kind in kinds:
@@ -115,7 +135,8 @@ def scale_markdown(scale: dict[str, Any]) -> str:
     big, small = scale["big"], scale["small"]
     lines = [
         f"Lookups (one embedding + one search; {scale['queries']} queries at cosine "
-        f"{QUERY_COSINE} to a stored row) at {big:,} / {small:,} entries:",
+        f"{QUERY_COSINE} to a stored row) at {big:,} / {small:,} entries of "
+        f"{scale.get('dim', '?')} dimensions:",
         "",
         "| index | lookup ratio (target ≤ 1.2×) | lookup p50 | search p50 | search ratio "
         "| recall@1 | build | memory |",

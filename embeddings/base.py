@@ -45,11 +45,17 @@ class RoutingEmbedder(Embedder, Protocol):
 
     Similarities from the two models are not on one scale, so the policy needs to know which
     texts went to the second one to apply that model's floor. Wrappers (a memo, a counter)
-    forward `uses_fallback` when what they wrap has it.
+    forward `uses_fallback` and `blocks` when what they wrap has them.
     """
 
     def uses_fallback(self, text: str) -> bool:
         """True: `text` is embedded by the second model."""
+        ...
+
+    @property
+    def blocks(self) -> tuple[tuple[str, int], ...]:
+        """(model_id, width) of each model's block of the vector, in order: the index keeps
+        one FAISS index per block (index/blocks.py)."""
         ...
 
 

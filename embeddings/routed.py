@@ -5,8 +5,9 @@ Hangul; the multilingual one sees Korean. Rather than two indexes, each model ow
 block of coordinates in one vector: a text embedded by the primary model is
 `[v, 0 ... 0]`, one embedded by the fallback is `[0 ... 0, w]`. Rows stay unit length, a
 similarity within a block is that model's cosine, and across blocks it is exactly 0, so a
-Korean prompt can never hit an English entry (or the reverse) at any threshold, while one
-index, one manifest and the rebuild path stay as they are. The cost is a wider vector.
+Korean prompt can never hit an English entry (or the reverse) at any threshold, while the
+store, the entries' model id and the rebuild path stay as they are for one model. The index
+does not pay for the width: it keeps one FAISS index per block (`blocks`, index/blocks.py).
 
 Which texts go where is a rule the caller passes in (`uses_fallback`), the same one the policy
 uses to pick the fallback's `min_similarity`; this module knows nothing of scripts.
@@ -56,6 +57,13 @@ class RoutedEmbedder:
 
     def uses_fallback(self, text: str) -> bool:
         return self._rule(text)
+
+    @property
+    def blocks(self) -> tuple[tuple[str, int], ...]:
+        return (
+            (self.primary.model_id, self.primary.dim),
+            (self.fallback.model_id, self.fallback.dim),
+        )
 
     def embed(self, texts: Sequence[str]) -> Vectors:
         empty = empty_or_refused(texts, self.dim)

@@ -35,7 +35,7 @@ from service.config import Settings
 from service.errors import Conflict
 from service.guards import check_all
 from service.keys import CacheKeys
-from service.maintenance import open_index, reembed_hint
+from service.maintenance import index_blocks, open_index, reembed_hint
 from service.policy import (
     Bypass,
     Decision,
@@ -201,8 +201,7 @@ class SemanticCache:
 
         opened = open_index(
             self.settings,
-            model_id,
-            self.embedder.dim,
+            index_blocks(self.embedder),
             indexed_entries,
             expected,
             model_changed=self.semantic_block is not None,

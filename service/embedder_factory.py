@@ -19,7 +19,13 @@ from service.config import BUNDLED_MODEL, MULTILINGUAL_E5, EmbeddingSettings
 from service.errors import ConfigError
 from service.scripts import uncovered_scripts
 
-__all__ = ["MULTILINGUAL_E5", "build_embedder", "configured_model_id", "route_by_script"]
+__all__ = [
+    "MULTILINGUAL_E5",
+    "build_embedder",
+    "configured_block_models",
+    "configured_model_id",
+    "route_by_script",
+]
 
 
 def build_embedder(settings: EmbeddingSettings) -> Embedder:
@@ -40,10 +46,17 @@ def route_by_script(primary: Embedder, fallback: Embedder) -> RoutedEmbedder:
 def configured_model_id(settings: EmbeddingSettings) -> str:
     """The `model_id` that `build_embedder(settings)` would report, without loading a model:
     what index and store checks compare their manifests against."""
+    models = configured_block_models(settings)
+    return models[0] if len(models) == 1 else routed_model_id(*models)
+
+
+def configured_block_models(settings: EmbeddingSettings) -> tuple[str, ...]:
+    """The model of each index block (`maintenance.index_blocks`) `build_embedder(settings)`
+    would fill, without loading a model."""
     primary, covered = _describe(settings.model)
     if not _routes(settings, covered):
-        return primary
-    return routed_model_id(primary, _describe(settings.fallback_model)[0])
+        return (primary,)
+    return primary, _describe(settings.fallback_model)[0]
 
 
 def _uses_fallback(text: str, covered: frozenset[str] | None) -> bool:

@@ -15,16 +15,16 @@ from typing import Literal
 
 import numpy as np
 
-from embeddings.base import Embedder
+from embeddings.base import Embedder, RoutingEmbedder
+from index.base import Ids, Vectors
+from index.blocks import Block, BlockIndex, load_blocks, read_saved_blocks
 from index.faiss_index import (
     FaissIndex,
     IndexCorrupt,
     IndexLoadError,
     IndexMissing,
     IndexModelMismatch,
-    load_index,
 )
-from index.manifest import read_manifest
 from service.config import Settings
 from service.store import Entry, EntryStore
 
@@ -42,40 +42,58 @@ def reembed_hint(stored_models: Iterable[str], configured: str) -> str:
     )
 
 
-def new_index(settings: Settings, dim: int) -> FaissIndex:
-    return build_index(settings, dim, ())
+def index_blocks(embedder: Embedder) -> tuple[Block, ...]:
+    """The index layout `embedder`'s vectors need: one block per model it routes texts to."""
+    if isinstance(embedder, RoutingEmbedder):
+        return tuple(Block(model_id, dim) for model_id, dim in embedder.blocks)
+    return (Block(embedder.model_id, embedder.dim),)
 
 
-def build_index(settings: Settings, dim: int, entries: Sequence[Entry]) -> FaissIndex:
-    """An index of the configured kind holding these entries' vectors, built in one call (so
-    an IVF index is trained once, for all its rows), ready to serve a cache: compactions and
-    IVF retraining run off the writer's thread, since the cache writes under its lock."""
+def new_index(settings: Settings, blocks: Sequence[Block]) -> BlockIndex:
+    return build_index(settings, blocks, ())
+
+
+def build_index(
+    settings: Settings, blocks: Sequence[Block], entries: Sequence[Entry]
+) -> BlockIndex:
+    """An index of the configured kind holding these entries' vectors, each block built in
+    one call (so an IVF index is trained once, for all its rows), ready to serve a cache:
+    compactions and IVF retraining run off the writer's thread, since the cache writes under
+    its lock."""
     cfg = settings.index
-    vectors = [e.embedding for e in entries if e.embedding is not None]
-    index = FaissIndex.rebuild_from(
-        np.array([e.id for e in entries if e.embedding is not None], dtype=np.int64),
-        np.stack(vectors).astype(np.float32) if vectors else np.empty((0, dim), np.float32),
-        cfg.kind,
-        hnsw_m=cfg.hnsw_m,
-        hnsw_ef_construction=cfg.hnsw_ef_construction,
-        hnsw_ef_search=cfg.hnsw_ef_search,
-        ivf_nprobe=cfg.ivf_nprobe,
-    )
-    index.set_background_compaction(True)
-    return index
+
+    def build_part(ids: Ids, vectors: Vectors) -> FaissIndex:
+        part = FaissIndex.rebuild_from(
+            ids,
+            vectors,
+            cfg.kind,
+            hnsw_m=cfg.hnsw_m,
+            hnsw_ef_construction=cfg.hnsw_ef_construction,
+            hnsw_ef_search=cfg.hnsw_ef_search,
+            ivf_nprobe=cfg.ivf_nprobe,
+        )
+        part.set_background_compaction(True)
+        return part
+
+    embedded = [e for e in entries if e.embedding is not None]
+    width = sum(block.dim for block in blocks)
+    vectors = np.empty((len(embedded), width), dtype=np.float32)
+    for row, entry in enumerate(embedded):
+        vectors[row] = entry.embedding
+    ids = np.array([e.id for e in embedded], dtype=np.int64)
+    return BlockIndex.built(blocks, ids, vectors, build_part)
 
 
 @dataclass(frozen=True)
 class OpenedIndex:
-    index: FaissIndex
+    index: BlockIndex
     how: Literal["loaded", "repaired", "rebuilt", "new", "refused"]
     detail: str = ""
 
 
 def open_index(
     settings: Settings,
-    embedder_model: str,
-    dim: int,
+    blocks: Sequence[Block],
     indexed_entries: Callable[[], Sequence[Entry]],
     expected_ids: set[int],
     *,
@@ -86,24 +104,21 @@ def open_index(
     `indexed_entries` is only called when vectors are needed (it reads every embedding).
     """
     if model_changed:
-        return OpenedIndex(new_index(settings, dim), "refused", "embedding model changed")
+        return OpenedIndex(new_index(settings, blocks), "refused", "embedding model changed")
     try:
-        index = load_index(
+        index = load_blocks(
             settings.index_dir,
-            embedder_model,
-            dim,
+            blocks,
             hnsw_ef_search=settings.index.hnsw_ef_search,
             ivf_nprobe=settings.index.ivf_nprobe,
         )
         index.set_background_compaction(True)  # as `build_index` says
-    except IndexMissing:
+    except IndexMissing as exc:
         if not expected_ids:
-            return OpenedIndex(new_index(settings, dim), "new")
-        return OpenedIndex(
-            build_index(settings, dim, indexed_entries()), "rebuilt", "index file missing"
-        )
+            return OpenedIndex(new_index(settings, blocks), "new")
+        return OpenedIndex(build_index(settings, blocks, indexed_entries()), "rebuilt", str(exc))
     except (IndexCorrupt, IndexModelMismatch, IndexLoadError) as exc:
-        return OpenedIndex(build_index(settings, dim, indexed_entries()), "rebuilt", str(exc))
+        return OpenedIndex(build_index(settings, blocks, indexed_entries()), "rebuilt", str(exc))
     if index.kind != settings.index.kind:
         logger.warning(
             "the saved index is %s but [index] kind is %s: it stays %s until "
@@ -134,7 +149,7 @@ class CheckReport:
     entries: int
     with_embedding: int
     index_entries: int | None
-    manifest_model: str | None
+    manifest_models: tuple[str, ...]  # one per block (model) of the saved index
     configured_model: str
     stored_models: tuple[str, ...]
     missing_from_index: int
@@ -147,8 +162,15 @@ class CheckReport:
         return not self.problems
 
 
-def check_data_dir(settings: Settings, configured_model: str) -> CheckReport:
-    """Compare the saved index with the store without changing either."""
+def check_data_dir(
+    settings: Settings, configured_model: str, block_models: Sequence[str] | None = None
+) -> CheckReport:
+    """Compare the saved index with the store without changing either.
+
+    `block_models`: the model of each block the configured embedder fills (`index_blocks`);
+    None: one block, `configured_model`.
+    """
+    expected_blocks = tuple(block_models or (configured_model,))
     store = EntryStore(settings.entries_dir)
     try:
         entries = list(store.scan())
@@ -159,22 +181,24 @@ def check_data_dir(settings: Settings, configured_model: str) -> CheckReport:
     problems: list[str] = []
     if any(m != configured_model for m in stored_models):
         problems.append(reembed_hint(stored_models, configured_model))
-    manifest_model: str | None = None
+    manifest_models: tuple[str, ...] = ()
     manifest_kind: str | None = None
     index_count: int | None = None
     missing = extra = 0
     try:
-        manifest = read_manifest(settings.index_dir)
-        manifest_model, manifest_kind = manifest.model_id, manifest.kind
-        index = load_index(settings.index_dir, manifest.model_id, manifest.dim)
+        manifests = read_saved_blocks(settings.index_dir)
+        manifest_models = tuple(m.model_id for m in manifests)
+        manifest_kind = manifests[0].kind
+        index = load_blocks(settings.index_dir, [Block(m.model_id, m.dim) for m in manifests])
         present = {int(i) for i in index.ids()}
         index_count = len(present)
         missing, extra = len(embedded - present), len(present - embedded)
         if missing or extra:
             problems.append(f"index is stale: {missing} entries missing, {extra} extra")
-        if manifest.model_id != configured_model:
+        if manifest_models != expected_blocks:
             problems.append(
-                f"index was built with {manifest.model_id}, configured model is {configured_model}"
+                f"index was built with {' + '.join(manifest_models)}, configured model is "
+                f"{configured_model}"
             )
     except IndexMissing:
         if embedded:
@@ -185,7 +209,7 @@ def check_data_dir(settings: Settings, configured_model: str) -> CheckReport:
         entries=len(entries),
         with_embedding=len(embedded),
         index_entries=index_count,
-        manifest_model=manifest_model,
+        manifest_models=manifest_models,
         configured_model=configured_model,
         stored_models=stored_models,
         missing_from_index=missing,
@@ -246,7 +270,7 @@ def rebuild(
         ]
         if stage:
             stage(f"building the {settings.index.kind} index of {len(indexed)} entries")
-        index = build_index(settings, embedder.dim, indexed)
+        index = build_index(settings, index_blocks(embedder), indexed)
         index.save(settings.index_dir, embedder.model_id)
         if progress:
             progress(total, total)

