@@ -37,12 +37,66 @@ def _layer_norm(x: Array, weight: Array, bias: Array, eps: float) -> Array:
     return out
 
 
-def _gelu(x: Array) -> Array:
-    """BERT's exact GELU, x * Phi(x) (the tanh approximation would move vectors)."""
-    from scipy.special import erf
+# erf(z) ~ z * P(z^2) / Q(z^2) for |z| <= 4; beyond 4, erf is +-1 to float32 precision. The
+# coefficients (lowest power first) are a rational fit to scipy's erf on [0, 4]: weighted least
+# squares, reweighted towards the smallest maximum error. Evaluated in float32 the error stays
+# below 4e-7 (tests/test_numpy_minilm.py checks it on a dense grid).
+_ERF_P = np.array(
+    [
+        1.1283786848499502,
+        0.2140555171613974,
+        0.052449581677780084,
+        0.004297790257133007,
+        0.0001556400871290863,
+        -1.990537163424312e-06,
+        1.92117478814572e-08,
+    ],
+    dtype=np.float32,
+)
+_ERF_Q = np.array(
+    [1.0, 0.5230294732748494, 0.12084655284393057, 0.015561166529372995, 0.0010991390495405698],
+    dtype=np.float32,
+)
+_ERF_LIMIT = 4.0
 
-    out: Array = (0.5 * x * (1.0 + erf(x * (1.0 / math.sqrt(2.0))))).astype(np.float32)
+
+def _polynomial(coefficients: Array, t: Array) -> Array:
+    """Horner's rule, in place on one new array."""
+    out: Array = t * coefficients[-1]
+    out += coefficients[-2]
+    for coefficient in coefficients[-3::-1]:
+        out *= t
+        out += coefficient
     return out
+
+
+def erf32(z: Array) -> Array:
+    """erf in float32 arithmetic. scipy's erf computes each value in float64 and took 30% of
+    a 16-prompt batch's forward pass; this takes about half as long (a fifth for one prompt)."""
+    z = np.clip(z, -_ERF_LIMIT, _ERF_LIMIT)
+    t = z * z
+    out = _polynomial(_ERF_P, t)
+    out *= z
+    out /= _polynomial(_ERF_Q, t)
+    return out
+
+
+_GELU_ROWS = 32  # 32 rows of 1536 floats stay in the L2 cache through erf's dozen passes
+
+
+def _gelu(x: Array) -> Array:
+    """BERT's exact GELU, x * Phi(x) = x * (1 + erf(x / sqrt 2)) / 2, in place on a 2-D `x`
+    (the tanh approximation would move vectors by about 1e-3; `erf32` moves them by less
+    than 1e-6). A block of rows at a time: on a 16-prompt batch the whole array took 2.4 ms
+    per layer, 32-row blocks 0.9 ms, scipy's erf 4.5 ms."""
+    scale = np.float32(1.0 / math.sqrt(2.0))
+    for start in range(0, x.shape[0], _GELU_ROWS):
+        rows = x[start : start + _GELU_ROWS]
+        phi = erf32(rows * scale)
+        phi += np.float32(1.0)
+        phi *= np.float32(0.5)
+        rows *= phi
+    return x
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embeddings.numpy_minilm import NumpyMiniLMEmbedder
+from embeddings.numpy_minilm import NumpyMiniLMEmbedder, erf32
 from embeddings.routed import RoutedEmbedder
 from embeddings.sentence_transformer import SentenceTransformerEmbedder, resolve_model
 from service.config import EmbeddingSettings
@@ -49,6 +49,16 @@ def test_same_vectors_as_sentence_transformers(
     assert float((ours * reference).sum(axis=1).min()) > 0.99999
     assert fast.model_id == model.model_id and fast.dim == model.dim
     assert fast.covered_scripts == model.covered_scripts
+
+
+def test_float32_erf_stays_within_4e_7_of_scipys() -> None:
+    from scipy.special import erf
+
+    z = np.linspace(-9.0, 9.0, 2_000_001, dtype=np.float32)
+    ours = erf32(z)
+    assert ours.dtype == np.float32
+    assert float(np.abs(ours.astype(np.float64) - erf(z.astype(np.float64))).max()) < 4e-7
+    assert erf32(np.array([0.0], dtype=np.float32))[0] == 0.0
 
 
 def test_a_text_gets_the_same_row_alone_or_in_a_batch(fast: NumpyMiniLMEmbedder) -> None:
