@@ -162,6 +162,35 @@ def test_each_model_has_an_index_of_its_own_width_that_a_restart_loads(
         reopened.close()
 
 
+def test_a_crash_between_the_two_models_saves_is_repaired_at_start(
+    tmp_path: Path, routed: RoutedEmbedder, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(tmp_path / "data")
+    cache = SemanticCache(settings, routed)
+    try:
+        ids = [cache.store(_keys(EN), "en").id, cache.store(_keys(KO), "ko").id]
+    finally:
+        cache.close()
+    korean_block = settings.index_dir / "block-1"
+    shutil.copytree(korean_block, tmp_path / "old-block-1")
+    cache = SemanticCache(settings, routed)
+    try:
+        cache.drop([ids[1]])
+        ids[1] = cache.store(_keys(KO), "ko again").id
+    finally:
+        cache.close()
+    # As if the process died after saving block-0 and before saving block-1.
+    shutil.rmtree(korean_block)
+    shutil.copytree(tmp_path / "old-block-1", korean_block)
+    with caplog.at_level(logging.WARNING, logger="service.cache"):
+        reopened = SemanticCache(settings, routed)
+    try:
+        assert "index repaired from the store: index was stale: 1 missing, 1 extra" in caplog.text
+        assert _semantic_hits(reopened) == ids
+    finally:
+        reopened.close()
+
+
 def test_a_full_width_index_from_an_older_release_is_rebuilt_per_model(
     tmp_path: Path, routed: RoutedEmbedder, caplog: pytest.LogCaptureFixture
 ) -> None:
