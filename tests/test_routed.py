@@ -135,16 +135,33 @@ def _semantic_hits(cache: SemanticCache) -> list[int]:
     return found
 
 
+def _cache_with_both(settings: Settings, routed: RoutedEmbedder) -> list[int]:
+    """One English and one Korean entry stored, the cache closed (its indexes saved)."""
+    cache = SemanticCache(settings, routed)
+    try:
+        return [cache.store(_keys(EN), "en").id, cache.store(_keys(KO), "ko").id]
+    finally:
+        cache.close()
+
+
+def _reopened(
+    settings: Settings, routed: RoutedEmbedder, caplog: pytest.LogCaptureFixture
+) -> tuple[str, list[int]]:
+    """What the cache logs as it opens the data dir again, and the entries the paraphrases
+    then hit."""
+    with caplog.at_level(logging.INFO, logger="service.cache"):
+        cache = SemanticCache(settings, routed)
+    try:
+        return caplog.text, _semantic_hits(cache)
+    finally:
+        cache.close()
+
+
 def test_each_model_has_an_index_of_its_own_width_that_a_restart_loads(
     tmp_path: Path, routed: RoutedEmbedder, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = make_settings(tmp_path / "data")
-    cache = SemanticCache(settings, routed)
-    try:
-        ids = [cache.store(_keys(EN), "en").id, cache.store(_keys(KO), "ko").id]
-        assert _semantic_hits(cache) == ids
-    finally:
-        cache.close()
+    ids = _cache_with_both(settings, routed)
     saved = [
         json.loads((settings.index_dir / f"block-{n}" / "manifest.json").read_text())
         for n in (0, 1)
@@ -153,24 +170,15 @@ def test_each_model_has_an_index_of_its_own_width_that_a_restart_loads(
         (routed.primary.model_id, routed.primary.dim, 1),
         (routed.fallback.model_id, routed.fallback.dim, 1),
     ]
-    with caplog.at_level(logging.INFO, logger="service.cache"):
-        reopened = SemanticCache(settings, routed)
-    try:
-        assert "(loaded)" in caplog.text
-        assert _semantic_hits(reopened) == ids
-    finally:
-        reopened.close()
+    logged, hits = _reopened(settings, routed, caplog)
+    assert "(loaded)" in logged and hits == ids
 
 
 def test_a_crash_between_the_two_models_saves_is_repaired_at_start(
     tmp_path: Path, routed: RoutedEmbedder, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = make_settings(tmp_path / "data")
-    cache = SemanticCache(settings, routed)
-    try:
-        ids = [cache.store(_keys(EN), "en").id, cache.store(_keys(KO), "ko").id]
-    finally:
-        cache.close()
+    ids = _cache_with_both(settings, routed)
     korean_block = settings.index_dir / "block-1"
     shutil.copytree(korean_block, tmp_path / "old-block-1")
     cache = SemanticCache(settings, routed)
@@ -182,35 +190,22 @@ def test_a_crash_between_the_two_models_saves_is_repaired_at_start(
     # As if the process died after saving block-0 and before saving block-1.
     shutil.rmtree(korean_block)
     shutil.copytree(tmp_path / "old-block-1", korean_block)
-    with caplog.at_level(logging.WARNING, logger="service.cache"):
-        reopened = SemanticCache(settings, routed)
-    try:
-        assert "index repaired from the store: index was stale: 1 missing, 1 extra" in caplog.text
-        assert _semantic_hits(reopened) == ids
-    finally:
-        reopened.close()
+    logged, hits = _reopened(settings, routed, caplog)
+    assert "index repaired from the store: index was stale: 1 missing, 1 extra" in logged
+    assert hits == ids
 
 
 def test_a_full_width_index_from_an_older_release_is_rebuilt_per_model(
     tmp_path: Path, routed: RoutedEmbedder, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = make_settings(tmp_path / "data")
-    cache = SemanticCache(settings, routed)
-    try:
-        ids = [cache.store(_keys(EN), "en").id, cache.store(_keys(KO), "ko").id]
-    finally:
-        cache.close()
+    ids = _cache_with_both(settings, routed)
     shutil.rmtree(settings.index_dir)
     # What releases before one index per model saved: one 768-dim index in the folder itself.
     old = FaissIndex.rebuild_from(np.array(ids, dtype=np.int64), routed.embed([EN, KO]))
     old.save(settings.index_dir, routed.model_id)
-    with caplog.at_level(logging.WARNING, logger="service.cache"):
-        upgraded = SemanticCache(settings, routed)
-    try:
-        assert "index rebuilt from the store" in caplog.text
-        assert _semantic_hits(upgraded) == ids
-    finally:
-        upgraded.close()
+    logged, hits = _reopened(settings, routed, caplog)
+    assert "index rebuilt from the store" in logged and hits == ids
     assert not (settings.index_dir / "index.faiss").exists()
     assert sorted(p.name for p in settings.index_dir.glob("block-*")) == ["block-0", "block-1"]
 
