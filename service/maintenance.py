@@ -196,9 +196,14 @@ def check_data_dir(
         if missing or extra:
             problems.append(f"index is stale: {missing} entries missing, {extra} extra")
         if manifest_models != expected_blocks:
+            needed = (
+                f"the configured model is {configured_model}"
+                if len(expected_blocks) == 1
+                else f"the configured embedding needs one index for each of "
+                f"{' and '.join(expected_blocks)}"
+            )
             problems.append(
-                f"index was built with {' + '.join(manifest_models)}, configured model is "
-                f"{configured_model}"
+                f"the saved index holds vectors of {' and '.join(manifest_models)}; {needed}"
             )
     except IndexMissing:
         if embedded:

@@ -26,7 +26,7 @@ from service.cache import SemanticCache
 from service.config import EmbeddingSettings, Settings
 from service.embedder_factory import MULTILINGUAL_E5, configured_model_id
 from service.keys import CacheKeys, prompt_keys
-from service.maintenance import rebuild
+from service.maintenance import check_data_dir, rebuild
 from service.policy import Bypass, Hit, LookupOptions, Miss
 from tests.conftest import make_settings
 from tests.test_multilingual import LEFT_TO_GUARDS, PARAPHRASES, SEPARATED
@@ -204,6 +204,11 @@ def test_a_full_width_index_from_an_older_release_is_rebuilt_per_model(
     # What releases before one index per model saved: one 768-dim index in the folder itself.
     old = FaissIndex.rebuild_from(np.array(ids, dtype=np.int64), routed.embed([EN, KO]))
     old.save(settings.index_dir, routed.model_id)
+    report = check_data_dir(settings, routed.model_id, [model for model, _ in routed.blocks])
+    assert report.problems == (
+        f"the saved index holds vectors of {routed.model_id}; the configured embedding needs "
+        f"one index for each of {routed.primary.model_id} and {routed.fallback.model_id}",
+    )
     logged, hits = _reopened(settings, routed, caplog)
     assert "index rebuilt from the store" in logged and hits == ids
     assert not (settings.index_dir / "index.faiss").exists()
