@@ -30,7 +30,7 @@ from service.jsoncodec import dumps
 
 _PREFIX = "e:"
 _PREFIX_END = "e;"  # the next string after every "e:..." key
-_FORMAT = 1
+_FORMAT = 2  # 2: a vector is stored as its non-zero span (1: the whole row)
 
 
 @dataclass(frozen=True)
@@ -83,22 +83,44 @@ def encode_entry(entry: Entry) -> bytes:
         "truncated": entry.truncated,
         "exact_only": entry.exact_only,
         "embedding_model": entry.embedding_model,
-        "embedding": None
-        if entry.embedding is None
-        else base64.b64encode(
-            np.ascontiguousarray(entry.embedding, dtype="<f4").tobytes()
-        ).decode(),
+        "embedding": None,
     }
+    if entry.embedding is not None:
+        data.update(_encode_vector(entry.embedding))
     return dumps(data)
+
+
+def _encode_vector(vector: npt.NDArray[np.float32]) -> dict[str, Any]:
+    """The row's non-zero span, its offset and the row's width. A routed embedder's rows are
+    zero outside the block of the model that made them (embeddings/routed.py): storing the
+    span halves what every entry carries, reads and parses."""
+    row = np.ascontiguousarray(vector, dtype="<f4").reshape(-1)
+    filled = np.flatnonzero(row)
+    start, stop = (int(filled[0]), int(filled[-1]) + 1) if filled.size else (0, 0)
+    return {
+        "embedding_dim": int(row.size),
+        "embedding_start": start,
+        "embedding": base64.b64encode(row[start:stop].tobytes()).decode(),
+    }
+
+
+def _decode_vector(data: dict[str, Any]) -> npt.NDArray[np.float32]:
+    span = np.frombuffer(base64.b64decode(data["embedding"]), dtype="<f4")
+    if "embedding_dim" not in data:  # format 1: the whole row
+        return span.astype(np.float32)
+    dim, start = int(data["embedding_dim"]), int(data["embedding_start"])
+    if start < 0 or start + span.size > dim:
+        raise ValueError(f"stored vector span {start}+{span.size} exceeds its width {dim}")
+    row = np.zeros(dim, dtype=np.float32)
+    row[start : start + span.size] = span
+    return row
 
 
 def decode_entry(raw: bytes | str, *, with_embedding: bool = True) -> Entry:
     data = orjson.loads(raw)
     embedding = None
-    if with_embedding and data.get("embedding"):
-        embedding = np.frombuffer(base64.b64decode(data["embedding"]), dtype="<f4").astype(
-            np.float32
-        )
+    if with_embedding and data.get("embedding") is not None:
+        embedding = _decode_vector(data)
     return Entry(
         id=int(data["id"]),
         exact_key=data["exact_key"],

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+from dataclasses import replace
 from pathlib import Path
 
 import diskcache
 import numpy as np
+import orjson
 
 from service.store import Entry, EntryStore
 
@@ -58,5 +61,51 @@ def test_scan_reads_inline_and_file_values_and_skips_other_keys(tmp_path: Path) 
             bytes(v) if isinstance(v, bytes) else v.encode() for v in store._raw_values()
         )
         assert direct == by_key and len(direct) == 5
+    finally:
+        store.close()
+
+
+def test_a_vector_is_stored_as_its_non_zero_span_and_read_back_whole(tmp_path: Path) -> None:
+    store = EntryStore(tmp_path / "entries")
+    rows = {
+        1: np.concatenate([np.zeros(5), np.full(3, 1 / np.sqrt(3))]),  # a routed row, block 2
+        2: np.concatenate([np.full(4, 0.5), np.zeros(4)]),  # block 1
+        3: np.zeros(8),  # all zero: valid, scores 0
+        4: np.array([0.5, 0, 0, 0, 0, 0, 0, np.sqrt(0.75)]),  # zeros inside the span stay
+    }
+    try:
+        for entry_id, row in rows.items():
+            written = replace(entry(entry_id, "a"), embedding=row.astype(np.float32))
+            store.set(written)
+        raw = orjson.loads(store._cache.get("e:1"))
+        assert (raw["format"], raw["embedding_dim"], raw["embedding_start"]) == (2, 8, 5)
+        assert len(base64.b64decode(raw["embedding"])) == 3 * 4  # the span, not 8 floats
+        for entry_id, row in rows.items():
+            read = store.get(entry_id, with_embedding=True)
+            assert read is not None and read.embedding is not None
+            assert read.embedding.dtype == np.float32
+            np.testing.assert_array_equal(read.embedding, row.astype(np.float32))
+        unread = store.get(1)  # serving a hit skips the vector
+        assert unread is not None and unread.embedding is None
+    finally:
+        store.close()
+
+
+def test_entries_written_whole_by_format_1_still_read(tmp_path: Path) -> None:
+    store = EntryStore(tmp_path / "entries")
+    try:
+        store.set(entry(7, "old"))
+        raw = orjson.loads(store._cache.get("e:7"))
+        row = np.full(8, 1 / np.sqrt(8), dtype="<f4")
+        for key in ("embedding_dim", "embedding_start"):
+            del raw[key]
+        raw |= {"format": 1, "embedding": base64.b64encode(row.tobytes()).decode()}
+        store._cache.set("e:7", orjson.dumps(raw))
+        read = store.get(7, with_embedding=True)
+        assert read is not None and read.embedding is not None
+        np.testing.assert_array_equal(read.embedding, row)
+        raw |= {"format": 2, "embedding_dim": 4, "embedding_start": 0}  # a span past its width
+        store._cache.set("e:7", orjson.dumps(raw))
+        assert list(store.scan(with_embedding=True)) == []  # skipped, reported by `check`
     finally:
         store.close()
