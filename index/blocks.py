@@ -138,13 +138,13 @@ class BlockIndex:
         whole vector, is what a one-block index is saved under), then delete what another
         block count left there, so a rebuild after a model change frees its disk space."""
         directory = Path(directory)
-        if len(self.parts) == 1:
-            self.parts[0].save(directory, model_id)
-        else:
-            folders = block_folders(directory, len(self.parts))
-            for block, part, folder in zip(self.blocks, self.parts, folders, strict=True):
-                part.save(folder, block.model_id)
-        _remove_other_layouts(directory, keep=len(self.parts))
+        count = len(self.parts)
+        names = [model_id] if count == 1 else [block.model_id for block in self.blocks]
+        for part, folder, name in zip(
+            self.parts, block_folders(directory, count), names, strict=True
+        ):
+            part.save(folder, name)
+        _remove_other_layouts(directory, keep=count)
 
     def set_background_compaction(self, enabled: bool) -> None:
         for part in self.parts:
@@ -210,14 +210,11 @@ def _owners(vectors: Vectors, spans: Sequence[tuple[int, int]], what: str) -> np
 
 
 def _remove_other_layouts(directory: Path, *, keep: int) -> None:
-    if keep == 1:
-        for folder in directory.glob(f"{BLOCK_FOLDER_PREFIX}*"):
-            shutil.rmtree(folder, ignore_errors=True)
-        return
-    wanted = set(block_folders(directory, keep))
+    wanted = set(block_folders(directory, keep)) if keep > 1 else set()
     for folder in directory.glob(f"{BLOCK_FOLDER_PREFIX}*"):
         if folder not in wanted:
             shutil.rmtree(folder, ignore_errors=True)
-    for name in (INDEX_FILE, MANIFEST_FILE):  # the one-block layout's files
-        with contextlib.suppress(FileNotFoundError):
-            (directory / name).unlink()
+    if keep > 1:  # the one-block layout's files
+        for name in (INDEX_FILE, MANIFEST_FILE):
+            with contextlib.suppress(FileNotFoundError):
+                (directory / name).unlink()
