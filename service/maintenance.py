@@ -18,13 +18,7 @@ import numpy as np
 from embeddings.base import Embedder, RoutingEmbedder
 from index.base import Ids, Vectors
 from index.blocks import Block, BlockIndex, load_blocks, read_saved_blocks
-from index.faiss_index import (
-    FaissIndex,
-    IndexCorrupt,
-    IndexLoadError,
-    IndexMissing,
-    IndexModelMismatch,
-)
+from index.faiss_index import FaissIndex, IndexLoadError, IndexMissing
 from service.config import Settings
 from service.store import Entry, EntryStore
 
@@ -113,11 +107,9 @@ def open_index(
             ivf_nprobe=settings.index.ivf_nprobe,
         )
         index.set_background_compaction(True)  # as `build_index` says
-    except IndexMissing as exc:
-        if not expected_ids:
+    except IndexLoadError as exc:  # missing, corrupt, or made by another model
+        if isinstance(exc, IndexMissing) and not expected_ids:
             return OpenedIndex(new_index(settings, blocks), "new")
-        return OpenedIndex(build_index(settings, blocks, indexed_entries()), "rebuilt", str(exc))
-    except (IndexCorrupt, IndexModelMismatch, IndexLoadError) as exc:
         return OpenedIndex(build_index(settings, blocks, indexed_entries()), "rebuilt", str(exc))
     if index.kind != settings.index.kind:
         logger.warning(
