@@ -26,6 +26,7 @@ precision = right hits / all hits.
 
 from __future__ import annotations
 
+import itertools
 import math
 import tempfile
 import threading
@@ -237,7 +238,10 @@ def collect_probes(
     with tempfile.TemporaryDirectory(prefix="promptcache-bench-", dir=work_dir) as tmp:
         bench_settings = settings.model_copy(update={"data_dir": Path(tmp)})
         now = CLOCK_START
-        cache = SemanticCache(bench_settings, memo, clock=lambda: now)
+        # Ids in storing order: a tie between equally similar prompts goes to the lower id,
+        # so random ids made a few decisions differ from run to run.
+        ids = itertools.count(1)
+        cache = SemanticCache(bench_settings, memo, clock=lambda: now, id_source=ids.__next__)
         try:
             return _probe(cache, memo, dataset, now)
         finally:

@@ -69,6 +69,10 @@ _Embedded = tuple[Vectors, list[Neighbour] | None]
 _MAX_ID = 2**53 - 1  # ids stay exact as JSON numbers in every client
 
 
+def _random_id() -> int:
+    return secrets.randbelow(_MAX_ID) + 1
+
+
 @dataclass(frozen=True)
 class _Row:
     """The in-memory image of one stored entry (no response, no vector)."""
@@ -147,9 +151,14 @@ class SemanticCache:
         embedder: Embedder,
         *,
         clock: Callable[[], float] = time.time,
+        id_source: Callable[[], int] | None = None,
     ) -> None:
+        """`id_source` gives new entry ids (random by default); the benchmarks count up, so
+        that ties between equally similar prompts, which go to the lower id, fall the same
+        way in every run."""
         self.settings = settings
         self.embedder = embedder
+        self._id_source = id_source or _random_id
         self._clock = clock
         self._cfg = settings.cache
         self._batcher: Coalescer[_EmbedJob, _Embedded] = Coalescer(
@@ -449,7 +458,9 @@ class SemanticCache:
 
     def _new_id(self) -> int:
         while True:
-            candidate = secrets.randbelow(_MAX_ID) + 1
+            candidate = self._id_source()
+            if not 0 < candidate <= _MAX_ID:
+                raise ValueError(f"entry id {candidate} outside 1..{_MAX_ID}")
             if candidate not in self._rows:
                 return candidate
 

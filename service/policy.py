@@ -8,7 +8,8 @@ surprising hit or miss can always be explained. Nothing here knows about FAISS, 
 Precision first: when in doubt the answer is `Miss`. A semantic `Hit` needs, in order:
 the same context fingerprint and namespace, a fresh entry, an answer that may be served
 semantically at this `max_tokens`, a cosine similarity of at least `min_similarity` (or the
-stricter floor set for a script the query uses), every enabled guard passing and, when a
+stricter floor set for a script the query uses; a cached prompt that is the new one up to
+trailing punctuation and spacing counts as 1.0), every enabled guard passing and, when a
 verifier is configured, a verification score of at least its `min_score`. Text in a script the
 embedding model does not cover is not compared by meaning at all (`Bypass`), because such a
 model maps unseen text to near-identical vectors and would serve false hits.
@@ -199,11 +200,12 @@ def decide_semantic(
     # Equal similarities (texts the model cannot tell apart, e.g. "AudioFolder" and
     # "audiofolder" for an uncased model) go to the lower id: the answer must not depend on
     # the order an index kind or a rebuild happens to return ties in.
-    ranked = sorted(candidates, key=lambda c: (-c[1], c[0].entry_id))
+    lifted = [(f, _similarity(f.text, query.text, cosine), cosine) for f, cosine in candidates]
+    ranked = sorted(lifted, key=lambda c: (-c[1], c[0].entry_id))
     best = ranked[0][1]
     threshold, source = options.threshold_with_source(query.text)
     refusals: list[str] = []
-    for rank, (facts, similarity) in enumerate(ranked):
+    for rank, (facts, similarity, cosine) in enumerate(ranked):
         if similarity < threshold:
             break
         if facts.fingerprint != query.fingerprint or facts.namespace != query.namespace:
@@ -221,11 +223,14 @@ def decide_semantic(
         if not verdict.passed:
             refusals.append(f"guard {verdict.reason}")
             continue
-        reason = f"similarity {similarity:.4f}"
-        if source != "min_similarity":
-            reason += f" (>= {source} {threshold:g})"
+        if similarity == cosine:
+            reason = f"similarity {similarity:.4f}"
+            if source != "min_similarity":
+                reason += f" (>= {source} {threshold:g})"
+        else:
+            reason = f"same prompt up to trailing punctuation and spacing (cosine {cosine:.4f})"
         if options.verifier is not None:
-            runner_up = max((s for i, (_, s) in enumerate(ranked) if i != rank), default=None)
+            runner_up = max((s for i, (_, s, _) in enumerate(ranked) if i != rank), default=None)
             features = pair_features(facts.text, query.text or "", similarity, runner_up)
             score = options.verifier.score(features)
             if score < options.verifier.min_score:
@@ -238,6 +243,30 @@ def decide_semantic(
     if refusals:
         return Miss("; ".join(refusals[:3]), best)
     return Miss(f"best similarity {best:.4f} below {source} {threshold:g}", best)
+
+
+# Sentence-final marks a prompt may end in or not with the same meaning ("What is a mutex"
+# and "What is a mutex?"), in Latin, CJK and full-width forms.
+_FINAL_MARKS = ".?!。？！…"
+
+
+def bare_prompt(text: str) -> str:
+    """`text` without its trailing sentence marks, with runs of spacing made one space."""
+    return " ".join(text.split()).rstrip(_FINAL_MARKS).rstrip()
+
+
+def _similarity(cached: str | None, new: str | None, cosine: float) -> float:
+    """1.0 for the same prompt up to trailing punctuation and spacing, else the cosine.
+
+    MiniLM scores "Summarize this article." against "Summarize this article" at 0.92 and
+    "What's the capital of France?" against its form without "?" at 0.93, below
+    `min_similarity`, while other such pairs score 0.99 and hit: the embedding's view of a
+    final mark is noise, not meaning.
+    """
+    if cached is None or new is None:
+        return cosine
+    bare = bare_prompt(new)
+    return 1.0 if bare and bare == bare_prompt(cached) else cosine
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,42 @@ def test_paraphrase_hits_and_unrelated_misses(cache: SemanticCache) -> None:
     assert isinstance(miss.decision, Miss)
 
 
+def test_a_prompt_without_its_final_mark_hits_where_the_model_scores_it_low(
+    cache: SemanticCache,
+) -> None:
+    # MiniLM scores these pairs 0.92-0.93, below the shipped min_similarity 0.9575.
+    options = cache.options()
+    for cached, new in (
+        ("Summarize this article.", "Summarize this article"),
+        ("What's the capital of France?", "What's the capital of France"),
+    ):
+        stored = cache.store(keys(cached), f"answer to {cached}")
+        result = cache.lookup(keys(new), options)
+        assert isinstance(result.decision, Hit), (new, result.decision)
+        assert result.decision.kind == "semantic" and result.decision.entry_id == stored.id
+        assert result.decision.reason.startswith("same prompt up to trailing punctuation")
+    # The model still decides for anything more than a final mark.
+    other = cache.lookup(keys("Summarize this article in French"), options)
+    assert not (isinstance(other.decision, Hit) and other.decision.similarity == 1.0)
+
+
+def test_entry_ids_come_from_the_id_source_and_must_fit_json(
+    settings: Settings, embedder: CountingEmbedder, clock: FakeClock
+) -> None:
+    counted = SemanticCache(settings, embedder, clock=clock, id_source=iter([5, 5, 6]).__next__)
+    try:
+        # A repeated id is skipped: ids stay unique whatever the source gives.
+        assert [counted.store(keys(t), "a").id for t in ("one?", "two?")] == [5, 6]
+    finally:
+        counted.close()
+    broken = SemanticCache(settings, embedder, clock=clock, id_source=lambda: 2**53)
+    try:
+        with pytest.raises(ValueError, match="outside"):
+            broken.store(keys("three?"), "a")
+    finally:
+        broken.close()
+
+
 @pytest.mark.parametrize(
     "other",
     [

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from service.guards import GUARDS, GuardVerdict, check_all, normalize
@@ -479,6 +479,9 @@ def test_more_guards_never_pass_what_fewer_refused(
 
 @settings(max_examples=100, deadline=None)
 @given(cached=texts, new=texts)
+# word_order once let two shared words through as "neighbours" when they were neighbours in
+# one prompt only (another word sat between them in the other).
+@example(cached="가00000", new="00000:0가")
 def test_guards_are_symmetric(cached: str, new: str) -> None:
     for name, guard in GUARDS.items():
         assert guard(cached, new).passed == guard(new, cached).passed, name

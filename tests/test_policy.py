@@ -62,6 +62,35 @@ def test_next_candidate_is_tried_when_the_best_is_refused() -> None:
     assert isinstance(decision, Hit) and decision.entry_id == 2
 
 
+def test_the_same_prompt_up_to_final_marks_and_spacing_counts_as_similarity_1() -> None:
+    cached = facts(text="Summarize  this article.")
+    for new in ("Summarize this article", "Summarize this article?!", " Summarize this article "):
+        decision = decide_semantic(Query("fp", "t/default", new), [(cached, 0.92)], opts(0.95), NOW)
+        assert isinstance(decision, Hit) and decision.similarity == 1.0, new
+        assert decision.reason == (
+            "same prompt up to trailing punctuation and spacing (cosine 0.9200)"
+        )
+    # Every other rule still applies, and only final marks and spacing are ignored.
+    plain = Query("fp", "t/default", "Summarize this article")
+    stale = facts(text="Summarize this article.", expires=NOW)
+    assert isinstance(decide_semantic(plain, [(stale, 0.92)], opts(0.95), NOW), Miss)
+    elsewhere = facts(text="Summarize this article.", fp="other")
+    assert isinstance(decide_semantic(plain, [(elsewhere, 0.92)], opts(0.95), NOW), Miss)
+    for different in (
+        "Summarize this article twice",
+        "Summarize, this article",
+        "summarize this article",
+    ):
+        decision = decide_semantic(
+            Query("fp", "t/default", different), [(cached, 0.92)], opts(0.95), NOW
+        )
+        assert isinstance(decision, Miss), different
+    marks_only = facts(text="?")
+    assert isinstance(
+        decide_semantic(Query("fp", "t/default", "!"), [(marks_only, 0.5)], opts(0.95), NOW), Miss
+    )
+
+
 def test_uncovered_script_bypasses_before_any_comparison() -> None:
     korean = Query("fp", "t/default", "비밀번호 재설정")
     decision = decide_semantic(
