@@ -41,7 +41,7 @@ from benchmarks.embedder_speed import embedder_figures, embedder_markdown
 from benchmarks.hitrate import MemoEmbedder
 from benchmarks.scale import (
     filler_rows,
-    first_block,
+    first_block_width,
     random_unit_rows,
     scale_figure,
     scale_markdown,
@@ -151,13 +151,13 @@ def http_figures(
     exact_body = _lookup_body(CACHED_PROMPT)
     semantic_body = _lookup_body(PARAPHRASE)
     rng = np.random.default_rng(1)
-    lo, hi = first_block(embedder)  # the block the cache searches for an English prompt
-    flat = faiss.IndexFlatIP(hi - lo)
-    flat.add(random_unit_rows(rng, entries + 1, hi - lo))
+    width = first_block_width(embedder)  # the block the cache searches for English prompts
+    flat = faiss.IndexFlatIP(width)
+    flat.add(random_unit_rows(rng, entries + 1, width))
 
     def raw_work() -> None:
         vector = embedder.embed([PARAPHRASE])
-        flat.search(np.ascontiguousarray(vector[:, lo:hi]), settings.cache.top_k)
+        flat.search(np.ascontiguousarray(vector[:, :width]), settings.cache.top_k)
 
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="promptcache-perf-") as tmp:

@@ -1,7 +1,7 @@
 """`bench perf` figure 5: a semantic lookup with `big` cached entries against `small`.
 
 A lookup is one embedding of a prompt plus one index search, timed together, with the index
-holding random unit rows of the width an English prompt's block has (`first_block`: 384 for
+holding random unit rows of the width an English prompt's block has (`first_block_width`: 384 for
 the routed default, whose index keeps one FAISS index per model; embedding a million prompts
 would take hours, and only the row count matters to the search). Queries sit at cosine 0.95
 to a stored row, near the shipped `min_similarity`: the near-duplicate a hit needs, and a
@@ -42,20 +42,20 @@ def random_unit_rows(rng: np.random.Generator, rows: int, dim: int) -> np.ndarra
     return out
 
 
-def first_block(embedder: Embedder) -> tuple[int, int]:
-    """The span of the vector the first model fills, where an English prompt's row sits: the
-    index searches that block alone (index/blocks.py), at that model's width."""
+def first_block_width(embedder: Embedder) -> int:
+    """The width of the first model's block, the leading coordinates where an English
+    prompt's row sits: the index searches that block alone (index/blocks.py)."""
     from service.maintenance import index_blocks
 
-    return 0, index_blocks(embedder)[0].dim
+    return index_blocks(embedder)[0].dim
 
 
 def filler_rows(rng: np.random.Generator, rows: int, embedder: Embedder) -> np.ndarray:
     """Random unit rows in the first model's block, zero elsewhere: stand-ins for English
     prompts' embeddings, shaped as the embedder would make them."""
-    lo, hi = first_block(embedder)
+    width = first_block_width(embedder)
     out = np.zeros((rows, embedder.dim), dtype=np.float32)
-    out[:, lo:hi] = random_unit_rows(rng, rows, hi - lo)
+    out[:, :width] = random_unit_rows(rng, rows, width)
     return out
 
 
@@ -87,7 +87,7 @@ def scale_figure(
     prompts = [f"How do I rotate the API key of project number {i}?" for i in range(queries)]
     rng = np.random.default_rng(2)
     out: dict[str, Any] = {"small": small, "big": big, "kinds": list(kinds), "queries": queries}
-    width = first_block(embedder)[1]
+    width = first_block_width(embedder)
     out["dim"] = width
     for size in (small, big):
         vectors = random_unit_rows(rng, size, width)

@@ -1,8 +1,8 @@
 """Two models behind one `Embedder`: each text goes to the one that covers its script.
 
 The bundled English model is the better one on English (docs/multilingual.md) but blind to
-Hangul; the multilingual one sees Korean. Rather than two indexes, each model owns its own
-block of coordinates in one vector: a text embedded by the primary model is
+Hangul; the multilingual one sees Korean. Each model owns its own block of coordinates in
+one vector: a text embedded by the primary model is
 `[v, 0 ... 0]`, one embedded by the fallback is `[0 ... 0, w]`. Rows stay unit length, a
 similarity within a block is that model's cosine, and across blocks it is exactly 0, so a
 Korean prompt can never hit an English entry (or the reverse) at any threshold, while the

@@ -200,7 +200,8 @@ def decide_semantic(
     # Equal similarities (texts the model cannot tell apart, e.g. "AudioFolder" and
     # "audiofolder" for an uncased model) go to the lower id: the answer must not depend on
     # the order an index kind or a rebuild happens to return ties in.
-    lifted = [(f, _similarity(f.text, query.text, cosine), cosine) for f, cosine in candidates]
+    bare = bare_prompt(query.text or "")
+    lifted = [(f, _similarity(f.text, bare, cosine), cosine) for f, cosine in candidates]
     ranked = sorted(lifted, key=lambda c: (-c[1], c[0].entry_id))
     best = ranked[0][1]
     threshold, source = options.threshold_with_source(query.text)
@@ -255,7 +256,7 @@ def bare_prompt(text: str) -> str:
     return " ".join(text.split()).rstrip(_FINAL_MARKS).rstrip()
 
 
-def _similarity(cached: str | None, new: str | None, cosine: float) -> float:
+def _similarity(cached: str | None, bare_new: str, cosine: float) -> float:
     """1.0 for the same prompt up to trailing punctuation and spacing, else the cosine.
 
     MiniLM scores "Summarize this article." against "Summarize this article" at 0.92 and
@@ -263,10 +264,9 @@ def _similarity(cached: str | None, new: str | None, cosine: float) -> float:
     `min_similarity`, while other such pairs score 0.99 and hit: the embedding's view of a
     final mark is noise, not meaning.
     """
-    if cached is None or new is None:
+    if cached is None or not bare_new:
         return cosine
-    bare = bare_prompt(new)
-    return 1.0 if bare and bare == bare_prompt(cached) else cosine
+    return 1.0 if bare_new == bare_prompt(cached) else cosine
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,14 @@ def probes(model: object, tmp_path_factory: pytest.TempPathFactory) -> ProbeSet:
     return collect_probes(settings, model, load_pairs(PAIRS))  # type: ignore[arg-type]
 
 
+def test_entry_ids_count_up_in_storing_order(probes: ProbeSet) -> None:
+    # Ties between equally similar prompts go to the lower id: with random ids a tie fell
+    # either way from run to run.
+    cached = probes.dataset.distinct_cached
+    own = {probes.dataset.pairs[p.pair_index].a: p.own_entry for p in probes.probes}
+    assert own == {a: list(cached).index(a) + 1 for a in own}
+
+
 def test_dataset_loads_with_its_hash() -> None:
     dataset = load_pairs(PAIRS)
     assert len(dataset.pairs) == 32 and dataset.duplicates == 17
