@@ -94,10 +94,18 @@ def _p50(values: list[float]) -> float:
     return float(np.percentile(values, 50))
 
 
-def populate(settings: Settings, embedder: Embedder, entries: int) -> None:
+def populate(
+    settings: Settings,
+    embedder: Embedder,
+    entries: int,
+    *,
+    answer: Any = "filler answer",
+    prompt_prefix: str = "",
+) -> None:
     """`entries` filler prompts with random unit vectors plus one real prompt, stored through
     `SemanticCache.store` (the filler vectors stand in for embeddings: only their number
-    matters to the search, and random vectors never compete with the real prompt)."""
+    matters to the search, and random vectors never compete with the real prompt).
+    `answer` and `prompt_prefix` set how large each filler entry is on disk."""
     from benchmarks.hitrate import MODEL
     from service.cache import SemanticCache
     from service.keys import prompt_keys
@@ -108,12 +116,12 @@ def populate(settings: Settings, embedder: Embedder, entries: int) -> None:
 
     memo = MemoEmbedder(embedder)
     rng = np.random.default_rng(0)
-    fillers = [f"filler prompt {i}" for i in range(entries)]
+    fillers = [f"{prompt_prefix}filler prompt {i}" for i in range(entries)]
     memo.seed(fillers, filler_rows(rng, entries, embedder))
     cache = SemanticCache(settings, memo)
     try:
         for text in fillers:
-            cache.store(keys_for(text), "filler answer")
+            cache.store(keys_for(text), answer)
         cache.store(keys_for(CACHED_PROMPT), "Use the 'Forgot password' link.")
     finally:
         cache.close()

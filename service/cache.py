@@ -49,7 +49,7 @@ from service.policy import (
     decide_semantic,
     precheck_semantic,
 )
-from service.store import Entry, EntryStore
+from service.store import Entry, EntryRecord, EntryStore
 from service.verifier import load_verifier
 
 logger = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ def _query(keys: CacheKeys) -> Query:
     return Query(keys.fingerprint, keys.namespace, keys.semantic_text, keys.max_tokens)
 
 
-def facts_of(entry: Entry) -> EntryFacts:
+def facts_of(entry: Entry | EntryRecord) -> EntryFacts:
     """The policy's view of a stored entry (the benchmarks use the same view)."""
     return EntryFacts(
         entry_id=entry.id,
@@ -194,7 +194,14 @@ class SemanticCache:
     # -- start-up -------------------------------------------------------------------------
 
     def _load(self) -> None:
-        entries = list(self._store.scan())
+        written, deleted = self._store.sync_records()
+        if written or deleted:
+            logger.warning(
+                "start-up records brought in line with the entries: %d written, %d deleted",
+                written,
+                deleted,
+            )
+        entries = list(self._store.records())
         model_id = self.embedder.model_id
         stored_models = {e.embedding_model for e in entries if e.embedding_model}
         if stored_models - {model_id}:
@@ -228,7 +235,7 @@ class SemanticCache:
             model_id,
         )
 
-    def _remember(self, entry: Entry, *, indexed: bool) -> None:
+    def _remember(self, entry: EntryRecord, *, indexed: bool) -> None:
         facts = facts_of(entry)
         indexed = indexed and entry.semantic_text is not None and not entry.exact_only
         self._rows[entry.id] = _Row(
@@ -449,7 +456,7 @@ class SemanticCache:
             if previous is not None:
                 self._drop_locked([previous])
             indexed = embedding is not None and self.semantic_block is None
-            self._remember(entry, indexed=indexed)
+            self._remember(entry.record(), indexed=indexed)
             if indexed and embedding is not None:
                 self._index.add(np.array([entry_id], dtype=np.int64), embedding.reshape(1, -1))
             self._changes_since_save += 1

@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import diskcache
 import pytest
 
 from embeddings.sentence_transformer import SentenceTransformerEmbedder
@@ -229,6 +230,37 @@ def test_restart_serves_every_entry(settings: Settings, embedder: CountingEmbedd
         assert reopened.stats().index_entries == 4
     finally:
         reopened.close()
+
+
+def test_a_data_dir_without_start_up_records_opens_whole(
+    settings: Settings, embedder: CountingEmbedder
+) -> None:
+    """A release before the start-up records wrote entries alone: the first open writes the
+    records from the entries, and every entry is served as before."""
+    cache = SemanticCache(settings, embedder)
+    cache.store(keys(Q), "answer", tags=("faq",))
+    cache.store(keys("What is the capital of Peru?"), "Lima")
+    before = cache.stats()
+    cache.close()
+    raw = diskcache.Cache(str(settings.entries_dir))
+    for key in list(raw.iterkeys()):
+        if str(key).startswith("h:"):
+            del raw[key]
+    raw.close()
+    reopened = SemanticCache(settings, embedder)
+    try:
+        after = reopened.stats()
+        assert (after.entries, after.index_entries, after.bytes) == (2, 2, before.bytes)
+        assert reopened.lookup(keys("What is the capital of Peru?"), OPTIONS).entry is not None
+        assert isinstance(reopened.lookup(keys(PARAPHRASE), OPTIONS).decision, Hit)
+        assert reopened.invalidate(InvalidateFilter(tags=("faq",))) == 1
+    finally:
+        reopened.close()
+    raw = diskcache.Cache(str(settings.entries_dir))
+    try:
+        assert sorted(str(k)[:2] for k in raw.iterkeys()) == ["e:", "h:"]
+    finally:
+        raw.close()
 
 
 def test_corrupt_index_is_rebuilt_at_start(settings: Settings, embedder: CountingEmbedder) -> None:

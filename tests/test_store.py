@@ -109,3 +109,43 @@ def test_entries_written_whole_by_format_1_still_read(tmp_path: Path) -> None:
         assert list(store.scan(with_embedding=True)) == []  # skipped, reported by `check`
     finally:
         store.close()
+
+
+def test_each_entry_has_a_start_up_record_written_and_dropped_with_it(tmp_path: Path) -> None:
+    store = EntryStore(tmp_path / "entries")
+    try:
+        stored = store.set(replace(entry(1, "x" * 3000), tags=("faq",), max_tokens=64))
+        store.set_many([entry(2, "b"), entry(3, "c")])
+        records = {r.id: r for r in store.records()}
+        assert sorted(records) == [1, 2, 3]
+        assert records[1] == stored.record()  # every field, and the whole entry's size
+        assert records[1].size == len(store._cache.get("e:1")) > 3000
+        assert store.drop([2]) == 1
+        assert sorted(r.id for r in store.records()) == [1, 3]
+        assert store.sync_records() == (0, 0)  # nothing to repair
+    finally:
+        store.close()
+
+
+def test_sync_records_repairs_a_store_written_without_them(tmp_path: Path) -> None:
+    """An older release wrote entries alone; a record may also outlive its entry or be
+    damaged. The entries stay the truth: records are written, deleted or rewritten to match."""
+    store = EntryStore(tmp_path / "entries")
+    try:
+        for entry_id in (1, 2, 3, 4):
+            store.set(entry(entry_id, f"answer {entry_id}"))
+        for entry_id in (1, 2):  # as a release without records left them
+            store._cache.delete(f"h:{entry_id}")
+        store._cache.delete("e:3")  # an entry gone behind the record's back
+        store._cache.set("h:4", b"[damaged")
+        assert store.sync_records() == (2, 1)
+        records = {r.id: r for r in store.records()}  # h:4 rewritten from its entry
+        assert sorted(records) == [1, 2, 4]
+        for entry_id, record in records.items():
+            whole = store.get(entry_id)
+            assert whole is not None and record == whole.record()
+        assert store._cache.get("h:3") is None
+        assert orjson.loads(store._cache.get("h:4"))[0] == 4
+        assert store.sync_records() == (0, 0)
+    finally:
+        store.close()
