@@ -194,13 +194,15 @@ class SemanticCache:
     # -- start-up -------------------------------------------------------------------------
 
     def _load(self) -> None:
-        written, deleted = self._store.sync_records()
-        if written or deleted:
+        def announce(missing: int, orphaned: int) -> None:
             logger.warning(
-                "start-up records brought in line with the entries: %d written, %d deleted",
-                written,
-                deleted,
+                "bringing the start-up records in line with the entries: %d to write "
+                "(a data dir from a release without them gets all of them, once), %d to delete",
+                missing,
+                orphaned,
             )
+
+        self._store.sync_records(announce)
         entries = list(self._store.records())
         model_id = self.embedder.model_id
         stored_models = {e.embedding_model for e in entries if e.embedding_model}

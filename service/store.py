@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import base64
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -331,20 +331,23 @@ class EntryStore:
                     damaged.append(int(key[len(_RECORD) :]))
         yield from self._rewrite_records(damaged)
 
-    def sync_records(self) -> tuple[int, int]:
+    def sync_records(self, announce: Callable[[int, int], None] | None = None) -> tuple[int, int]:
         """Make the start-up records match the entries: write the missing ones from their
         entries and delete those whose entry is gone. Returns (written, deleted).
 
         Only keys are compared (about 0.05 s per 100k entries), so this runs at every open
-        and repairs a data dir written by a release without records.
+        and repairs a data dir written by a release without records. `announce` hears
+        (missing, orphaned) before any work: writing a million records takes about 40 s.
         """
         entry_ids = self._ids(_PREFIX, _PREFIX_END)
         record_ids = self._ids(_RECORD, _RECORD_END)
         if entry_ids == record_ids:
             return 0, 0
         missing = sorted(int(i) for i in entry_ids - record_ids if i.isdigit())
-        written = sum(1 for _ in self._rewrite_records(missing))
         orphans = record_ids - entry_ids
+        if announce is not None:
+            announce(len(missing), len(orphans))
+        written = sum(1 for _ in self._rewrite_records(missing))
         with self._cache.transact():
             for suffix in orphans:
                 self._cache.delete(f"{_RECORD}{suffix}")

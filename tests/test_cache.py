@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -233,7 +234,7 @@ def test_restart_serves_every_entry(settings: Settings, embedder: CountingEmbedd
 
 
 def test_a_data_dir_without_start_up_records_opens_whole(
-    settings: Settings, embedder: CountingEmbedder
+    settings: Settings, embedder: CountingEmbedder, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A release before the start-up records wrote entries alone: the first open writes the
     records from the entries, and every entry is served as before."""
@@ -247,7 +248,9 @@ def test_a_data_dir_without_start_up_records_opens_whole(
         if str(key).startswith("h:"):
             del raw[key]
     raw.close()
-    reopened = SemanticCache(settings, embedder)
+    with caplog.at_level(logging.WARNING, logger="service.cache"):
+        reopened = SemanticCache(settings, embedder)
+    assert "start-up records in line with the entries: 2 to write" in caplog.text
     try:
         after = reopened.stats()
         assert (after.entries, after.index_entries, after.bytes) == (2, 2, before.bytes)
