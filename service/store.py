@@ -22,9 +22,9 @@ from __future__ import annotations
 import base64
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import diskcache
 import diskcache.core
@@ -71,24 +71,7 @@ class Entry:
         )
 
     def record(self) -> EntryRecord:
-        return EntryRecord(
-            id=self.id,
-            exact_key=self.exact_key,
-            fingerprint=self.fingerprint,
-            namespace=self.namespace,
-            tenant=self.tenant,
-            model=self.model,
-            semantic_text=self.semantic_text,
-            created=self.created,
-            expires=self.expires,
-            tags=self.tags,
-            max_tokens=self.max_tokens,
-            output_tokens=self.output_tokens,
-            truncated=self.truncated,
-            exact_only=self.exact_only,
-            embedding_model=self.embedding_model,
-            size=self.size,
-        )
+        return EntryRecord(**{name: getattr(self, name) for name in RECORD_FIELDS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,68 +97,29 @@ class EntryRecord:
     size: int
 
 
+RECORD_FIELDS: Final = tuple(f.name for f in fields(EntryRecord))
+
+
 def encode_record(record: EntryRecord) -> bytes:
-    return dumps(
-        [
-            record.id,
-            record.exact_key,
-            record.fingerprint,
-            record.namespace,
-            record.tenant,
-            record.model,
-            record.semantic_text,
-            record.created,
-            record.expires,
-            list(record.tags),
-            record.max_tokens,
-            record.output_tokens,
-            record.truncated,
-            record.exact_only,
-            record.embedding_model,
-            record.size,
-        ]
-    )
+    return dumps([getattr(record, name) for name in RECORD_FIELDS])
+
+
+_TAGS_AT: Final = RECORD_FIELDS.index("tags")
 
 
 def decode_record(raw: bytes | str) -> EntryRecord:
-    """A JSON array in `EntryRecord`'s field order: a million of them are read per start, and
+    """A JSON array in `RECORD_FIELDS` order: a million of them are read per start, and
     positional fields parse and construct faster than a keyed object."""
-    (
-        entry_id,
-        exact_key,
-        fingerprint,
-        namespace,
-        tenant,
-        model,
-        semantic_text,
-        created,
-        expires,
-        tags,
-        max_tokens,
-        output_tokens,
-        truncated,
-        exact_only,
-        embedding_model,
-        size,
-    ) = orjson.loads(raw)
-    return EntryRecord(
-        int(entry_id),
-        exact_key,
-        fingerprint,
-        namespace,
-        tenant,
-        model,
-        semantic_text,
-        float(created),
-        float(expires),
-        tuple(tags),
-        max_tokens,
-        output_tokens,
-        bool(truncated),
-        bool(exact_only),
-        embedding_model,
-        int(size),
-    )
+    values = orjson.loads(raw)
+    if not isinstance(values, list) or len(values) != len(RECORD_FIELDS):
+        raise ValueError("not a start-up record")
+    values[_TAGS_AT] = tuple(values[_TAGS_AT])
+    record = EntryRecord(*values)
+    if not (isinstance(record.id, int) and isinstance(record.size, int)):
+        raise ValueError("start-up record with a non-integer id or size")
+    if not all(isinstance(t, (int, float)) for t in (record.created, record.expires)):
+        raise ValueError("start-up record with non-numeric times")
+    return record
 
 
 def encode_entry(entry: Entry) -> bytes:

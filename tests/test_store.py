@@ -132,15 +132,16 @@ def test_sync_records_repairs_a_store_written_without_them(tmp_path: Path) -> No
     damaged. The entries stay the truth: records are written, deleted or rewritten to match."""
     store = EntryStore(tmp_path / "entries")
     try:
-        for entry_id in (1, 2, 3, 4):
+        for entry_id in (1, 2, 3, 4, 5):
             store.set(entry(entry_id, f"answer {entry_id}"))
         for entry_id in (1, 2):  # as a release without records left them
             store._cache.delete(f"h:{entry_id}")
         store._cache.delete("e:3")  # an entry gone behind the record's back
         store._cache.set("h:4", b"[damaged")
+        store._cache.set("h:5", orjson.dumps(["5"] * 16))  # JSON, but not a record
         assert store.sync_records() == (2, 1)
-        records = {r.id: r for r in store.records()}  # h:4 rewritten from its entry
-        assert sorted(records) == [1, 2, 4]
+        records = {r.id: r for r in store.records()}  # h:4 and h:5 rewritten from entries
+        assert sorted(records) == [1, 2, 4, 5]
         for entry_id, record in records.items():
             whole = store.get(entry_id)
             assert whole is not None and record == whole.record()
