@@ -73,7 +73,7 @@ def _random_id() -> int:
     return secrets.randbelow(_MAX_ID) + 1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Row:
     """The in-memory image of one stored entry (no response, no vector)."""
 

@@ -44,7 +44,7 @@ DEFAULT_GUARDS: tuple[str, ...] = (
 DEFAULT_SCRIPT_FLOORS: tuple[tuple[str, float], ...] = (("Hangul", 0.98),)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EntryFacts:
     """What the policy needs to know about one cached entry."""
 
