@@ -16,13 +16,15 @@ except `lookup_exact`, which is cheap enough for the event loop (memory and one 
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import heapq
 import logging
 import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -128,6 +130,20 @@ def _query(keys: CacheKeys) -> Query:
     return Query(keys.fingerprint, keys.namespace, keys.semantic_text, keys.max_tokens)
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Opening a large cache builds millions of objects in one go, none of them in a reference
+    cycle, and CPython's cycle collector would walk them again and again: at 1M entries the
+    open took 20 s with it and 14 s without."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def facts_of(entry: Entry | EntryRecord) -> EntryFacts:
     """The policy's view of a stored entry (the benchmarks use the same view)."""
     return EntryFacts(
@@ -203,15 +219,17 @@ class SemanticCache:
             )
 
         self._store.sync_records(announce)
-        entries = list(self._store.records())
-        model_id = self.embedder.model_id
-        stored_models = {e.embedding_model for e in entries if e.embedding_model}
-        if stored_models - {model_id}:
-            self.semantic_block = reembed_hint(stored_models - {model_id}, model_id)
-            logger.warning(self.semantic_block)
-        for entry in entries:
-            indexed = entry.embedding_model == model_id and self.semantic_block is None
-            self._remember(entry, indexed=indexed)
+        with _collector_paused():
+            entries = list(self._store.records())
+            model_id = self.embedder.model_id
+            stored_models = {e.embedding_model for e in entries if e.embedding_model}
+            if stored_models - {model_id}:
+                self.semantic_block = reembed_hint(stored_models - {model_id}, model_id)
+                logger.warning(self.semantic_block)
+            for entry in entries:
+                indexed = entry.embedding_model == model_id and self.semantic_block is None
+                self._remember(entry, indexed=indexed)
+            del entries
         expected = {i for i, row in self._rows.items() if row.indexed}
 
         def indexed_entries() -> list[Entry]:

@@ -279,10 +279,13 @@ class EntryStore:
         """Make the start-up records match the entries: write the missing ones from their
         entries and delete those whose entry is gone. Returns (written, deleted).
 
-        Only keys are compared (about 0.05 s per 100k entries), so this runs at every open
-        and repairs a data dir written by a release without records. `announce` hears
-        (missing, orphaned) before any work: writing a million records takes about 40 s.
+        Only keys are compared, inside SQLite while they match (0.6 s for 1M entries), so
+        this runs at every open and repairs a data dir written by a release without records.
+        `announce` hears (missing, orphaned) before any work: writing a million records
+        takes about 40 s.
         """
+        if self._records_in_line():
+            return 0, 0
         entry_ids = self._ids(_PREFIX, _PREFIX_END)
         record_ids = self._ids(_RECORD, _RECORD_END)
         if entry_ids == record_ids:
@@ -296,6 +299,33 @@ class EntryStore:
             for suffix in orphans:
                 self._cache.delete(f"{_RECORD}{suffix}")
         return written, len(orphans)
+
+    def _records_in_line(self) -> bool:
+        """Every entry has a record and there are as many records as entries, so none is
+        left over. False also when SQLite cannot tell (then the key sets are compared)."""
+        database = Path(self._cache.directory) / "cache.db"
+        try:
+            connection = sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)
+        except sqlite3.Error:
+            return False
+        try:
+            counts = connection.execute(
+                "SELECT (SELECT count(*) FROM Cache WHERE key >= ? AND key < ?),"
+                " (SELECT count(*) FROM Cache WHERE key >= ? AND key < ?)",
+                (_PREFIX, _PREFIX_END, _RECORD, _RECORD_END),
+            ).fetchone()
+            if counts[0] != counts[1]:
+                return False
+            unrecorded = connection.execute(
+                "SELECT EXISTS (SELECT 1 FROM Cache AS e WHERE e.key >= ? AND e.key < ? AND"
+                " NOT EXISTS (SELECT 1 FROM Cache AS h WHERE h.key = ? || substr(e.key, ?)))",
+                (_PREFIX, _PREFIX_END, _RECORD, len(_PREFIX) + 1),
+            ).fetchone()[0]
+            return not unrecorded
+        except sqlite3.Error:
+            return False
+        finally:
+            connection.close()
 
     def _rewrite_records(self, entry_ids: Sequence[int]) -> Iterator[EntryRecord]:
         """Write the records of these entries from the entries, in batches of one transaction

@@ -10,7 +10,7 @@ import diskcache
 import numpy as np
 import orjson
 
-from service.store import Entry, EntryStore
+from service.store import Entry, EntryStore, encode_record
 
 
 def entry(entry_id: int, response: str) -> Entry:
@@ -147,6 +147,22 @@ def test_sync_records_repairs_a_store_written_without_them(tmp_path: Path) -> No
             assert whole is not None and record == whole.record()
         assert store._cache.get("h:3") is None
         assert orjson.loads(store._cache.get("h:4"))[0] == 4
+        assert store.sync_records() == (0, 0)
+    finally:
+        store.close()
+
+
+def test_sync_records_sees_a_swap_that_keeps_the_counts_equal(tmp_path: Path) -> None:
+    """One entry without its record and one record without its entry: as many records as
+    entries, and still out of line."""
+    store = EntryStore(tmp_path / "entries")
+    try:
+        for entry_id in (1, 2):
+            store.set(entry(entry_id, "a"))
+        store._cache.delete("h:1")
+        store._cache.set("h:9", encode_record(replace(entry(9, "gone"), size=1).record()))
+        assert store.sync_records() == (1, 1)
+        assert sorted(r.id for r in store.records()) == [1, 2]
         assert store.sync_records() == (0, 0)
     finally:
         store.close()
