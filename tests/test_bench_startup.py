@@ -15,7 +15,7 @@ from tests.conftest import make_settings
 def test_startup_figure_reopens_every_entry(tmp_path: Path, routed: RoutedEmbedder) -> None:
     figure = startup_figure(make_settings(tmp_path / "unused"), routed, entries=60, opens=2)
     assert figure["entries"] == 61 and len(figure["open_s"]) == 2  # 60 fillers + one prompt
-    assert figure["open_p50_s"] > 0 and figure["data_dir_mb"] > 0
+    assert figure["open_p50_s"] > 0 and figure["data_dir_mb"] > 0 and figure["open_peak_mb"] > 0
     assert len(figure["records_read_s"]) == len(figure["full_read_s"]) == 2
     assert figure["records_over_full_read"] > 0
     text = startup_markdown(figure)
