@@ -229,7 +229,7 @@ class SemanticCache:
             for entry in entries:
                 indexed = entry.embedding_model == model_id and self.semantic_block is None
                 self._remember(entry, indexed=indexed)
-            del entries
+            del entries  # the records are not needed while the index opens (or is rebuilt)
         expected = {i for i, row in self._rows.items() if row.indexed}
 
         def indexed_entries() -> list[Entry]:

@@ -8,7 +8,7 @@ file from disk is a code-execution risk) and embeddings travel as base64 float32
 Beside each entry the store keeps its start-up record (`h:<id>`): the entry without its
 response, usage and vector, written in the same transaction. Opening a cache reads only these.
 A realistic entry (an Anthropic message of ~1.5 KB, a 500-character prompt, a 384-dim vector)
-is ~4.5 KB of JSON, and parsing it was a quarter of a start; the records also keep the
+is ~4.7 KB of JSON, and parsing it was the largest part of a start; the records also keep the
 responses of every entry from being in memory at once while the cache opens. A data dir
 written before the records existed gets them at its first open (`sync_records`).
 
@@ -231,20 +231,22 @@ class EntryStore:
 
     def set(self, entry: Entry) -> Entry:
         """Write one entry and its start-up record atomically; return it with its size."""
-        raw = encode_entry(entry)
-        stored = replace(entry, size=len(raw))
         with self._cache.transact():
-            self._cache.set(f"{_PREFIX}{entry.id}", raw)
-            self._cache.set(f"{_RECORD}{entry.id}", encode_record(stored.record()))
-        return stored
+            size = self._write(entry)
+        return replace(entry, size=size)
 
     def set_many(self, entries: Sequence[Entry]) -> None:
         with self._cache.transact():
             for entry in entries:
-                raw = encode_entry(entry)
-                self._cache.set(f"{_PREFIX}{entry.id}", raw)
-                record = replace(entry.record(), size=len(raw))
-                self._cache.set(f"{_RECORD}{entry.id}", encode_record(record))
+                self._write(entry)
+
+    def _write(self, entry: Entry) -> int:
+        """The entry and its record, inside the caller's transaction; returns the entry's size."""
+        raw = encode_entry(entry)
+        self._cache.set(f"{_PREFIX}{entry.id}", raw)
+        record = replace(entry.record(), size=len(raw))
+        self._cache.set(f"{_RECORD}{entry.id}", encode_record(record))
+        return len(raw)
 
     def drop(self, entry_ids: Sequence[int]) -> int:
         removed = 0
@@ -303,9 +305,8 @@ class EntryStore:
     def _records_in_line(self) -> bool:
         """Every entry has a record and there are as many records as entries, so none is
         left over. False also when SQLite cannot tell (then the key sets are compared)."""
-        database = Path(self._cache.directory) / "cache.db"
         try:
-            connection = sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)
+            connection = self._connect_read_only()
         except sqlite3.Error:
             return False
         try:
@@ -376,8 +377,7 @@ class EntryStore:
     def _select(
         self, columns: str, prefix: str, prefix_end: str
     ) -> tuple[sqlite3.Connection, sqlite3.Cursor]:
-        database = Path(self._cache.directory) / "cache.db"
-        connection = sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)
+        connection = self._connect_read_only()
         try:
             rows = connection.execute(
                 f"SELECT {columns} FROM Cache WHERE key >= ? AND key < ?", (prefix, prefix_end)
@@ -386,6 +386,10 @@ class EntryStore:
             connection.close()
             raise
         return connection, rows
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        database = Path(self._cache.directory) / "cache.db"
+        return sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)
 
     def _ids(self, prefix: str, prefix_end: str) -> frozenset[str]:
         """The ids under `prefix` as the digits of their keys, from the keys alone."""
