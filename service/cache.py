@@ -51,7 +51,7 @@ from service.policy import (
     decide_semantic,
     precheck_semantic,
 )
-from service.store import Entry, EntryRecord, EntryStore
+from service.store import Entry, EntryRecord, EntryStore, UnreadableEntry
 from service.verifier import load_verifier
 
 logger = logging.getLogger(__name__)
@@ -340,7 +340,10 @@ class SemanticCache:
         decision = self._exact_decision(keys, options, now)
         if not isinstance(decision, Hit):
             return None
-        entry = self._store.get(decision.entry_id)
+        try:
+            entry = self._store.get(decision.entry_id)
+        except UnreadableEntry:
+            return None  # `lookup_rest` drops it under the lock
         if entry is None:
             return None
         self._last_used[decision.entry_id] = now
@@ -407,16 +410,29 @@ class SemanticCache:
             decision = Miss(exact_reason + decision.reason, decision.best_similarity)
         return LookupResult(decision)
 
-    def _read(self, entry_id: int) -> Entry | None:
-        entry = self._store.get(entry_id)
+    def _read(self, entry_id: int, *, served: bool = True) -> Entry | None:
+        """The stored entry; `served` counts the read as a use for LRU eviction."""
+        entry = self._fetch(entry_id)
         if entry is None:
-            # Removed behind our back (another process): forget it, serve nothing.
+            # Removed behind our back (another process) or unreadable: forget it, serve nothing.
             with self._lock:
                 self._forget([entry_id])
                 self._index.remove(np.array([entry_id], dtype=np.int64))
+                self._changes_since_save += 1
             return None
-        self._last_used[entry_id] = self._clock()
+        if served:
+            self._last_used[entry_id] = self._clock()
         return entry
+
+    def _fetch(self, entry_id: int) -> Entry | None:
+        """The stored entry. One damaged on disk reads as gone and is deleted: it can never be
+        served, and a lookup must not fail on it."""
+        try:
+            return self._store.get(entry_id)
+        except UnreadableEntry as exc:
+            logger.warning("%s; deleted it, and lookups go on without it", exc)
+            self._store.drop([entry_id])
+            return None
 
     def get(self, entry_id: int, tenant: str | None) -> Entry | None:
         """One entry, if it exists, is fresh, and belongs to `tenant` (None: any tenant)."""
@@ -425,7 +441,7 @@ class SemanticCache:
             return None
         if row.facts.expires <= self._clock():
             return None
-        return self._store.get(entry_id)
+        return self._read(entry_id, served=False)
 
     # -- writes ---------------------------------------------------------------------------
 

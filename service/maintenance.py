@@ -20,7 +20,7 @@ from index.base import Ids, Vectors
 from index.blocks import Block, BlockIndex, load_blocks, read_saved_blocks
 from index.faiss_index import FaissIndex, IndexLoadError, IndexMissing
 from service.config import Settings
-from service.store import Entry, EntryStore
+from service.store import Entry, EntryStore, StoreAudit
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +148,8 @@ class CheckReport:
     extra_in_index: int
     problems: tuple[str, ...] = field(default_factory=tuple)
     manifest_kind: str | None = None  # the saved index's kind; `[index] kind` applies at rebuild
+    unreadable_entries: int = 0
+    notes: tuple[str, ...] = ()  # worth knowing, repaired by the next start without a command
 
     @property
     def consistent(self) -> bool:
@@ -165,12 +167,27 @@ def check_data_dir(
     expected_blocks = tuple(block_models or (configured_model,))
     store = EntryStore(settings.entries_dir)
     try:
-        entries = list(store.scan())
+        audit = store.audit()
     finally:
         store.close()
+    entries = audit.entries
     embedded = {e.id for e in entries if e.embedding_model is not None}
+    unreadable = set(audit.unreadable_entries)
     stored_models = tuple(sorted({e.embedding_model for e in entries if e.embedding_model}))
     problems: list[str] = []
+    if unreadable:
+        one = len(unreadable) == 1
+        problems.append(
+            f"{_count(len(unreadable), 'entry', 'entries')} {'is' if one else 'are'} unreadable "
+            f"(damaged on disk: {_some(audit.unreadable_entries)}); {'it' if one else 'they'} "
+            f"can never be served, and a rebuild deletes {'it' if one else 'them'}"
+        )
+    if audit.stale_records:
+        problems.append(
+            f"{_count(len(audit.stale_records), 'start-up record', 'start-up records')} "
+            "disagree with their entries "
+            f"({_some(audit.stale_records)}); a rebuild rewrites them from the entries"
+        )
     if any(m != configured_model for m in stored_models):
         problems.append(reembed_hint(stored_models, configured_model))
     manifest_models: tuple[str, ...] = ()
@@ -184,7 +201,7 @@ def check_data_dir(
         index = load_blocks(settings.index_dir, [Block(m.model_id, m.dim) for m in manifests])
         present = {int(i) for i in index.ids()}
         index_count = len(present)
-        missing, extra = len(embedded - present), len(present - embedded)
+        missing, extra = len(embedded - present), len(present - embedded - unreadable)
         if missing or extra:
             problems.append(f"index is stale: {missing} entries missing, {extra} extra")
         if manifest_models != expected_blocks:
@@ -203,7 +220,7 @@ def check_data_dir(
     except IndexLoadError as exc:
         problems.append(f"index unreadable: {exc}")
     return CheckReport(
-        entries=len(entries),
+        entries=len(entries) + len(unreadable),
         with_embedding=len(embedded),
         index_entries=index_count,
         manifest_models=manifest_models,
@@ -213,6 +230,42 @@ def check_data_dir(
         extra_in_index=extra,
         problems=tuple(problems),
         manifest_kind=manifest_kind,
+        unreadable_entries=len(unreadable),
+        notes=_record_notes(audit),
+    )
+
+
+def _repair_stage(audit: StoreAudit) -> str:
+    parts = []
+    if audit.unreadable_entries:
+        unreadable = len(audit.unreadable_entries)
+        parts.append(f"deleting {_count(unreadable, 'unreadable entry', 'unreadable entries')}")
+    if not audit.records_in_line:
+        parts.append("bringing the start-up records in line with the entries")
+    return " and ".join(parts)
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _some(ids: Sequence[int], shown: int = 5) -> str:
+    return ", ".join(str(i) for i in ids[:shown]) + (", ..." if len(ids) > shown else "")
+
+
+def _record_notes(audit: StoreAudit) -> tuple[str, ...]:
+    """Records a start repairs by itself are worth knowing about, not a problem to fix."""
+    counts = {
+        "missing": audit.missing_records,
+        "left over": audit.orphaned_records,
+        "damaged": len(audit.damaged_records),
+    }
+    if not any(counts.values()):
+        return ()
+    described = ", ".join(f"{n} {what}" for what, n in counts.items() if n)
+    return (
+        f"start-up records out of line with the entries ({described}); the next start "
+        "rewrites them from the entries",
     )
 
 
@@ -234,6 +287,11 @@ def rebuild(
     """
     store = EntryStore(settings.entries_dir)
     try:
+        audit = store.audit()
+        if not audit.records_in_line or audit.unreadable_entries:
+            if stage:
+                stage(_repair_stage(audit))
+            store.repair(audit)
         entries = list(store.scan(with_embedding=True))
         embeddable = [e for e in entries if e.semantic_text and not e.exact_only]
         other_model = {

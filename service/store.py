@@ -205,6 +205,35 @@ def decode_entry(raw: bytes | str, *, with_embedding: bool = True) -> Entry:
     )
 
 
+class UnreadableEntry(StorageError):
+    """An entry whose stored value no longer decodes (damaged on disk). It can never be served
+    or re-indexed, so the cache drops it when it meets it and `index rebuild` deletes it."""
+
+    def __init__(self, entry_id: int, cause: Exception) -> None:
+        super().__init__(f"cache entry {entry_id} is unreadable: {cause}")
+        self.entry_id = entry_id
+
+
+@dataclass(frozen=True)
+class StoreAudit:
+    """What `index check` reports about the store itself, read-only."""
+
+    entries: tuple[EntryRecord, ...]  # what the record of each readable entry should be
+    unreadable_entries: tuple[int, ...]
+    damaged_records: tuple[int, ...]  # records that do not decode (an open rewrites them)
+    stale_records: tuple[int, ...]  # records that disagree with their entry
+    missing_records: int  # entries without a record (an open writes them)
+    orphaned_records: int  # records whose entry is gone (an open deletes them)
+
+    @property
+    def records_in_line(self) -> bool:
+        drift = (self.damaged_records, self.stale_records, self.missing_records)
+        return not any(drift) and not self.orphaned_records
+
+
+_DECODE_ERRORS: Final = (orjson.JSONDecodeError, KeyError, ValueError, TypeError)
+
+
 class EntryStore:
     """id -> Entry on diskcache. Thread- and process-safe (SQLite underneath)."""
 
@@ -227,7 +256,10 @@ class EntryStore:
         raw = self._cache.get(f"{_PREFIX}{entry_id}")
         if raw is None:
             return None
-        return decode_entry(raw, with_embedding=with_embedding)
+        try:
+            return decode_entry(raw, with_embedding=with_embedding)
+        except _DECODE_ERRORS as exc:
+            raise UnreadableEntry(entry_id, exc) from exc
 
     def set(self, entry: Entry) -> Entry:
         """Write one entry and its start-up record atomically; return it with its size."""
@@ -257,12 +289,56 @@ class EntryStore:
         return removed
 
     def scan(self, *, with_embedding: bool = False) -> Iterator[Entry]:
-        """Every entry; an unreadable value is skipped here and reported by `check`."""
+        """Every entry; an unreadable value is skipped here and reported by `audit`."""
         for raw in self._raw_values():
             try:
                 yield decode_entry(raw, with_embedding=with_embedding)
-            except (orjson.JSONDecodeError, KeyError, ValueError, TypeError):
+            except _DECODE_ERRORS:
                 continue
+
+    def audit(self) -> StoreAudit:
+        """Unreadable entries and start-up records out of line with their entries, changing
+        nothing. `repair` mends all of it; every open mends all but stale records, which only
+        a write outside the store's transactions can leave."""
+        expected: dict[str, EntryRecord] = {}
+        unreadable: set[str] = set()
+        for key, raw in self._raw_items(_PREFIX, _PREFIX_END):
+            suffix = key[len(_PREFIX) :]
+            try:
+                expected[suffix] = decode_entry(raw, with_embedding=False).record()
+            except _DECODE_ERRORS:
+                unreadable.add(suffix)
+        seen: set[str] = set()
+        orphaned = 0
+        damaged: list[int] = []
+        stale: list[int] = []
+        for key, raw in self._raw_items(_RECORD, _RECORD_END):
+            suffix = key[len(_RECORD) :]
+            seen.add(suffix)
+            entry_record = expected.get(suffix)
+            if entry_record is None:
+                orphaned += suffix not in unreadable
+                continue
+            try:
+                if decode_record(raw) != entry_record:
+                    stale.append(entry_record.id)
+            except _DECODE_ERRORS:
+                damaged.append(entry_record.id)
+        return StoreAudit(
+            entries=tuple(expected.values()),
+            unreadable_entries=tuple(sorted(int(i) for i in unreadable if i.isdigit())),
+            damaged_records=tuple(damaged),
+            stale_records=tuple(stale),
+            missing_records=len(expected.keys() - seen),
+            orphaned_records=orphaned,
+        )
+
+    def repair(self, audit: StoreAudit) -> None:
+        """Delete the unreadable entries and bring every record in line with its entry."""
+        self.drop(audit.unreadable_entries)
+        for _ in self._rewrite_records([*audit.damaged_records, *audit.stale_records]):
+            pass
+        self.sync_records()
 
     def records(self) -> Iterator[EntryRecord]:
         """Every entry's start-up record; call `sync_records` first on a store that an older
@@ -272,7 +348,7 @@ class EntryStore:
         for key, raw in self._raw_items(_RECORD, _RECORD_END):
             try:
                 yield decode_record(raw)
-            except (orjson.JSONDecodeError, ValueError, TypeError):
+            except _DECODE_ERRORS:
                 if key[len(_RECORD) :].isdigit():
                     damaged.append(int(key[len(_RECORD) :]))
         yield from self._rewrite_records(damaged)
@@ -340,7 +416,7 @@ class EntryStore:
                         continue
                     try:
                         record = decode_entry(raw, with_embedding=False).record()
-                    except (orjson.JSONDecodeError, KeyError, ValueError, TypeError):
+                    except _DECODE_ERRORS:
                         continue
                     self._cache.set(f"{_RECORD}{entry_id}", encode_record(record))
                     written.append(record)

@@ -266,6 +266,50 @@ def test_a_data_dir_without_start_up_records_opens_whole(
         raw.close()
 
 
+def test_an_entry_damaged_on_disk_is_dropped_not_served_and_a_rebuild_clears_it(
+    settings: Settings, embedder: CountingEmbedder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A value cut short on disk (its record intact, so the cache opens with it): lookups
+    go on without it, and `check` names it until it is gone."""
+    cache = SemanticCache(settings, embedder)
+    damaged = cache.store(keys(Q), "answer")
+    kept = cache.store(keys("What is the capital of Peru?"), "Lima")
+    cache.close()
+    raw = diskcache.Cache(str(settings.entries_dir))
+    raw.set(f"e:{damaged.id}", b'{"format": 2, "id": 1')
+    raw.close()
+    report = check_data_dir(settings, embedder.model_id)
+    assert report.unreadable_entries == 1 and not report.consistent
+    assert "unreadable" in report.problems[0] and str(damaged.id) in report.problems[0]
+
+    reopened = SemanticCache(settings, embedder)
+    try:
+        with caplog.at_level(logging.WARNING, logger="service.cache"):
+            exact = reopened.lookup(keys(Q), OPTIONS)
+        assert exact.entry is None and not isinstance(exact.decision, Hit)
+        assert f"cache entry {damaged.id} is unreadable" in caplog.text
+        assert reopened.get(damaged.id, None) is None
+        # Dropped from the store, the index and the maps: a paraphrase finds nothing.
+        assert reopened.lookup(keys(PARAPHRASE), OPTIONS).entry is None
+        assert reopened.lookup(keys("What is the capital of Peru?"), OPTIONS).entry == kept
+        assert (reopened.stats().entries, reopened.stats().index_entries) == (1, 1)
+    finally:
+        reopened.close()
+    assert check_data_dir(settings, embedder.model_id).consistent
+
+
+def test_rebuild_deletes_unreadable_entries(settings: Settings, embedder: CountingEmbedder) -> None:
+    cache = SemanticCache(settings, embedder)
+    damaged = cache.store(keys(Q), "answer")
+    cache.store(keys("What is the capital of Peru?"), "Lima")
+    cache.close()
+    raw = diskcache.Cache(str(settings.entries_dir))
+    raw.set(f"e:{damaged.id}", b"[]")
+    raw.close()
+    assert rebuild(settings, embedder, reembed=False) == (1, 0)
+    assert check_data_dir(settings, embedder.model_id).consistent
+
+
 def test_corrupt_index_is_rebuilt_at_start(settings: Settings, embedder: CountingEmbedder) -> None:
     cache = SemanticCache(settings, embedder)
     cache.store(keys(Q), "answer")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import diskcache
 import pytest
 
 from embeddings.base import Embedder
@@ -102,3 +103,31 @@ def test_rebuild_names_each_stage(tmp_path: Path, routed: RoutedEmbedder) -> Non
     settings = make_settings(data, index={"kind": "ivf"})
     assert rebuild(settings, routed, reembed=True, stage=stages.append) == (2, 2)
     assert stages == ["embedding 2 entries", "building the ivf index of 2 entries"]
+
+
+def test_check_names_unreadable_entries_and_record_drift_and_rebuild_mends_both(
+    tmp_path: Path, routed: RoutedEmbedder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    seed(data, routed)
+    raw = diskcache.Cache(str(data / "entries"))
+    first, second = sorted(str(k) for k in raw.iterkeys() if str(k).startswith("e:"))
+    raw.set(first, b"{cut short")
+    del raw["h:" + second[2:]]  # as a release without start-up records left it
+    raw.close()
+    assert main(["index", "check", "--data-dir", str(data)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        f"problem: 1 entry is unreadable (damaged on disk: {first[2:]}); it can never be "
+        "served, and a rebuild deletes it",
+        "note: start-up records out of line with the entries (1 missing); the next start "
+        "rewrites them from the entries",
+        "fix: promptcache index rebuild",
+    ]
+    stages: list[str] = []
+    assert rebuild(make_settings(data), routed, reembed=False, stage=stages.append) == (1, 0)
+    assert stages[0] == (
+        "deleting 1 unreadable entry and bringing the start-up records in line with the entries"
+    )
+    assert main(["index", "check", "--json", "--data-dir", str(data)]) == 0
+    assert json.loads(capsys.readouterr().out) == {"consistent": True, "problems": [], "notes": []}

@@ -9,8 +9,9 @@ from pathlib import Path
 import diskcache
 import numpy as np
 import orjson
+import pytest
 
-from service.store import Entry, EntryStore, encode_record
+from service.store import Entry, EntryStore, UnreadableEntry, encode_record
 
 
 def entry(entry_id: int, response: str) -> Entry:
@@ -164,5 +165,50 @@ def test_sync_records_sees_a_swap_that_keeps_the_counts_equal(tmp_path: Path) ->
         assert store.sync_records() == (1, 1)
         assert sorted(r.id for r in store.records()) == [1, 2]
         assert store.sync_records() == (0, 0)
+    finally:
+        store.close()
+
+
+def test_audit_finds_what_is_out_of_line_and_repair_mends_it(tmp_path: Path) -> None:
+    """Read-only: an unreadable entry, and records missing, left over, damaged or stale."""
+    store = EntryStore(tmp_path / "entries")
+    try:
+        for entry_id in range(1, 8):
+            store.set(entry(entry_id, f"answer {entry_id}"))
+        clean = store.audit()
+        assert clean.records_in_line and clean.unreadable_entries == ()
+        store._cache.set("e:1", b'{"format": 2, "id": 1, "exa')  # cut short on disk
+        store._cache.delete("h:2")
+        store._cache.delete("e:3")
+        store._cache.set("h:4", b"[damaged")
+        stale = replace(store.get(5).record(), tags=("changed",))  # type: ignore[union-attr]
+        store._cache.set("h:5", encode_record(stale))
+        before = {key: store._cache.get(key) for key in store._cache.iterkeys()}
+        audit = store.audit()
+        assert audit.unreadable_entries == (1,)
+        assert (audit.missing_records, audit.orphaned_records) == (1, 1)
+        assert (audit.damaged_records, audit.stale_records) == ((4,), (5,))
+        assert not audit.records_in_line
+        assert {key: store._cache.get(key) for key in store._cache.iterkeys()} == before
+
+        store.repair(audit)
+        after = store.audit()
+        assert after.records_in_line and after.unreadable_entries == ()
+        assert store._cache.get("e:1") is None and store._cache.get("h:1") is None
+        assert sorted(e.id for e in store.scan()) == [2, 4, 5, 6, 7]
+        assert {r.id: r for r in store.records()}[5].tags == ()
+    finally:
+        store.close()
+
+
+def test_reading_an_unreadable_entry_names_it(tmp_path: Path) -> None:
+    store = EntryStore(tmp_path / "entries")
+    try:
+        store.set(entry(1, "a"))
+        store._cache.set("e:1", b"not json")
+        with pytest.raises(UnreadableEntry, match="cache entry 1 is unreadable") as caught:
+            store.get(1)
+        assert caught.value.entry_id == 1
+        assert list(store.scan()) == []
     finally:
         store.close()

@@ -77,17 +77,28 @@ def run_check(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     report = _check(settings)
     if args.json:
-        print(json.dumps({"consistent": report.consistent, "problems": list(report.problems)}))
-    elif report.consistent:
+        print(
+            json.dumps(
+                {
+                    "consistent": report.consistent,
+                    "problems": list(report.problems),
+                    "notes": list(report.notes),
+                }
+            )
+        )
+        return 0 if report.consistent else 1
+    if report.consistent:
         print(f"ok: {report.entries} entries, {report.index_entries or 0} in the index")
         if report.manifest_kind and report.manifest_kind != settings.index.kind:
             print(
                 f"note: the saved index is {report.manifest_kind} but [index] kind is "
                 f"{settings.index.kind}; `promptcache index rebuild` switches it"
             )
-    else:
-        for problem in report.problems:
-            print(f"problem: {problem}")
+    for problem in report.problems:
+        print(f"problem: {problem}")
+    for note in report.notes:
+        print(f"note: {note}")
+    if not report.consistent:
         print(
             "fix: promptcache index rebuild"
             + (" --reembed" if "reembed" in " ".join(report.problems) else "")
