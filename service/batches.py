@@ -562,18 +562,22 @@ class BatchService:
             return None
         usage = _usage(message)
         cost = self._charge(prepared, message, batch=True).cost_micros
-        entry = await run_in_threadpool(
-            lambda: self._proxy.cache.store(
-                prepared.keys,
-                message,
-                ttl=record.controls.ttl,
-                usage=dict(message.get("usage") or {}),
-                cost_micros=cost,
-                output_tokens=usage.output_tokens if usage is not None else None,
-                truncated=storable.truncated,
-                exact_only=storable.exact_only,
+        try:
+            entry = await run_in_threadpool(
+                lambda: self._proxy.cache.store(
+                    prepared.keys,
+                    message,
+                    ttl=record.controls.ttl,
+                    usage=dict(message.get("usage") or {}),
+                    cost_micros=cost,
+                    output_tokens=usage.output_tokens if usage is not None else None,
+                    truncated=storable.truncated,
+                    exact_only=storable.exact_only,
+                )
             )
-        )
+        except StorageError as exc:  # the result is still delivered and billed
+            logger.error("batch result delivered but not stored: %s", exc.message)
+            return None
         return entry.id
 
     def _charge(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
 import time
@@ -27,7 +28,7 @@ from service.budgets import BudgetBook, request_bound_micros
 from service.cache import SemanticCache
 from service.config import Settings
 from service.context_budget import fit_context, normalize_whitespace
-from service.errors import InvalidRequest, PayloadTooLarge, PromptCacheError
+from service.errors import InvalidRequest, PayloadTooLarge, PromptCacheError, StorageError
 from service.keys import CacheKeys, cache_keys
 from service.ledger import Kind, Ledger, LedgerRow
 from service.metrics import Metrics
@@ -384,19 +385,24 @@ class Proxy:
             # An answer to a shortened conversation must not serve the full one later.
             reason = "not stored: context trimmed to the budget"
         elif store.storable and not prepared.controls.no_store:
-            entry = await run_in_threadpool(
-                lambda: self.cache.store(
-                    prepared.keys,
-                    message,
-                    ttl=prepared.controls.ttl,
-                    usage=dict(message.get("usage") or {}),
-                    cost_micros=charge.cost_micros,
-                    output_tokens=usage.output_tokens,
-                    truncated=store.truncated,
-                    exact_only=store.exact_only,
+            try:
+                entry = await run_in_threadpool(
+                    lambda: self.cache.store(
+                        prepared.keys,
+                        message,
+                        ttl=prepared.controls.ttl,
+                        usage=dict(message.get("usage") or {}),
+                        cost_micros=charge.cost_micros,
+                        output_tokens=usage.output_tokens,
+                        truncated=store.truncated,
+                        exact_only=store.exact_only,
+                    )
                 )
-            )
-            entry_id = entry.id
+                entry_id = entry.id
+            except StorageError as exc:
+                # The answer is paid for: deliver it and bill it; only the cache loses it.
+                logger.error("answer delivered but not stored: %s", exc.message)
+                reason = f"not stored: {exc.message}"
         elif prepared.controls.no_store:
             reason = "not stored: cache-control no-store"
         kind: Kind = "bypass" if prepared.controls.no_cache else "miss"
@@ -532,7 +538,12 @@ class Proxy:
             max_tokens=prepared.keys.max_tokens,
             **asdict(answer.charge),
         )
-        await run_in_threadpool(self._write_row, row)
+        try:
+            await run_in_threadpool(self._write_row, row)
+        except StorageError as exc:
+            # The answer is on its way (and a miss is paid for): losing the ledger must not
+            # lose it too. The whole row goes to the log, to be added back by hand.
+            logger.error("ledger row not written (%s): %s", exc.message, json.dumps(asdict(row)))
         if self.metrics is not None:
             self.metrics.observe_row(row)
 

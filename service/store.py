@@ -20,6 +20,7 @@ read into a write; the orchestrator evicts instead and keeps the read path read-
 from __future__ import annotations
 
 import base64
+import contextlib
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -263,14 +264,26 @@ class EntryStore:
 
     def set(self, entry: Entry) -> Entry:
         """Write one entry and its start-up record atomically; return it with its size."""
-        with self._cache.transact():
+        with self._transaction():
             size = self._write(entry)
         return replace(entry, size=size)
 
     def set_many(self, entries: Sequence[Entry]) -> None:
-        with self._cache.transact():
+        with self._transaction():
             for entry in entries:
                 self._write(entry)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One diskcache transaction; a write SQLite refuses (a full disk, a lock held past
+        diskcache's timeout) rolls back whole and raises `StorageError` naming the store."""
+        try:
+            with self._cache.transact():
+                yield
+        except (sqlite3.Error, diskcache.Timeout, OSError) as exc:
+            raise StorageError(
+                f"cannot write the entry store at {self._cache.directory}: {exc}"
+            ) from exc
 
     def _write(self, entry: Entry) -> int:
         """The entry and its record, inside the caller's transaction; returns the entry's size."""
@@ -282,7 +295,7 @@ class EntryStore:
 
     def drop(self, entry_ids: Sequence[int]) -> int:
         removed = 0
-        with self._cache.transact():
+        with self._transaction():
             for entry_id in entry_ids:
                 removed += bool(self._cache.delete(f"{_PREFIX}{entry_id}"))
                 self._cache.delete(f"{_RECORD}{entry_id}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -212,3 +213,32 @@ def test_open_service_allows_anonymous_clients_but_not_admin(
         reply = client.post("/v1/cache/invalidate", json={"all": True})
         assert reply.status_code == 401 and "admin" in reply.json()["error"]["message"]
         assert client.get("/healthz").json()["status"] == "ok"
+
+
+def test_a_store_that_refuses_writes_is_503_and_reads_go_on(
+    tmp_path: Path, embedder: CountingEmbedder
+) -> None:
+    settings = keyed_settings(tmp_path / "data")
+    with (
+        running(create_app(settings, embedder=embedder)) as url,
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
+        kept = store(client, "How do I reset my password?")
+        database = sqlite3.connect(settings.entries_dir / "cache.db")
+        database.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON Cache "
+            "BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END"
+        )
+        database.commit()
+        database.close()
+        body = {"prompt": "What is a mutex?", "model": "claude-sonnet-4-5", "response": "a lock"}
+        refused = client.post("/v1/cache/entries", json=body, headers=CLIENT_A)
+        assert refused.status_code == 503
+        error = refused.json()["error"]
+        assert error["type"] == "storage_error"
+        assert "cannot write the entry store" in error["message"]
+        assert "disk is full" in error["message"]
+        assert lookup(client, "How do I reset my password?")["entry"]["id"] == kept
+        assert lookup(client, "What is a mutex?")["status"] == "miss"
+        stats = client.get("/v1/cache/stats", headers=CLIENT_A).json()
+        assert (stats["entries"], stats["index_entries"]) == (1, 1)

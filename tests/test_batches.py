@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -455,3 +456,26 @@ def test_store_pages_newest_first_and_survives_reopening(tmp_path: Path) -> None
         assert store.counts("b1").processing == 1
     finally:
         store.close()
+
+
+def test_results_are_delivered_and_billed_when_the_cache_refuses_them(
+    service: Service, standin: RunningStandin
+) -> None:
+    """Upstream's answers are paid for: a full disk under the entry store loses the cache
+    its copies, never the caller its results or the ledger its rows."""
+    database = sqlite3.connect(service.settings.entries_dir / "cache.db")
+    database.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON Cache "
+        "BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END"
+    )
+    database.commit()
+    database.close()
+    client = service.sdk()
+    batch = submit(client, [("one", params(do(TOPICS[8]))), ("two", params(do(TOPICS[9])))])
+    wait_ended(client, batch.id)
+    results = list(client.messages.batches.results(batch.id))
+    assert [r.custom_id for r in results] == ["one", "two"]
+    assert all(text_of(r) for r in results)
+    rows = service.ledger_rows(batch.id)
+    assert sorted(r.kind for r in rows) == ["batch", "batch"]
+    assert all(r.cost_micros > 0 and r.entry_id is None for r in rows)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import math
+import sqlite3
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -349,3 +352,58 @@ def test_without_an_upstream_key_misses_say_how_to_set_it(
         )
         assert stored.status_code == 201
         assert httpx.post(f"{url}/v1/messages", json=body).headers["x-cache"] == "hit-exact"
+
+
+def test_an_answer_paid_for_is_delivered_and_billed_when_storing_it_fails(
+    service: Service, standin: RunningStandin
+) -> None:
+    """The entry store refuses writes (a full disk, as SQLite reports it): the client still
+    gets the answer upstream produced, plain and streamed, and the ledger still has its cost."""
+    refuse_writes(service.settings.entries_dir / "cache.db", "Cache")
+    client = service.sdk()
+    plain = ask(client, "How do I reset my password?")
+    assert plain.status_code == 200 and plain.headers["x-cache"] == "miss"
+    assert plain.parse().content[0].text
+    with client.messages.stream(
+        model=MODEL,
+        max_tokens=300,
+        messages=[{"role": "user", "content": "Explain what a mutex is in two sentences."}],
+    ) as stream:
+        assert stream.get_final_message().content[0].text
+    assert standin.state.messages_calls == 2
+    rows = service.ledger_rows()
+    assert [r.kind for r in rows] == ["miss", "miss"]
+    assert all(r.cost_micros > 0 and r.entry_id is None and r.status == 200 for r in rows)
+    again = ask(client, "How do I reset my password?")  # nothing was stored, nothing served
+    assert again.headers["x-cache"] == "miss" and standin.state.messages_calls == 3
+
+
+def test_an_answer_is_delivered_when_the_ledger_refuses_its_row(
+    service: Service, standin: RunningStandin, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The row goes to the log whole, so the books can be mended by hand."""
+    client = service.sdk()
+    ask(client, "How do I reset my password?")  # creates the ledger
+    refuse_writes(service.settings.ledger_path, "ledger")
+    with caplog.at_level(logging.ERROR, logger="service.proxy"):
+        miss = ask(client, "What is a mutex?")
+        hit = ask(client, "How do I reset my password?")
+    assert miss.headers["x-cache"] == "miss" and miss.parse().content[0].text
+    assert hit.headers["x-cache"] == "hit-exact"
+    logged = [r.args for r in caplog.records if r.msg.startswith("ledger row not written")]
+    assert len(logged) == 2 and all("disk is full" in str(args[0]) for args in logged)
+    row = json.loads(logged[0][1])
+    assert row["kind"] == "miss" and row["cost_micros"] > 0
+    assert [r.kind for r in service.ledger_rows()] == ["miss"]
+
+
+def refuse_writes(database_path: Path, table: str) -> None:
+    """SQLite fails every write to `table` as it does on a full disk."""
+    database = sqlite3.connect(database_path)
+    for event in ("INSERT", "UPDATE"):
+        database.execute(
+            f"CREATE TRIGGER refuse_{event.lower()} BEFORE {event} ON {table} "
+            "BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END"
+        )
+    database.commit()
+    database.close()
