@@ -540,19 +540,21 @@ class BatchService:
                     writes.append(await run_in_threadpool(self._queued, follower, mine))
 
         await _each(outcomes, settle_one)
-        await run_in_threadpool(self._write_rows, ledger)
+        written = await run_in_threadpool(self._write_rows, ledger)
         if self._proxy.metrics is not None:
-            for written in ledger:
-                self._proxy.metrics.observe_row(written)
+            for ledger_row in written:
+                self._proxy.metrics.observe_row(ledger_row)
         await run_in_threadpool(self.store.update, record.id, writes)
 
-    def _write_rows(self, rows: Sequence[LedgerRow]) -> None:
-        """Record rows as the proxy does, so budgets count what batches spend."""
+    def _write_rows(self, rows: Sequence[LedgerRow]) -> list[LedgerRow]:
+        """Record rows as the proxy does, so budgets count what batches spend. Rows a failed
+        earlier try of this step already wrote are skipped, here and in the budgets."""
         budgets = self._proxy.budgets
-        for row in rows:
-            row_id = self._proxy.ledger.record(row)
-            if budgets is not None:
+        written = self._proxy.ledger.record_new(rows)
+        if budgets is not None:
+            for row, row_id in written:
                 budgets.on_row(row, row_id)
+        return [row for row, _ in written]
 
     async def _store_answer(
         self, record: BatchRecord, prepared: Prepared, message: dict[str, Any]
@@ -577,6 +579,9 @@ class BatchService:
             )
         except StorageError as exc:  # the result is still delivered and billed
             logger.error("batch result delivered but not stored: %s", exc.message)
+            return None
+        except Exception:  # a bug must not cost the caller a paid result either
+            logger.exception("batch result delivered but not stored")
             return None
         return entry.id
 

@@ -415,6 +415,31 @@ class Ledger:
             raise StorageError(f"cannot write ledger {self._path}: {exc}") from exc
         return len(values)
 
+    def record_new(self, rows: Iterable[LedgerRow]) -> list[tuple[LedgerRow, int]]:
+        """Append, in one transaction, the rows whose request id the ledger does not hold
+        yet; returns those with their ids. A step that wrote its rows and then failed
+        before it could say so is retried, and must not bill its requests twice."""
+        written: list[tuple[LedgerRow, int]] = []
+        try:
+            with self._db.using() as conn:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for row in rows:
+                        known = conn.execute(
+                            "SELECT 1 FROM ledger WHERE request_id = ? LIMIT 1", (row.request_id,)
+                        ).fetchone()
+                        if known is None:
+                            cursor = conn.execute(_INSERT, astuple(row))
+                            written.append((row, cursor.lastrowid or 0))
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot write ledger {self._path}: {exc}") from exc
+        return written
+
     # --- reading ------------------------------------------------------------------------
 
     def _query(self, sql: str, params: Sequence[Any]) -> list[Any]:

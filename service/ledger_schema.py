@@ -89,5 +89,13 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "ALTER TABLE ledger ADD COLUMN max_tokens INTEGER",
         ),
     ),
+    (
+        5,
+        (
+            # A batch step that is retried after its rows were written must not write them
+            # again (`Ledger.record_new` looks each request id up).
+            "CREATE INDEX ledger_request ON ledger (request_id)",
+        ),
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]

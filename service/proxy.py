@@ -403,6 +403,9 @@ class Proxy:
                 # The answer is paid for: deliver it and bill it; only the cache loses it.
                 logger.error("answer delivered but not stored: %s", exc.message)
                 reason = f"not stored: {exc.message}"
+            except Exception:  # a bug must not cost the caller a paid answer either
+                logger.exception("answer delivered but not stored")
+                reason = "not stored: internal error (see the service log)"
         elif prepared.controls.no_store:
             reason = "not stored: cache-control no-store"
         kind: Kind = "bypass" if prepared.controls.no_cache else "miss"

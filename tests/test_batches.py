@@ -479,3 +479,30 @@ def test_results_are_delivered_and_billed_when_the_cache_refuses_them(
     rows = service.ledger_rows(batch.id)
     assert sorted(r.kind for r in rows) == ["batch", "batch"]
     assert all(r.cost_micros > 0 and r.entry_id is None for r in rows)
+
+
+def test_settling_again_after_a_failed_step_never_bills_twice(
+    service: Service, standin: RunningStandin
+) -> None:
+    """The ledger rows are written, then saving the results fails (the batch store's disk is
+    full for a moment): the step is retried, and the rows it wrote the first time are not
+    written again."""
+    batches = sqlite3.connect(service.settings.data_dir / "batches.sqlite3")
+    batches.execute(
+        "CREATE TRIGGER refuse_done BEFORE INSERT ON requests WHEN NEW.state = 'done' "
+        "BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END"
+    )
+    batches.commit()
+    client = service.sdk()
+    batch = submit(client, [("one", params(do(TOPICS[10]))), ("two", params(do(TOPICS[11])))])
+    deadline = time.monotonic() + 30
+    while not service.ledger_rows(batch.id):  # the first settle got as far as the ledger
+        assert time.monotonic() < deadline, "the batch never reached its ledger rows"
+        time.sleep(0.02)
+    batches.execute("DROP TRIGGER refuse_done")
+    batches.commit()
+    batches.close()
+    wait_ended(client, batch.id)
+    assert all(text_of(r) for r in client.messages.batches.results(batch.id))
+    rows = service.ledger_rows(batch.id)
+    assert sorted(r.request_id for r in rows) == [f"{batch.id}/one", f"{batch.id}/two"]

@@ -220,6 +220,25 @@ def test_record_many_is_all_or_nothing(ledger: Ledger) -> None:
     assert len(ledger.rows(0, 2e9)) == 2
 
 
+def test_record_new_skips_request_ids_already_written_and_is_all_or_nothing(
+    ledger: Ledger,
+) -> None:
+    first, second = make_row(request_id="b/one"), make_row(request_id="b/two")
+    assert [row for row, _ in ledger.record_new([first])] == [first]
+    again = ledger.record_new([first, second])  # a retried step: only the new row
+    assert [row for row, _ in again] == [second] and again[0][1] > 0
+    assert ledger.record_new([first, second]) == []
+    assert sorted(r.request_id for r in ledger.rows(0, 2e9)) == ["b/one", "b/two"]
+
+    def failing() -> Any:
+        yield make_row(request_id="b/three")
+        raise RuntimeError("the step broke mid-way")
+
+    with pytest.raises(RuntimeError):
+        ledger.record_new(failing())
+    assert len(ledger.rows(0, 2e9)) == 2
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
