@@ -287,6 +287,8 @@ def rebuild(
     """
     store = EntryStore(settings.entries_dir)
     try:
+        if stage:
+            stage("checking the entries and their start-up records")
         audit = store.audit()
         if not audit.records_in_line or audit.unreadable_entries:
             if stage:

@@ -102,7 +102,11 @@ def test_rebuild_names_each_stage(tmp_path: Path, routed: RoutedEmbedder) -> Non
     stages: list[str] = []
     settings = make_settings(data, index={"kind": "ivf"})
     assert rebuild(settings, routed, reembed=True, stage=stages.append) == (2, 2)
-    assert stages == ["embedding 2 entries", "building the ivf index of 2 entries"]
+    assert stages == [
+        "checking the entries and their start-up records",
+        "embedding 2 entries",
+        "building the ivf index of 2 entries",
+    ]
 
 
 def test_check_names_unreadable_entries_and_record_drift_and_rebuild_mends_both(
@@ -126,7 +130,7 @@ def test_check_names_unreadable_entries_and_record_drift_and_rebuild_mends_both(
     ]
     stages: list[str] = []
     assert rebuild(make_settings(data), routed, reembed=False, stage=stages.append) == (1, 0)
-    assert stages[0] == (
+    assert stages[1] == (
         "deleting 1 unreadable entry and bringing the start-up records in line with the entries"
     )
     assert main(["index", "check", "--json", "--data-dir", str(data)]) == 0
