@@ -440,3 +440,13 @@ def usage_from_message(message: Mapping[str, Any]) -> Usage:
         cache_creation_5m_input_tokens=split_5m,
         cache_creation_1h_input_tokens=split_1h,
     )
+
+
+def usage_counts(usage: Usage) -> dict[str, int]:
+    """`usage` as the API's `usage` object spells its counts (`usage_from_message` reads it)."""
+    return {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cache_creation_input_tokens": usage.cache_creation_input_tokens,
+        "cache_read_input_tokens": usage.cache_read_input_tokens,
+    }

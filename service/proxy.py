@@ -19,7 +19,7 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -33,10 +33,11 @@ from service.keys import CacheKeys, cache_keys
 from service.ledger import Kind, Ledger, LedgerRow
 from service.metrics import Metrics
 from service.policy import Bypass, Hit, LookupOptions, cacheability
-from service.pricing import Charge, PriceTable, usage_from_message
+from service.pricing import Charge, PriceTable, Usage, usage_counts, usage_from_message
 from service.prompt_caching import add_breakpoints
 from service.router import RouteDecision, Router
 from service.sse import MessageAssembler, message_to_events
+from service.tokens import estimate_output_tokens
 from service.upstream import StreamBroken, StreamEvent, Upstream
 
 logger = logging.getLogger(__name__)
@@ -469,11 +470,18 @@ class Proxy:
             future.set_result(message)
         except StreamBroken as exc:
             future.set_exception(exc)
-            await self.record_error(prepared, exc, route)
+            cut = self._cut_short(prepared, route, assembler, exc.message)
+            await self.record(prepared, cut, status=exc.status, route=route, levers=levers)
             error = {"type": "error", "error": {"type": exc.error_type, "message": exc.message}}
             yield StreamEvent("error", error).encode()
         except BaseException as exc:  # client went away, or cancelled: store nothing
             future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
+            why = "the client closed the stream before it ended"
+            cut = self._cut_short(prepared, route, assembler, why)
+            # A cancelled task cannot await: one SQLite insert on the loop, once per hang-up.
+            self._record_now(
+                self._ledger_row(prepared, cut, status=499, route=route, levers=levers)
+            )
             raise
         finally:
             self._observe_upstream(upstream_started)
@@ -504,6 +512,30 @@ class Proxy:
 
     # -- ledger ---------------------------------------------------------------------------
 
+    def _cut_short(
+        self,
+        prepared: Prepared,
+        route: RouteDecision | None,
+        assembler: MessageAssembler,
+        why: str,
+    ) -> Answer:
+        """What a stream that ended early consumed, for the ledger: upstream bills the tokens
+        it processed whether or not the stream ended. The prompt's counts are exact (upstream
+        reports them in `message_start`); the output is estimated from the text relayed."""
+        model = route.model if route is not None else prepared.model_requested
+        partial = assembler.partial
+        usage = consumed_usage(partial, model) if partial is not None else None
+        charge = self.prices.charge(
+            usage,
+            baseline_model=prepared.baseline_model,
+            model_used=model,
+            cache_ttl=self.settings.prompt_caching.ttl,
+        )
+        counts = {} if usage is None else usage_counts(usage)
+        if usage is not None:
+            why += f"; {usage.output_tokens} output tokens estimated from the text relayed"
+        return Answer("error", {"usage": counts}, model, charge, why)
+
     async def record(
         self,
         prepared: Prepared,
@@ -513,9 +545,44 @@ class Proxy:
         route: RouteDecision | None = None,
         levers: Levers | None = None,
     ) -> None:
+        row = self._ledger_row(prepared, answer, status=status, route=route, levers=levers)
+        try:
+            await run_in_threadpool(self._write_row, row)
+        except StorageError as exc:
+            self._row_lost(row, exc)
+        if self.metrics is not None:
+            self.metrics.observe_row(row)
+
+    def _record_now(self, row: LedgerRow) -> None:
+        """`record` on the calling thread, for code that can no longer await."""
+        try:
+            self._write_row(row)
+        except StorageError as exc:
+            self._row_lost(row, exc)
+        except Exception:
+            logger.exception("could not record a stream cut short in the ledger")
+            return
+        if self.metrics is not None:
+            self.metrics.observe_row(row)
+
+    @staticmethod
+    def _row_lost(row: LedgerRow, exc: StorageError) -> None:
+        # The answer is on its way (and a miss is paid for): losing the ledger must not lose
+        # it too. The whole row goes to the log, to be added back by hand.
+        logger.error("ledger row not written (%s): %s", exc.message, json.dumps(asdict(row)))
+
+    def _ledger_row(
+        self,
+        prepared: Prepared,
+        answer: Answer,
+        *,
+        status: int,
+        route: RouteDecision | None = None,
+        levers: Levers | None = None,
+    ) -> LedgerRow:
         usage = answer.message.get("usage") or {}
         hit = answer.kind.startswith("hit-")
-        row = LedgerRow(
+        return LedgerRow(
             ts=self._clock(),
             request_id=prepared.request_id,
             tenant=prepared.tenant,
@@ -539,16 +606,9 @@ class Proxy:
             cache_breakpoints=levers.cache_breakpoints if levers else 0,
             task=prepared.controls.task,
             max_tokens=prepared.keys.max_tokens,
+            error=answer.reason if answer.kind == "error" else None,
             **asdict(answer.charge),
         )
-        try:
-            await run_in_threadpool(self._write_row, row)
-        except StorageError as exc:
-            # The answer is on its way (and a miss is paid for): losing the ledger must not
-            # lose it too. The whole row goes to the log, to be added back by hand.
-            logger.error("ledger row not written (%s): %s", exc.message, json.dumps(asdict(row)))
-        if self.metrics is not None:
-            self.metrics.observe_row(row)
 
     async def record_error(
         self, prepared: Prepared, exc: PromptCacheError, route: RouteDecision | None
@@ -562,6 +622,17 @@ class Proxy:
             await self.record(prepared, answer, status=exc.status, route=route)
         except Exception:  # the ledger must not turn an upstream error into a 500
             logger.exception("could not record an error in the ledger")
+
+
+def consumed_usage(partial: Mapping[str, Any], model: str) -> Usage:
+    """The counts `message_start` reported (the prompt's, exact), with the output raised to
+    the estimate of the content relayed so far."""
+    try:
+        reported = usage_from_message(partial)
+    except InvalidRequest:
+        reported = Usage()
+    relayed = estimate_output_tokens(partial.get("content") or [], model)
+    return replace(reported, output_tokens=max(reported.output_tokens, relayed))
 
 
 async def _replay(message: Mapping[str, Any]) -> AsyncIterator[bytes]:

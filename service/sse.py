@@ -174,3 +174,8 @@ class MessageAssembler:
     @property
     def message(self) -> dict[str, Any] | None:
         return self._message if self.complete else None
+
+    @property
+    def partial(self) -> dict[str, Any] | None:
+        """The message as far as it came, complete or not (None before `message_start`)."""
+        return self._message

@@ -92,6 +92,7 @@ class StandinState:
     rejected_keys: set[str] = field(default_factory=lambda: {"bad-key"})
     min_cacheable_tokens: int = 1024
     latency_seconds: float = 0.0
+    stream_event_delay: float = 0.0  # seconds between streamed events (a slow generation)
     timeout_delay: float = 3.0
     retry_after_seconds: int = 1
     # The first N polls of a batch see "in_progress"; None disables that condition.
@@ -341,7 +342,9 @@ def build_message(
 # ---------------------------------------------------------------- streaming
 
 
-async def _stream_body(message: dict[str, Any], fault: str | None) -> AsyncIterator[bytes]:
+async def _stream_body(
+    message: dict[str, Any], fault: str | None, delay: float = 0.0
+) -> AsyncIterator[bytes]:
     deltas_sent = 0
     for event, data in stream_events(message):
         if fault == "malformed":
@@ -355,7 +358,7 @@ async def _stream_body(message: dict[str, Any], fault: str | None) -> AsyncItera
                 return
             deltas_sent += 1
         yield sse(event, data)
-        await asyncio.sleep(0)
+        await asyncio.sleep(delay)
 
 
 # ---------------------------------------------------------------- batches
@@ -552,7 +555,7 @@ def create_standin_app(state: StandinState | None = None) -> FastAPI:
             state._leave()
         if streaming:
             return StreamingResponse(
-                _stream_body(message, fault),
+                _stream_body(message, fault, state.stream_event_delay),
                 media_type="text/event-stream",
                 headers={"cache-control": "no-cache"},
             )

@@ -263,6 +263,12 @@ def estimate_text_tokens(text: str, profile: TokenizerProfile = CLAUDE_3) -> int
     return max(1, round(pieces_tokens(text_pieces(text), profile)))
 
 
+def estimate_output_tokens(content: Any, model: object) -> int:
+    """Estimated tokens of an answer's content blocks as `model` wrote them (thinking
+    included: it is billed as output). For a stream cut short, which never got its count."""
+    return math.ceil(_content_tokens(content, profile_for_model(model), thinking_counts=True))
+
+
 # --- requests ---------------------------------------------------------------------------------
 
 

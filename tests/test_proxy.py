@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -407,3 +408,58 @@ def refuse_writes(database_path: Path, table: str) -> None:
         )
     database.commit()
     database.close()
+
+
+def test_a_stream_cut_short_is_billed_for_what_it_consumed(
+    service: Service, standin: RunningStandin
+) -> None:
+    """Upstream bills the tokens it processed however the stream ends. The prompt's counts
+    come exact from `message_start`; the output is estimated from the text relayed."""
+    standin.state.inject("broken_stream")
+    body = {
+        "model": MODEL,
+        "max_tokens": 300,
+        "stream": True,
+        "messages": [{"role": "user", "content": "Describe the water cycle briefly."}],
+    }
+    headers = {"x-api-key": "tenant-a-key-1"}
+    broken = httpx.post(f"{service.url}/v1/messages", json=body, headers=headers, timeout=30)
+    assert "event: error" in broken.text
+    relayed = "".join(
+        json.loads(line.removeprefix("data: "))["delta"]["text"]
+        for line in broken.text.splitlines()
+        if line.startswith("data: ") and '"text_delta"' in line
+    )
+    row = service.ledger_rows()[-1]
+    assert (row.kind, row.status) == ("error", 502)
+    assert row.input_tokens > 0 and row.output_tokens >= 1 and relayed
+    assert row.cost_micros == row.baseline_micros == row.input_tokens * 3 + row.output_tokens * 15
+    assert row.error is not None and "estimated from the text relayed" in row.error
+
+    # The client hangs up after the first delta of a slow stream.
+    standin.state.stream_event_delay = 0.05
+    try:
+        body["messages"] = [{"role": "user", "content": "Explain what a mutex is."}]
+        with (
+            httpx.Client(timeout=30) as client,
+            client.stream("POST", f"{service.url}/v1/messages", json=body, headers=headers) as r,
+        ):
+            for line in r.iter_lines():
+                if '"text_delta"' in line:
+                    break
+        deadline = time.monotonic() + 10
+        while len(service.ledger_rows()) < 2:
+            assert time.monotonic() < deadline, "no ledger row for the stream the client left"
+            time.sleep(0.05)
+    finally:
+        standin.state.stream_event_delay = 0.0
+    left = service.ledger_rows()[-1]
+    assert (left.kind, left.status) == ("error", 499)
+    assert left.input_tokens > 0 and left.output_tokens >= 1 and left.cost_micros > 0
+    assert left.error is not None and left.error.startswith("the client closed the stream")
+    lookup = httpx.post(
+        f"{service.url}/v1/cache/lookup",
+        json={"prompt": "Explain what a mutex is.", "model": MODEL},
+        headers=headers,
+    ).json()
+    assert lookup["status"] == "miss"  # nothing of it was stored
