@@ -218,6 +218,8 @@ class SemanticCache:
                 orphaned,
             )
 
+        # About 2 s per 100k entries: say what the wait is before it starts.
+        logger.info("opening the cache in %s", self.settings.entries_dir)
         self._store.sync_records(announce)
         with _collector_paused():
             entries = list(self._store.records())
