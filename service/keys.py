@@ -2,7 +2,8 @@
 
 Two requests that can get different answers must never share a key; two requests that
 differ only in transport details (streaming, metadata, prompt-caching markers, whitespace at
-the ends of text, string vs one-text-block content) must share one. The exact key covers the
+the ends of text, string vs one-text-block content) must share one. A field this module does
+not know counts as content. The exact key covers the
 whole canonical request; the context fingerprint covers everything except the last user
 turn, so a semantic hit is only ever possible between requests that agree on system prompt,
 earlier turns, tools, sampling parameters, model and namespace.
@@ -17,21 +18,13 @@ from typing import Any
 
 from service.jsoncodec import dumps
 
-# Fields that change the answer; everything else in a Messages request is transport.
-ANSWER_FIELDS = (
-    "model",
-    "system",
-    "messages",
-    "tools",
-    "tool_choice",
-    "temperature",
-    "top_p",
-    "top_k",
-    "stop_sequences",
-    "thinking",
-)
+# Fields of a Messages request that cannot change the answer. Every other field is part of
+# the key, including fields this release does not know: a new API option (a JSON schema for
+# the output, an effort level) may change the answer, and an unknown field must cost a hit
+# rather than serve a wrong one. `max_tokens` is left to the policy (`LookupOptions`).
+TRANSPORT_FIELDS = frozenset({"stream", "metadata", "max_tokens", "service_tier"})
 # Keys removed wherever they appear inside system/messages/tools.
-_VOLATILE_BLOCK_KEYS = frozenset({"cache_control", "citations"})
+_VOLATILE_BLOCK_KEYS = frozenset({"cache_control"})
 
 
 @dataclass(frozen=True)
@@ -67,6 +60,8 @@ def _normalize_block(block: Any) -> Any:
     for key, value in block.items():
         if key in _VOLATILE_BLOCK_KEYS:
             continue
+        if key == "citations" and isinstance(value, list):
+            continue  # an earlier answer's citations, echoed back; `{"enabled": ...}` stays
         if key == "text" and isinstance(value, str):
             out[key] = value.strip()
         elif key == "content" and block.get("type") == "tool_result":
@@ -79,10 +74,9 @@ def _normalize_block(block: Any) -> Any:
 def canonical_request(request: Mapping[str, Any]) -> dict[str, Any]:
     """The answer-relevant part of a Messages request in one normal form."""
     canonical: dict[str, Any] = {}
-    for field in ANSWER_FIELDS:
-        if field not in request or request[field] is None:
+    for field, value in request.items():
+        if field in TRANSPORT_FIELDS or value is None:
             continue
-        value = request[field]
         if field == "system":
             value = _normalize_content(value)
             if value == [{"type": "text", "text": ""}]:

@@ -24,7 +24,7 @@ def _req(**extra: Any) -> dict[str, Any]:
 
 def test_transport_fields_do_not_change_the_exact_key() -> None:
     plain = cache_keys(_req(), tenant="t")
-    noisy = _req(stream=True, metadata={"user_id": "u1"}, max_tokens=999)
+    noisy = _req(stream=True, metadata={"user_id": "u1"}, max_tokens=999, service_tier="auto")
     noisy["messages"][-1] = {
         "role": "user",
         "content": [
@@ -52,6 +52,9 @@ def test_everything_that_changes_the_answer_changes_the_exact_key() -> None:
         _req(stop_sequences=["END"]),
         _req(tools=[{"name": "f", "input_schema": {"type": "object"}}]),
         _req(thinking={"type": "enabled", "budget_tokens": 2000}),
+        # Fields this release does not name: they may shape the answer, so they split keys.
+        _req(output_format={"type": "json_schema", "schema": {"type": "object"}}),
+        _req(output_config={"effort": "low"}),
     ]
     keys = {cache_keys(v, tenant="t").exact_key for v in variants}
     assert plain not in keys and len(keys) == len(variants)
@@ -95,3 +98,32 @@ def test_canonical_form_string_equals_one_text_block() -> None:
         {"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "x "}]}]}
     )
     assert a == b
+
+
+def test_an_unknown_field_splits_the_context_too() -> None:
+    """A semantic hit across a request that asks for JSON output and one that does not
+    would serve free text where a schema was asked for."""
+    plain = cache_keys(_req(), tenant="t")
+    schema = cache_keys(_req(output_format={"type": "json_schema", "schema": {}}), tenant="t")
+    assert schema.fingerprint != plain.fingerprint
+    assert schema.semantic_text == plain.semantic_text
+
+
+def test_citations_asked_for_count_and_citations_echoed_back_do_not() -> None:
+    def with_document(citations: Any) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "type": "document",
+            "source": {"type": "text", "media_type": "text/plain", "data": "Rain falls."},
+        }
+        if citations is not None:
+            document["citations"] = citations
+        return _req(messages=[{"role": "user", "content": [document]}])
+
+    plain = cache_keys(with_document(None), tenant="t").exact_key
+    assert cache_keys(with_document({"enabled": True}), tenant="t").exact_key != plain
+    answered = [{"type": "text", "text": "It rains.", "citations": [{"cited_text": "Rain"}]}]
+    echoed = _req()
+    echoed["messages"][1] = {"role": "assistant", "content": answered}
+    bare = _req()
+    bare["messages"][1] = {"role": "assistant", "content": "It rains."}
+    assert cache_keys(echoed, tenant="t").exact_key == cache_keys(bare, tenant="t").exact_key
