@@ -37,10 +37,11 @@ constraint, so an alert is raised once even across restarts and processes.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import astuple, dataclass, fields
 from datetime import date
 from pathlib import Path
@@ -401,18 +402,8 @@ class Ledger:
     def record_many(self, rows: Iterable[LedgerRow]) -> int:
         """Append rows in one transaction (all or none); returns how many."""
         values = [astuple(row) for row in rows]
-        try:
-            with self._db.using() as conn:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    conn.executemany(_INSERT, values)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot write ledger {self._path}: {exc}") from exc
+        with self._write_transaction() as conn:
+            conn.executemany(_INSERT, values)
         return len(values)
 
     def record_new(self, rows: Iterable[LedgerRow]) -> list[tuple[LedgerRow, int]]:
@@ -420,17 +411,24 @@ class Ledger:
         yet; returns those with their ids. A step that wrote its rows and then failed
         before it could say so is retried, and must not bill its requests twice."""
         written: list[tuple[LedgerRow, int]] = []
+        with self._write_transaction() as conn:
+            for row in rows:
+                known = conn.execute(
+                    "SELECT 1 FROM ledger WHERE request_id = ? LIMIT 1", (row.request_id,)
+                ).fetchone()
+                if known is None:
+                    cursor = conn.execute(_INSERT, astuple(row))
+                    written.append((row, cursor.lastrowid or 0))
+        return written
+
+    @contextlib.contextmanager
+    def _write_transaction(self) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction: committed whole, or rolled back on any error."""
         try:
             with self._db.using() as conn:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    for row in rows:
-                        known = conn.execute(
-                            "SELECT 1 FROM ledger WHERE request_id = ? LIMIT 1", (row.request_id,)
-                        ).fetchone()
-                        if known is None:
-                            cursor = conn.execute(_INSERT, astuple(row))
-                            written.append((row, cursor.lastrowid or 0))
+                    yield conn
                     conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:
@@ -438,7 +436,6 @@ class Ledger:
                     raise
         except sqlite3.Error as exc:
             raise StorageError(f"cannot write ledger {self._path}: {exc}") from exc
-        return written
 
     # --- reading ------------------------------------------------------------------------
 
