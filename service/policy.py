@@ -200,8 +200,8 @@ def decide_semantic(
     # Equal similarities (texts the model cannot tell apart, e.g. "AudioFolder" and
     # "audiofolder" for an uncased model) go to the lower id: the answer must not depend on
     # the order an index kind or a rebuild happens to return ties in.
-    bare = bare_prompt(query.text or "")
-    lifted = [(f, _similarity(f.text, bare, cosine), cosine) for f, cosine in candidates]
+    form = _form(query.text or "")
+    lifted = [(f, _similarity(f.text, form, cosine), cosine) for f, cosine in candidates]
     ranked = sorted(lifted, key=lambda c: (-c[1], c[0].entry_id))
     best = ranked[0][1]
     threshold, source = options.threshold_with_source(query.text)
@@ -249,24 +249,36 @@ def decide_semantic(
 # Sentence-final marks a prompt may end in or not with the same meaning ("What is a mutex"
 # and "What is a mutex?"), in Latin, CJK and full-width forms.
 _FINAL_MARKS = ".?!。？！…"
+_QUESTION_MARKS = frozenset("?？")
 
 
-def bare_prompt(text: str) -> str:
-    """`text` without its trailing sentence marks, with runs of spacing made one space."""
-    return " ".join(text.split()).rstrip(_FINAL_MARKS).rstrip()
+def _form(text: str) -> tuple[str, bool | None]:
+    """`text` without its trailing sentence marks and with runs of spacing made one space,
+    and whether those marks ask a question (None: it has none)."""
+    spaced = " ".join(text.split())
+    bare = spaced.rstrip(_FINAL_MARKS).rstrip()
+    marks = spaced[len(bare) :].strip()
+    return bare, (bool(_QUESTION_MARKS & set(marks)) if marks else None)
 
 
-def _similarity(cached: str | None, bare_new: str, cosine: float) -> float:
+def _similarity(cached: str | None, new: tuple[str, bool | None], cosine: float) -> float:
     """1.0 for the same prompt up to trailing punctuation and spacing, else the cosine.
 
     MiniLM scores "Summarize this article." against "Summarize this article" at 0.92 and
     "What's the capital of France?" against its form without "?" at 0.93, below
     `min_similarity`, while other such pairs score 0.99 and hit: the embedding's view of a
-    final mark is noise, not meaning.
+    final mark is noise, not meaning. Except between a question and a statement ("Delete
+    the branch?" asks whether to, "Delete the branch." says to): then the model decides.
     """
+    bare_new, asks = new
     if cached is None or not bare_new:
         return cosine
-    return 1.0 if bare_new == bare_prompt(cached) else cosine
+    bare_cached, cached_asks = _form(cached)
+    if bare_new != bare_cached:
+        return cosine
+    if asks is not None and cached_asks is not None and asks != cached_asks:
+        return cosine
+    return 1.0
 
 
 @dataclass(frozen=True)

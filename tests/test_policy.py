@@ -64,7 +64,7 @@ def test_next_candidate_is_tried_when_the_best_is_refused() -> None:
 
 def test_the_same_prompt_up_to_final_marks_and_spacing_counts_as_similarity_1() -> None:
     cached = facts(text="Summarize  this article.")
-    for new in ("Summarize this article", "Summarize this article?!", " Summarize this article "):
+    for new in ("Summarize this article", "Summarize this article!", " Summarize this article "):
         decision = decide_semantic(Query("fp", "t/default", new), [(cached, 0.92)], opts(0.95), NOW)
         assert isinstance(decision, Hit) and decision.similarity == 1.0, new
         assert decision.reason == (
@@ -85,6 +85,22 @@ def test_the_same_prompt_up_to_final_marks_and_spacing_counts_as_similarity_1() 
             Query("fp", "t/default", different), [(cached, 0.92)], opts(0.95), NOW
         )
         assert isinstance(decision, Miss), different
+    # A question and a statement are not the same prompt: the model decides between them.
+    for asked in ("Summarize this article?", "Summarize this article?!"):
+        decision = decide_semantic(
+            Query("fp", "t/default", asked), [(cached, 0.92)], opts(0.95), NOW
+        )
+        assert isinstance(decision, Miss), asked
+    question = facts(text="Delete the release branch?")
+    for new, lifted in (
+        ("Delete the release branch", True),
+        ("Delete the release branch？", True),
+        ("Delete the release branch.", False),
+    ):
+        decision = decide_semantic(
+            Query("fp", "t/default", new), [(question, 0.9)], opts(0.95), NOW
+        )
+        assert isinstance(decision, Hit) is lifted, new
     marks_only = facts(text="?")
     assert isinstance(
         decide_semantic(Query("fp", "t/default", "!"), [(marks_only, 0.5)], opts(0.95), NOW), Miss
