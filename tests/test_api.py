@@ -122,6 +122,15 @@ def test_invalidate_by_meaning_over_http(server: httpx.Client) -> None:
 
 BAD_INPUTS: list[tuple[str, str, Any, int, str]] = [
     ("post", "/v1/cache/lookup", b"{not json", 400, "not valid JSON"),
+    # An unpaired surrogate cannot be encoded: refused at the edge, not a 500 in the cache.
+    ("post", "/v1/cache/lookup", b'{"prompt": "bad \\ud800 text"}', 400, "surrogate"),
+    (
+        "post",
+        "/v1/cache/entries",
+        b'{"prompt": "bad \\udfff", "model": "m", "response": "x"}',
+        400,
+        "surrogate",
+    ),
     ("post", "/v1/cache/lookup", {"prompt": 42}, 422, "prompt"),
     ("post", "/v1/cache/lookup", {"prompt": "   "}, 422, "empty"),
     ("post", "/v1/cache/lookup", {"prompt": "hi", "min_similarty": 0.9}, 422, "unknown field"),

@@ -19,13 +19,14 @@ from service.api.auth import Principal, require_admin
 from service.api.errors import JSONBytes
 from service.api.schemas import InvalidateBody, LookupBody, PromptFields, StoreBody, parse_duration
 from service.api.state import AppState
+from service.api.strict_json import StrictJSONRoute
 from service.cache import InvalidateFilter
 from service.errors import Conflict, NotFound, PayloadTooLarge
 from service.keys import CacheKeys, prompt_keys
 from service.policy import Bypass, Hit
 from service.store import Entry
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJSONRoute)
 
 
 def iso(ts: float) -> str:

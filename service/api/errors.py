@@ -39,7 +39,8 @@ def error_response(
 def _describe(errors: list[dict[str, Any]]) -> tuple[int, str]:
     first = errors[0]
     if first.get("type") == "json_invalid":
-        return 400, f"request body is not valid JSON: {first.get('msg', '')}"
+        reason = (first.get("ctx") or {}).get("error") or first.get("msg", "")
+        return 400, f"request body is not valid JSON: {reason}"
     location = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
     kind = first.get("type", "")
     if kind == "extra_forbidden":
