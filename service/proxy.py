@@ -84,6 +84,11 @@ class Levers:
     cache_breakpoints: int = 0
 
 
+class LeaderGone(Exception):
+    """What identical requests waiting on a call hear when that call's own request was
+    cancelled (its client hung up): not an answer, and no fault of theirs."""
+
+
 @dataclass(frozen=True)
 class Answer:
     kind: Kind
@@ -332,9 +337,11 @@ class Proxy:
         hit = await self.lookup(prepared)
         if hit is not None:
             return hit
-        waiting = self._in_flight.get(self._flight_key(prepared))
-        if waiting is not None:
-            return await self._follow(prepared, waiting)
+        while (waiting := self._in_flight.get(self._flight_key(prepared))) is not None:
+            try:
+                return await self._follow(prepared, waiting)
+            except LeaderGone:
+                continue  # the request it waited on was abandoned: lead, or follow another
         future = self._lead(prepared)
         route: RouteDecision | None = None
         try:
@@ -356,7 +363,7 @@ class Proxy:
             await self.record_error(prepared, exc, route)
             raise
         except BaseException as exc:
-            future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
+            future.set_exception(exc if isinstance(exc, Exception) else LeaderGone())
             raise
         finally:
             self._land(prepared, future)
@@ -421,9 +428,11 @@ class Proxy:
         hit = await self.lookup(prepared)
         if hit is not None:
             return hit, _replay(hit.message)
-        waiting = self._in_flight.get(self._flight_key(prepared))
-        if waiting is not None:
-            answer = await self._follow(prepared, waiting)
+        while (waiting := self._in_flight.get(self._flight_key(prepared))) is not None:
+            try:
+                answer = await self._follow(prepared, waiting)
+            except LeaderGone:
+                continue  # the request it waited on was abandoned: lead, or follow another
             return answer, _replay(answer.message)
         future = self._lead(prepared)
         route: RouteDecision | None = None
@@ -441,7 +450,7 @@ class Proxy:
             await self.record_error(prepared, exc, route)
             raise
         except BaseException as exc:
-            future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
+            future.set_exception(exc if isinstance(exc, Exception) else LeaderGone())
             self._land(prepared, future)
             raise
         return None, self._relay(prepared, route, levers, first, events, future)
@@ -475,7 +484,7 @@ class Proxy:
             error = {"type": "error", "error": {"type": exc.error_type, "message": exc.message}}
             yield StreamEvent("error", error).encode()
         except BaseException as exc:  # client went away, or cancelled: store nothing
-            future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
+            future.set_exception(exc if isinstance(exc, Exception) else LeaderGone())
             why = "the client closed the stream before it ended"
             cut = self._cut_short(prepared, route, assembler, why)
             # A cancelled task cannot await: one SQLite insert on the loop, once per hang-up.

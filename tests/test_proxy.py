@@ -9,6 +9,7 @@ import math
 import sqlite3
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -463,3 +464,41 @@ def test_a_stream_cut_short_is_billed_for_what_it_consumed(
         headers=headers,
     ).json()
     assert lookup["status"] == "miss"  # nothing of it was stored
+
+
+def test_a_follower_is_answered_when_the_client_it_waited_on_hangs_up(
+    service: Service, standin: RunningStandin
+) -> None:
+    """Two identical requests make one upstream call, the second waiting on the first. If
+    the first's client leaves mid-stream, the second must not fail with it: it asks again."""
+    body = {
+        "model": MODEL,
+        "max_tokens": 300,
+        "stream": True,
+        "messages": [{"role": "user", "content": "Explain what a mutex is."}],
+    }
+    headers = {"x-api-key": "tenant-a-key-1"}
+    standin.state.stream_event_delay = 0.05
+    try:
+        with httpx.Client(timeout=30) as leaving, ThreadPoolExecutor(1) as pool:
+            with leaving.stream(
+                "POST", f"{service.url}/v1/messages", json=body, headers=headers
+            ) as first:
+                lines = first.iter_lines()
+                next(line for line in lines if line.startswith("event: message_start"))
+                waiting = pool.submit(
+                    httpx.post,
+                    f"{service.url}/v1/messages",
+                    json={**body, "stream": False},
+                    headers=headers,
+                    timeout=60,
+                )
+                time.sleep(0.3)  # the second request is now waiting on the first
+            second = waiting.result()
+    finally:
+        standin.state.stream_event_delay = 0.0
+    assert second.status_code == 200, second.text
+    assert second.json()["content"][0]["text"]
+    assert standin.state.messages_calls == 2
+    kinds = sorted((r.kind, r.status) for r in service.ledger_rows())
+    assert kinds == [("error", 499), ("miss", 200)]
