@@ -75,6 +75,21 @@ class _Sum:
     through_id: int
 
 
+# A hold that is never released (a stream whose response never started) stops counting
+# after this long; a real miss ends well before (the upstream timeout is minutes).
+HOLD_SECONDS = 900.0
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A miss's cost bound, held against the budgets it may spend until its row is in the
+    ledger (`BudgetBook.release`)."""
+
+    periods: tuple[tuple[str, str], ...]  # (budget name, period key)
+    micros: int
+    expires: float
+
+
 def _micros(usd: float) -> int:
     # Through the decimal text, so 0.1 dollars is 100_000 micros and not 99_999.
     return int((Decimal(repr(usd)) * 1_000_000).to_integral_value())
@@ -188,6 +203,9 @@ class BudgetBook:
         self._alerts = alerts
         self._lock = threading.Lock()
         self._sums: dict[str, _Sum] = {}
+        # Bounds of misses still in flight: without them, concurrent misses that each fit
+        # would all pass the check before any of them is recorded.
+        self._holds: dict[int, Hold] = {}
         self._raised: set[tuple[str, str, str]] = set()  # (budget, period key, subject)
         with self._lock:
             for budget in self._budgets:
@@ -246,9 +264,29 @@ class BudgetBook:
     def check_before_miss(self, tenant: str, feature: str | None, estimate_micros: int) -> None:
         """Raise `RateLimited` (`budget_exceeded`, 429) if this miss could pass a hard limit.
 
-        Refused when the period's spend plus `estimate_micros` would pass `amount *
-        hard_limit` of any budget whose scope matches, or when the spend already reached it.
+        Refused when the period's spend, plus the bounds other misses hold, plus
+        `estimate_micros` would pass `amount * hard_limit` of any budget whose scope matches,
+        or when the spend already reached it.
         """
+        self._admit(tenant, feature, estimate_micros, hold=False)
+
+    def hold_before_miss(self, tenant: str, feature: str | None, estimate_micros: int) -> Hold:
+        """`check_before_miss`, then hold `estimate_micros` against the matching budgets
+        until `release`: call that once the miss's row is recorded (or it failed)."""
+        return self._admit(tenant, feature, estimate_micros, hold=True)
+
+    def release(self, hold: Hold) -> None:
+        with self._lock:
+            self._holds.pop(id(hold), None)
+
+    def _held(self, period: tuple[str, str], now: float) -> int:
+        """What misses in flight hold against one budget's period (lock held)."""
+        for key in [k for k, h in self._holds.items() if h.expires <= now]:
+            del self._holds[key]
+        return sum(h.micros for h in self._holds.values() if period in h.periods)
+
+    def _admit(self, tenant: str, feature: str | None, estimate_micros: int, *, hold: bool) -> Hold:
+        periods: list[tuple[str, str]] = []
         with self._lock:
             for budget in self._budgets:
                 if budget.alert_only or not _matches(budget, tenant, feature):
@@ -257,16 +295,19 @@ class BudgetBook:
                 status = self._status(budget, current)
                 hard = status.hard_limit_micros
                 assert hard is not None
-                if current.micros < hard and current.micros + estimate_micros <= hard:
+                held = self._held((budget.name, current.window.key), self._clock())
+                if current.micros < hard and current.micros + held + estimate_micros <= hard:
+                    periods.append((budget.name, current.window.key))
                     continue
                 unit = "day" if budget.period == "daily" else "month"
                 limit = _usd(hard)
                 if budget.hard_limit != 1:
                     limit += f" ({budget.hard_limit:g} x {_usd(status.limit_micros)})"
+                in_flight = f" (and {_usd(held)} held by requests in flight)" if held else ""
                 message = (
                     f"budget {budget.name!r} ({budget.scope}, {budget.period}) would be "
-                    f"exceeded: spent {_usd(current.micros)} of its {limit} limit this "
-                    f"{unit}, and this request may cost up to {_usd(estimate_micros)}; "
+                    f"exceeded: spent {_usd(current.micros)}{in_flight} of its {limit} limit "
+                    f"this {unit}, and this request may cost up to {_usd(estimate_micros)}; "
                     f"it resets at {status.resets_at}"
                 )
                 self._raise(
@@ -274,11 +315,15 @@ class BudgetBook:
                     current.window.key,
                     "budget_exceeded",
                     message,
-                    value=(current.micros + estimate_micros) / status.limit_micros,
+                    value=(current.micros + held + estimate_micros) / status.limit_micros,
                     threshold=float(budget.hard_limit),
                     subject=budget.name,
                 )
                 raise RateLimited(message, error_type="budget_exceeded")
+            held_now = Hold(tuple(periods), estimate_micros, self._clock() + HOLD_SECONDS)
+            if hold:
+                self._holds[id(held_now)] = held_now
+        return held_now
 
     def on_row(self, row: LedgerRow, row_id: int | None = None) -> None:
         """Count a row just recorded in the ledger (`row_id`: what `Ledger.record` returned).

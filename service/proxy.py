@@ -24,7 +24,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from service.budgets import BudgetBook, request_bound_micros
+from service.budgets import BudgetBook, Hold, request_bound_micros
 from service.cache import SemanticCache
 from service.config import Settings
 from service.context_budget import fit_context, normalize_whitespace
@@ -344,9 +344,10 @@ class Proxy:
                 continue  # the request it waited on was abandoned: lead, or follow another
         future = self._lead(prepared)
         route: RouteDecision | None = None
+        hold: Hold | None = None
         try:
             route, upstream_request, levers = await run_in_threadpool(self._route, prepared)
-            await self._check_budget(prepared, upstream_request)
+            hold = await self._hold_budget(prepared, upstream_request)
             self.upstream_calls += 1
             upstream_started = time.perf_counter()
             try:
@@ -366,6 +367,7 @@ class Proxy:
             future.set_exception(exc if isinstance(exc, Exception) else LeaderGone())
             raise
         finally:
+            self._release(hold)
             self._land(prepared, future)
 
     async def _finish(
@@ -436,9 +438,10 @@ class Proxy:
             return answer, _replay(answer.message)
         future = self._lead(prepared)
         route: RouteDecision | None = None
+        hold: Hold | None = None
         try:
             route, upstream_request, levers = await run_in_threadpool(self._route, prepared)
-            await self._check_budget(prepared, upstream_request)
+            hold = await self._hold_budget(prepared, upstream_request)
             self.upstream_calls += 1
             events = self.upstream.stream(
                 upstream_request, extra_headers=prepared.controls.forward_headers
@@ -448,12 +451,14 @@ class Proxy:
             future.set_exception(exc)
             self._land(prepared, future)
             await self.record_error(prepared, exc, route)
+            self._release(hold)
             raise
         except BaseException as exc:
             future.set_exception(exc if isinstance(exc, Exception) else LeaderGone())
             self._land(prepared, future)
+            self._release(hold)
             raise
-        return None, self._relay(prepared, route, levers, first, events, future)
+        return None, self._relay(prepared, route, levers, first, events, future, hold)
 
     async def _relay(
         self,
@@ -463,6 +468,7 @@ class Proxy:
         first: StreamEvent,
         events: AsyncIterator[StreamEvent],
         future: asyncio.Future[dict[str, Any]],
+        hold: Hold | None,
     ) -> AsyncIterator[bytes]:
         assembler = MessageAssembler()
         upstream_started = time.perf_counter()
@@ -494,6 +500,7 @@ class Proxy:
             raise
         finally:
             self._observe_upstream(upstream_started)
+            self._release(hold)
             self._land(prepared, future)
             aclose = getattr(events, "aclose", None)
             if aclose is not None:
@@ -505,15 +512,22 @@ class Proxy:
         if self.budgets is not None:
             self.budgets.on_row(row, row_id)
 
-    async def _check_budget(self, prepared: Prepared, upstream_request: dict[str, Any]) -> None:
-        """Refuse a miss that could push a budget past its limit (hits never get here)."""
+    async def _hold_budget(
+        self, prepared: Prepared, upstream_request: dict[str, Any]
+    ) -> Hold | None:
+        """Refuse a miss that could push a budget past its limit (hits never get here), or
+        hold its cost bound until `_release` (after its row is recorded)."""
         if self.budgets is None:
-            return
+            return None
         model = str(upstream_request["model"])
         bound = request_bound_micros(self.prices, model, upstream_request)
-        await run_in_threadpool(
-            self.budgets.check_before_miss, prepared.tenant, prepared.controls.feature, bound
+        return await run_in_threadpool(
+            self.budgets.hold_before_miss, prepared.tenant, prepared.controls.feature, bound
         )
+
+    def _release(self, hold: Hold | None) -> None:
+        if hold is not None and self.budgets is not None:
+            self.budgets.release(hold)
 
     def _observe_upstream(self, started: float) -> None:
         if self.metrics is not None:

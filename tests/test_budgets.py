@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from service.alerts import AlertCenter
 from service.api.errors import install_error_handlers
 from service.budgets import (
+    HOLD_SECONDS,
     BudgetBook,
     estimate_miss_micros,
     prompt_token_bound,
@@ -152,6 +153,35 @@ def test_eighty_percent_alerts_once_and_a_miss_past_the_limit_is_refused(seoul: 
     )
     assert status.fraction == pytest.approx(0.85)
     assert status.resets_at == "2026-03-11T00:00:00+09:00"
+
+
+def test_misses_in_flight_hold_their_bound_until_released(seoul: Books) -> None:
+    seoul.spend(500_000)
+    first = seoul.book.hold_before_miss("acme", None, 300_000)
+    with pytest.raises(RateLimited) as info:  # 500k spent + 300k held + 300k > 1M
+        seoul.book.hold_before_miss("acme", None, 300_000)
+    assert "spent $0.500000 (and $0.300000 held by requests in flight) of its" in (
+        info.value.message
+    )
+    second = seoul.book.hold_before_miss("acme", None, 200_000)  # exactly the limit
+    seoul.book.check_before_miss("globex", None, 900_000)  # out of scope: holds nothing
+    seoul.spend(40_000, tenant="acme")  # the first answer's real cost lands ...
+    seoul.book.release(first)  # ... then its hold goes
+    seoul.book.release(first)  # releasing twice changes nothing
+    seoul.book.check_before_miss("acme", None, 260_000)  # 540k + 200k held + 260k = 1M
+    with pytest.raises(RateLimited):
+        seoul.book.check_before_miss("acme", None, 260_001)
+    seoul.book.release(second)
+    seoul.book.check_before_miss("acme", None, 460_000)
+
+
+def test_a_hold_never_released_stops_counting(seoul: Books) -> None:
+    """A stream whose response never started never reports back: its hold runs out."""
+    seoul.book.hold_before_miss("acme", None, 900_000)
+    with pytest.raises(RateLimited):
+        seoul.book.check_before_miss("acme", None, 200_000)
+    seoul.clock.advance(HOLD_SECONDS)
+    seoul.book.check_before_miss("acme", None, 200_000)
 
 
 def test_a_spent_budget_refuses_even_a_free_looking_miss(seoul: Books) -> None:

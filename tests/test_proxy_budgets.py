@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx
@@ -45,3 +46,53 @@ def test_budget_refuses_misses_but_serves_hits(tmp_path: Path, embedder: Countin
             assert ask("How can I reset my password?", 200).headers["x-cache"] == "hit-semantic"
             report = client.get("/v1/usage/report", params={"day": "2026-11-28"})
             assert report.status_code == 200
+
+
+def test_concurrent_misses_cannot_overshoot_together(
+    tmp_path: Path, embedder: CountingEmbedder
+) -> None:
+    """Each miss holds its cost bound until its row is in the ledger: five slow misses that
+    each fit the budget alone, and together do not, are not all let through."""
+    with running_standin() as standin:
+        standin.state.latency_seconds = 1.0
+        settings = make_settings(
+            tmp_path / "data",
+            upstream={"base_url": standin.base_url, "api_key": "k", "max_retries": 0},
+            # Each bound is about $0.0045 (300 output tokens at $15/M plus the prompt).
+            budgets=[{"name": "tight", "period": "daily", "amount_usd": 0.01}],
+        )
+        with running(create_app(settings, embedder=embedder)) as url:
+
+            async def burst() -> list[httpx.Response]:
+                async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+                    calls = [
+                        client.post(
+                            "/v1/messages",
+                            json={
+                                "model": MODEL,
+                                "max_tokens": 300,
+                                "messages": [{"role": "user", "content": f"Question {i}?"}],
+                            },
+                        )
+                        for i in range(5)
+                    ]
+                    return await asyncio.gather(*calls)
+
+            replies = asyncio.run(burst())
+            statuses = sorted(r.status_code for r in replies)
+            assert statuses == [200, 200, 429, 429, 429], statuses
+            held = next(r for r in replies if r.status_code == 429).json()["error"]["message"]
+            assert "held by requests in flight" in held
+            assert standin.state.messages_calls == 2
+            # The holds are released once the answers are recorded: the budget's own
+            # spend decides again.
+            after = httpx.post(
+                f"{url}/v1/messages",
+                json={
+                    "model": MODEL,
+                    "max_tokens": 20,
+                    "messages": [{"role": "user", "content": "Hi?"}],
+                },
+                timeout=30,
+            )
+            assert after.status_code == 200
