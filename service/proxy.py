@@ -18,7 +18,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -458,7 +458,7 @@ class Proxy:
             self._land(prepared, future)
             self._release(hold)
             raise
-        return None, self._relay(prepared, route, levers, first, events, future, hold)
+        return None, Relay(self._relay(prepared, route, levers, first, events, future, hold))
 
     async def _relay(
         self,
@@ -469,7 +469,7 @@ class Proxy:
         events: AsyncIterator[StreamEvent],
         future: asyncio.Future[dict[str, Any]],
         hold: Hold | None,
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         assembler = MessageAssembler()
         upstream_started = time.perf_counter()
         try:
@@ -656,6 +656,35 @@ def consumed_usage(partial: Mapping[str, Any], model: str) -> Usage:
         reported = Usage()
     relayed = estimate_output_tokens(partial.get("content") or [], model)
     return replace(reported, output_tokens=max(reported.output_tokens, relayed))
+
+
+class Relay:
+    """A streamed miss's events, with an `aclose` that always runs the relay's cleanup.
+
+    The cleanup (settle the identical requests waiting on this one, release the budget hold,
+    bill what was consumed) lives in the relay generator's `finally`. A generator that never
+    started has no `finally` to run: if the client leaves before the response starts, closing
+    it would do nothing, and the requests waiting on it would wait forever. So a relay that
+    never started is advanced to its first event (already in memory) before it is closed.
+    """
+
+    def __init__(self, events: AsyncGenerator[bytes, None]) -> None:
+        self._events = events
+        self._started = False
+
+    def __aiter__(self) -> Relay:
+        return self
+
+    async def __anext__(self) -> bytes:
+        self._started = True
+        return await anext(self._events)
+
+    async def aclose(self) -> None:
+        if not self._started:
+            self._started = True
+            with contextlib.suppress(StopAsyncIteration):
+                await anext(self._events)
+        await self._events.aclose()
 
 
 async def _replay(message: Mapping[str, Any]) -> AsyncIterator[bytes]:

@@ -6,9 +6,10 @@ import asyncio
 import json
 import logging
 import math
+import socket
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 from service.api.app import create_app
 from service.config import Settings
 from service.ledger import Ledger, LedgerRow
+from service.proxy import Relay
 from service.standin import StandinState
 from tests.conftest import CountingEmbedder, make_settings
 from tests.servers import running
@@ -502,3 +504,76 @@ def test_a_follower_is_answered_when_the_client_it_waited_on_hangs_up(
     assert standin.state.messages_calls == 2
     kinds = sorted((r.kind, r.status) for r in service.ledger_rows())
     assert kinds == [("error", 499), ("miss", 200)]
+
+
+def test_closing_a_relay_that_never_started_still_runs_its_cleanup() -> None:
+    """A client can leave before the response's first byte; the relay's cleanup (settle the
+    requests waiting on it, release the budget hold, bill it) must run all the same."""
+    ran: list[str] = []
+
+    async def events() -> AsyncGenerator[bytes, None]:
+        try:
+            yield b"first"
+            yield b"second"
+        except BaseException:
+            ran.append("abandoned")
+            raise
+        finally:
+            ran.append("cleanup")
+
+    async def close_unstarted() -> None:
+        await Relay(events()).aclose()
+
+    asyncio.run(close_unstarted())
+    assert ran == ["abandoned", "cleanup"]
+
+    ran.clear()
+
+    async def read_all_then_close() -> list[bytes]:
+        relay = Relay(events())
+        chunks = [chunk async for chunk in relay]
+        await relay.aclose()
+        return chunks
+
+    assert asyncio.run(read_all_then_close()) == [b"first", b"second"]
+    assert ran == ["cleanup"]
+
+
+def test_a_client_that_leaves_at_once_leaves_no_request_waiting(
+    service: Service, standin: RunningStandin
+) -> None:
+    """Send a streaming request and hang up without reading: whether or not the response
+    had started, an identical request afterwards is answered, and the ledger bills the
+    abandoned one."""
+    body = json.dumps(
+        {
+            "model": MODEL,
+            "max_tokens": 300,
+            "stream": True,
+            "messages": [{"role": "user", "content": "Explain what a semaphore is."}],
+        }
+    ).encode()
+    host, port = service.url.removeprefix("http://").split(":")
+    standin.state.stream_event_delay = 0.05
+    try:
+        with socket.create_connection((host, int(port))) as raw:
+            raw.sendall(
+                b"POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                b"x-api-key: tenant-a-key-1\r\n"
+                + f"content-length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            time.sleep(0.2)  # upstream has answered its first event; nothing was read
+    finally:
+        standin.state.stream_event_delay = 0.0
+    again = httpx.post(
+        f"{service.url}/v1/messages",
+        json={**json.loads(body), "stream": False},
+        headers={"x-api-key": "tenant-a-key-1"},
+        timeout=30,
+    )
+    assert again.status_code == 200 and again.headers["x-cache"] in ("miss", "hit-exact")
+    deadline = time.monotonic() + 10
+    while not any(r.status == 499 for r in service.ledger_rows()):
+        assert time.monotonic() < deadline, [(r.kind, r.status) for r in service.ledger_rows()]
+        time.sleep(0.05)

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from service.api.errors import JSONBytes
 from service.api.state import AppState
@@ -109,6 +110,19 @@ def answer_headers(answer: Answer | None, request_id: str) -> dict[str, str]:
     return headers
 
 
+class _EventStream(StreamingResponse):
+    """Closes its events however the response ends: a client that leaves before the first
+    byte must still settle the relay (`service.proxy.Relay`)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
 @router.post("/v1/messages")
 async def messages(request: Request) -> Response:
     state: AppState = request.app.state.promptcache
@@ -127,7 +141,7 @@ async def messages(request: Request) -> Response:
         headers = answer_headers(answer, prepared.request_id)
         if answer is None:  # a streamed miss: its cost is known only at the end (ledger)
             headers["x-cache"] = "bypass" if controls.no_cache else "miss"
-        return StreamingResponse(
+        return _EventStream(
             events, media_type="text/event-stream", headers={**headers, "cache-control": "no-cache"}
         )
     answer = await proxy.complete(prepared)
