@@ -35,7 +35,6 @@ from embeddings.batcher import Coalescer
 from index.base import Neighbour, Vectors
 from service.config import Settings
 from service.errors import Conflict
-from service.guards import check_all
 from service.keys import CacheKeys
 from service.maintenance import index_blocks, open_index, reembed_hint
 from service.policy import (
@@ -50,6 +49,7 @@ from service.policy import (
     decide_exact,
     decide_semantic,
     precheck_semantic,
+    similarity_to,
 )
 from service.store import Entry, EntryRecord, EntryStore, UnreadableEntry
 from service.verifier import load_verifier
@@ -576,22 +576,28 @@ class SemanticCache:
         return not (what.older_than is not None and now - row.facts.created < what.older_than)
 
     def _similar(self, ids: Sequence[int], what: InvalidateFilter) -> list[int]:
-        """Entries a lookup of `similar_to` would hit: the same threshold and guards."""
+        """Entries a lookup of `similar_to` would be served, in whatever context each lives:
+        the lookup's own decision (threshold for the text's script, final marks, guards),
+        plus every entry whose prompt is that very text (an exact hit in its context)."""
         if self.semantic_block is not None:
             raise Conflict(self.semantic_block)
-        threshold = self._cfg.min_similarity if what.min_similarity is None else what.min_similarity
-        allowed = [i for i in ids if self._rows[i].indexed]
-        if not allowed:
-            return []
-        vector = self._embed_one(what.similar_to or "")
+        text = (what.similar_to or "").strip()
+        options = self.options(min_similarity=what.min_similarity)
+        matched = [i for i in ids if self._rows[i].facts.text == text]
+        identical = set(matched)
+        allowed = [i for i in ids if self._rows[i].indexed and i not in identical]
+        if not allowed or precheck_semantic(Query("", "", text, None), options) is not None:
+            return matched
+        vector = self._embed_one(text)
         neighbours = self._index.search(vector, len(allowed), allowed_ids=allowed)[0]
-        options = self.options(min_similarity=threshold)
-        matched: list[int] = []
+        threshold = options.threshold_with_source(text)[0]
+        now = self._clock()
         for n in neighbours:
             row = self._rows.get(n.id)
-            if row is None or n.similarity < threshold or row.facts.text is None:
-                continue
-            if check_all(row.facts.text, what.similar_to or "", options.guards).passed:
+            if row is None or similarity_to(row.facts.text, text, n.similarity) < threshold:
+                continue  # the decision's first rule, cheap enough to ask of every entry
+            query = Query(row.facts.fingerprint, row.facts.namespace, text, None)
+            if isinstance(decide_semantic(query, [(row.facts, n.similarity)], options, now), Hit):
                 matched.append(n.id)
         return matched
 

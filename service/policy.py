@@ -261,6 +261,11 @@ def _form(text: str) -> tuple[str, bool | None]:
     return bare, (bool(_QUESTION_MARKS & set(marks)) if marks else None)
 
 
+def similarity_to(cached: str | None, new: str, cosine: float) -> float:
+    """The similarity `decide_semantic` compares with the threshold for this pair."""
+    return _similarity(cached, _form(new), cosine)
+
+
 def _similarity(cached: str | None, new: tuple[str, bool | None], cosine: float) -> float:
     """1.0 for the same prompt up to trailing punctuation and spacing, else the cosine.
 

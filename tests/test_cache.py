@@ -11,6 +11,7 @@ from typing import Any
 import diskcache
 import pytest
 
+from embeddings.routed import RoutedEmbedder
 from embeddings.sentence_transformer import SentenceTransformerEmbedder
 from service.cache import InvalidateFilter, SemanticCache
 from service.config import Settings
@@ -189,6 +190,42 @@ def test_invalidation_by_each_kind(cache: SemanticCache, clock: FakeClock) -> No
     assert removed == 1
     assert cache.get(f.id, None) is None and cache.get(g.id, None) is not None
     assert cache.stats().index_entries == cache.stats().entries
+
+
+def test_invalidation_by_meaning_removes_exactly_what_a_lookup_would_serve(
+    settings: Settings, routed: RoutedEmbedder, clock: FakeClock
+) -> None:
+    """`similar_to` goes through the lookup's own decision: the same prompt up to a final
+    mark is removed (MiniLM scores it 0.92), and Korean text meets the fallback model's
+    floor (0.98), not `min_similarity`."""
+    cache = SemanticCache(settings, routed, clock=clock)
+    try:
+        options = cache.options()
+        article = cache.store(keys("Summarize this article."), "a")
+        assert cache.lookup(keys("Summarize this article"), options).entry == article
+        # E5 scores this 0.975 against the question below: a lookup of it is not served.
+        nearby = cache.store(keys("계정 비밀번호를 어떻게 재설정하나요?"), "b")
+        served = cache.store(keys("비밀번호를 어떻게 재설정할 수 있나요?"), "c")  # 0.9957
+        question = "비밀번호를 어떻게 재설정하나요?"
+        assert cache.lookup(keys(question), options).entry == served
+        assert cache.invalidate(InvalidateFilter(similar_to="Summarize this article")) == 1
+        assert cache.get(article.id, None) is None
+        assert cache.invalidate(InvalidateFilter(similar_to=question)) == 1
+        assert cache.get(served.id, None) is None and cache.get(nearby.id, None) is not None
+    finally:
+        cache.close()
+
+
+def test_without_a_model_for_its_script_invalidation_by_meaning_matches_only_the_same_text(
+    cache: SemanticCache,
+) -> None:
+    """MiniLM alone maps Korean to near-identical vectors; lookups of Korean get exact hits
+    only, so `similar_to` must not sweep away every Korean entry above the threshold."""
+    same = cache.store(keys("비밀번호를 어떻게 재설정하나요?"), "a")
+    other = cache.store(keys("비밀번호를 언제 재설정하나요?"), "b")  # "when", MiniLM 0.97
+    removed = cache.invalidate(InvalidateFilter(similar_to=" 비밀번호를 어떻게 재설정하나요?"))
+    assert removed == 1
+    assert cache.get(same.id, None) is None and cache.get(other.id, None) is not None
 
 
 def test_lru_eviction_keeps_store_and_index_in_step(
