@@ -491,11 +491,14 @@ class Proxy:
             yield StreamEvent("error", error).encode()
         except BaseException as exc:  # client went away, or cancelled: store nothing
             future.set_exception(exc if isinstance(exc, Exception) else LeaderGone())
-            why = "the client closed the stream before it ended"
+            status, why = 499, "the client closed the stream before it ended"
+            if isinstance(exc, Exception):  # a bug, not a hang-up: say so in the ledger
+                logger.exception("a streamed miss failed")
+                status, why = 500, f"the stream failed on an internal error ({exc!r})"
             cut = self._cut_short(prepared, route, assembler, why)
             # A cancelled task cannot await: one SQLite insert on the loop, once per hang-up.
             self._record_now(
-                self._ledger_row(prepared, cut, status=499, route=route, levers=levers)
+                self._ledger_row(prepared, cut, status=status, route=route, levers=levers)
             )
             raise
         finally:
