@@ -27,6 +27,7 @@ import contextlib
 import logging
 import math
 import secrets
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, replace
@@ -109,6 +110,14 @@ class BatchService:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._dispatch_failures: dict[str, int] = {}
+        # The cost bound of each request on its way upstream, (batch, position) -> (tenant,
+        # feature, micros), held against the budgets until its result is settled: its spend
+        # lands hours after the check. Rebuilt from the store at start; read from the
+        # budget book's threads, hence the lock.
+        self._in_flight: dict[tuple[str, int], tuple[str, str | None, int]] = {}
+        self._in_flight_lock = threading.Lock()
+        if proxy.budgets is not None:
+            proxy.budgets.count_pending(self._pending_spend)
 
     @property
     def path(self) -> Path:
@@ -123,6 +132,11 @@ class BatchService:
     async def start(self) -> None:
         self._store = await run_in_threadpool(BatchStore, self.path)
         unfinished = await run_in_threadpool(self.store.unfinished)
+        if self._proxy.budgets is not None:  # before any poller can settle a row
+            for batch_id in unfinished:
+                record = await self._owned(batch_id, None)
+                sent = await run_in_threadpool(self.store.rows, batch_id, ("sent",))
+                self._hold(record, sent)
         for batch_id in unfinished:
             self._follow(batch_id)
         if unfinished:
@@ -424,10 +438,12 @@ class BatchService:
         budgets = self._proxy.budgets
         try:
             if budgets is not None:  # the batch as a whole, at the batch price
-                bound = sum(self._bound(r.upstream_params or {}) for r in queued)
+                self._unhold(record.id, queued)  # an earlier try of this step held them
+                bounds = [self._bound(r.upstream_params or {}) for r in queued]
                 await run_in_threadpool(
-                    budgets.check_before_miss, record.tenant, record.controls.feature, bound
+                    budgets.check_before_miss, record.tenant, record.controls.feature, sum(bounds)
                 )
+                self._hold(record, queued, bounds)
         except RateLimited as exc:  # a refusal lasts the period: no retry
             await self._settle(record, [(r, errored(exc.error_type, exc.message)) for r in queued])
             return "again"
@@ -455,6 +471,28 @@ class BatchService:
             with contextlib.suppress(PromptCacheError):
                 await self._proxy.upstream.cancel_batch(upstream_id)
         return "sent"
+
+    def _hold(
+        self, record: BatchRecord, rows: Sequence[RequestRow], bounds: Sequence[int] | None = None
+    ) -> None:
+        if bounds is None:
+            bounds = [self._bound(r.upstream_params or {}) for r in rows]
+        feature = record.controls.feature
+        held = {
+            (record.id, r.position): (record.tenant, feature, bound)
+            for r, bound in zip(rows, bounds, strict=True)
+        }
+        with self._in_flight_lock:
+            self._in_flight.update(held)
+
+    def _unhold(self, batch_id: str, rows: Sequence[RequestRow]) -> None:
+        with self._in_flight_lock:
+            for row in rows:
+                self._in_flight.pop((batch_id, row.position), None)
+
+    def _pending_spend(self) -> list[tuple[str, str | None, int]]:
+        with self._in_flight_lock:
+            return list(self._in_flight.values())
 
     def _bound(self, params: Mapping[str, Any]) -> int:
         """What one request can cost at most, at the batch price of its model."""
@@ -545,6 +583,7 @@ class BatchService:
             for ledger_row in written:
                 self._proxy.metrics.observe_row(ledger_row)
         await run_in_threadpool(self.store.update, record.id, writes)
+        self._unhold(record.id, [row for row, _ in outcomes])  # their rows are in the ledger
 
     def _write_rows(self, rows: Sequence[LedgerRow]) -> list[LedgerRow]:
         """Record rows as the proxy does, so budgets count what batches spend. Rows a failed

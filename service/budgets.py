@@ -26,7 +26,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -206,6 +206,9 @@ class BudgetBook:
         # Bounds of misses still in flight: without them, concurrent misses that each fit
         # would all pass the check before any of them is recorded.
         self._holds: dict[int, Hold] = {}
+        # Spend sent upstream and not yet recorded, from elsewhere (batches in flight): each
+        # item is (tenant, feature, micros).
+        self._pending: Callable[[], Iterable[tuple[str, str | None, int]]] | None = None
         self._raised: set[tuple[str, str, str]] = set()  # (budget, period key, subject)
         with self._lock:
             for budget in self._budgets:
@@ -275,15 +278,23 @@ class BudgetBook:
         until `release`: call that once the miss's row is recorded (or it failed)."""
         return self._admit(tenant, feature, estimate_micros, hold=True)
 
+    def count_pending(self, source: Callable[[], Iterable[tuple[str, str | None, int]]]) -> None:
+        """Count `source`'s spend in flight like a hold (the batch service's requests sent
+        upstream, whose rows land when their results do)."""
+        self._pending = source
+
     def release(self, hold: Hold) -> None:
         with self._lock:
             self._holds.pop(id(hold), None)
 
-    def _held(self, period: tuple[str, str], now: float) -> int:
+    def _held(self, budget: BudgetSettings, period: tuple[str, str], now: float) -> int:
         """What misses in flight hold against one budget's period (lock held)."""
         for key in [k for k, h in self._holds.items() if h.expires <= now]:
             del self._holds[key]
-        return sum(h.micros for h in self._holds.values() if period in h.periods)
+        held = sum(h.micros for h in self._holds.values() if period in h.periods)
+        if self._pending is not None:
+            held += sum(m for t, f, m in self._pending() if _matches(budget, t, f))
+        return held
 
     def _admit(self, tenant: str, feature: str | None, estimate_micros: int, *, hold: bool) -> Hold:
         periods: list[tuple[str, str]] = []
@@ -295,7 +306,7 @@ class BudgetBook:
                 status = self._status(budget, current)
                 hard = status.hard_limit_micros
                 assert hard is not None
-                held = self._held((budget.name, current.window.key), self._clock())
+                held = self._held(budget, (budget.name, current.window.key), self._clock())
                 if current.micros < hard and current.micros + held + estimate_micros <= hard:
                     periods.append((budget.name, current.window.key))
                     continue

@@ -506,3 +506,49 @@ def test_settling_again_after_a_failed_step_never_bills_twice(
     assert all(text_of(r) for r in client.messages.batches.results(batch.id))
     rows = service.ledger_rows(batch.id)
     assert sorted(r.request_id for r in rows) == [f"{batch.id}/one", f"{batch.id}/two"]
+
+
+def test_a_batch_in_flight_holds_its_bound_against_the_budget_even_across_a_restart(
+    tmp_path: Path, embedder: CountingEmbedder, standin: RunningStandin
+) -> None:
+    """A batch's spend lands when its results do, hours later: until then its bound is held,
+    so a second batch that would pass the limit together with it is refused, also after a
+    restart, and goes once the first has settled."""
+    standin.state.batch_ready_after_polls = None
+    standin.state.batch_ready_after_seconds = 3600.0  # the first batch stays in progress
+    try:
+        _hold_across_a_restart(tmp_path, embedder, standin)
+    finally:
+        standin.state.batch_ready_after_seconds = None
+
+
+def _hold_across_a_restart(
+    tmp_path: Path, embedder: CountingEmbedder, standin: RunningStandin
+) -> None:
+    # Each request's bound at the batch price is about $0.00227 (300 output tokens).
+    budget = {"name": "cap", "scope": "tenant:acme", "period": "daily", "amount_usd": 0.006}
+    settings = batch_settings(tmp_path / "data", standin).model_copy(
+        update={"budgets": make_settings(tmp_path, budgets=[budget]).budgets}
+    )
+    two = [("a", params(do(TOPICS[12]))), ("b", params(do(TOPICS[13])))]
+    with ExitStack() as stack:
+        service = start(stack, settings, embedder)
+        first = submit(service.sdk(), two)
+        deadline = time.monotonic() + 10
+        while standin.state.batches_created < 1:
+            assert time.monotonic() < deadline, "the first batch never went upstream"
+            time.sleep(0.02)
+    with ExitStack() as stack:  # a restart while the first batch is upstream
+        service = start(stack, settings, embedder)
+        client = service.sdk()
+        second = submit(client, [("c", params(do(TOPICS[14]))), ("d", params(do(TOPICS[15])))])
+        ended = wait_ended(client, second.id)
+        assert ended.request_counts.errored == 2
+        results = list(client.messages.batches.results(second.id))
+        assert {r.result.error.error.type for r in results} == {"budget_exceeded"}  # type: ignore[union-attr]
+        assert "held by requests in flight" in results[0].result.error.error.message  # type: ignore[union-attr]
+        assert standin.state.batches_created == 1
+        standin.state.batch_ready_after_seconds = 0.0  # the first batch ends and settles
+        wait_ended(client, first.id)
+        third = submit(client, [("e", params(do(TOPICS[16])))])
+        assert wait_ended(client, third.id).request_counts.succeeded == 1

@@ -175,6 +175,18 @@ def test_misses_in_flight_hold_their_bound_until_released(seoul: Books) -> None:
     seoul.book.check_before_miss("acme", None, 460_000)
 
 
+def test_spend_in_flight_elsewhere_counts_within_its_scope(seoul: Books) -> None:
+    """Batches upstream report their requests' bounds; only the budget's tenant counts."""
+    in_flight = [("acme", "search", 600_000), ("globex", None, 5_000_000)]
+    seoul.book.count_pending(lambda: list(in_flight))
+    seoul.book.check_before_miss("acme", None, 400_000)  # 600k + 400k = the limit
+    with pytest.raises(RateLimited) as info:
+        seoul.book.check_before_miss("acme", None, 400_001)
+    assert "($0.600000 held by requests in flight)" in info.value.message.replace("and ", "")
+    in_flight.pop(0)  # its result was settled
+    seoul.book.check_before_miss("acme", None, 1_000_000)
+
+
 def test_a_hold_never_released_stops_counting(seoul: Books) -> None:
     """A stream whose response never started never reports back: its hold runs out."""
     seoul.book.hold_before_miss("acme", None, 900_000)
