@@ -15,9 +15,9 @@ an answer meant for another text.
 
 State lives in `<data-dir>/batches.sqlite3` (`service.batch_store`), one row per caller
 request, so a restart resumes every unfinished batch where it stood. Delivery is
-at-least-once around the two unavoidable gaps: a crash between Anthropic accepting a batch
-and us recording its id re-sends those requests, and a crash between writing ledger rows and
-recording the results writes those rows again.
+at-least-once around one unavoidable gap: a crash between Anthropic accepting a batch and us
+recording its id re-sends those requests. Ledger rows are written before the results are
+recorded, and a retried step skips the rows already written (`Ledger.record_new`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -38,6 +38,7 @@ import orjson
 from starlette.concurrency import run_in_threadpool
 
 from service.batch_dedup import DedupSettings, plan_follows
+from service.batch_ledger import BatchRows, message_usage
 from service.batch_store import (
     LEDGER_STATUS,
     BatchRecord,
@@ -46,7 +47,6 @@ from service.batch_store import (
     DupKind,
     RequestRow,
     errored,
-    failure_status,
     normal_result,
     parse_requests,
     succeeded,
@@ -62,9 +62,8 @@ from service.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from service.ledger import Kind, LedgerRow
+from service.ledger import LedgerRow
 from service.policy import cacheability
-from service.pricing import Charge, Usage, usage_from_message
 from service.proxy import Answer, Controls, Prepared, Proxy
 
 logger = logging.getLogger(__name__)
@@ -110,6 +109,7 @@ class BatchService:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._dispatch_failures: dict[str, int] = {}
+        self._ledger_rows = BatchRows(proxy.prices, clock)
         # The cost bound of each request on its way upstream, (batch, position) -> (tenant,
         # feature, micros), held against the budgets until its result is settled: its spend
         # lands hours after the check. Rebuilt from the store at start; read from the
@@ -558,22 +558,24 @@ class BatchService:
             if result["type"] == "succeeded":
                 message = result["message"]
                 entry_id = await self._store_answer(record, prepared, message)
-                ledger.append(self._answered(record, prepared, row, message, entry_id))
+                ledger.append(self._ledger_rows.answered(record, prepared, row, message, entry_id))
                 storable = cacheability(message)
                 servable = storable.storable and not storable.exact_only
             else:
                 entry_id, servable = None, False
-                ledger.append(self._failed(record, prepared, row, result))
+                ledger.append(self._ledger_rows.failed(record, prepared, row, result))
             writes.append(replace(row, state="done", result=result))
             for follower in followers.get(row.position, ()):
                 mine = await run_in_threadpool(self._prepare, record, follower)
                 if follower.dup_kind == "exact" or servable or result["type"] in LEDGER_STATUS:
                     writes.append(replace(follower, state="done", result=result))
                     if result["type"] == "succeeded":
-                        hit = self._hit(record, mine, follower, result["message"], entry_id)
+                        hit = self._ledger_rows.hit(
+                            record, mine, follower, result["message"], entry_id
+                        )
                         ledger.append(hit)
                     else:
-                        ledger.append(self._failed(record, mine, follower, result))
+                        ledger.append(self._ledger_rows.failed(record, mine, follower, result))
                 else:  # its leader's answer may not serve it: it goes upstream itself
                     writes.append(await run_in_threadpool(self._queued, follower, mine))
 
@@ -601,8 +603,8 @@ class BatchService:
         storable = cacheability(message)
         if not storable.storable or record.controls.no_store:
             return None
-        usage = _usage(message)
-        cost = self._charge(prepared, message, batch=True).cost_micros
+        usage = message_usage(message)
+        cost = self._ledger_rows.charge(prepared, message, batch=True).cost_micros
         try:
             entry = await run_in_threadpool(
                 lambda: self._proxy.cache.store(
@@ -623,112 +625,3 @@ class BatchService:
             logger.exception("batch result delivered but not stored")
             return None
         return entry.id
-
-    def _charge(
-        self,
-        prepared: Prepared,
-        message: Mapping[str, Any] | None,
-        *,
-        batch: bool = False,
-        hit: DupKind | None = None,
-    ) -> Charge:
-        usage = _usage(message) if message is not None else None
-        model = str((message or {}).get("model") or prepared.model_requested)
-        return self._proxy.prices.charge(
-            usage, baseline_model=prepared.baseline_model, model_used=model, hit=hit, batch=batch
-        )
-
-    def _answered(
-        self,
-        record: BatchRecord,
-        prepared: Prepared,
-        row: RequestRow,
-        message: dict[str, Any],
-        entry_id: int | None,
-    ) -> LedgerRow:
-        charge = self._charge(prepared, message, batch=True)
-        model = str(message.get("model") or (row.upstream_params or {}).get("model"))
-        usage = message.get("usage")
-        return self._row(
-            record, prepared, "batch", model, charge, usage=usage, entry_id=entry_id, route=row
-        )
-
-    def _hit(
-        self,
-        record: BatchRecord,
-        prepared: Prepared,
-        row: RequestRow,
-        message: dict[str, Any],
-        entry_id: int | None,
-    ) -> LedgerRow:
-        kind = row.dup_kind or "exact"
-        charge = self._charge(prepared, message, hit=kind)
-        model = str(message.get("model") or prepared.model_requested)
-        ledger_kind: Kind = "hit-exact" if kind == "exact" else "hit-semantic"
-        return self._row(
-            record,
-            prepared,
-            ledger_kind,
-            model,
-            charge,
-            similarity=row.similarity,
-            entry_id=entry_id,
-        )
-
-    def _failed(
-        self, record: BatchRecord, prepared: Prepared, row: RequestRow, result: dict[str, Any]
-    ) -> LedgerRow:
-        status, text = failure_status(result)
-        model = str((row.upstream_params or {}).get("model") or prepared.model_requested)
-        charge = self._charge(prepared, None)
-        return self._row(
-            record, prepared, "error", model, charge, status=status, route=row, error=text
-        )
-
-    def _row(
-        self,
-        record: BatchRecord,
-        prepared: Prepared,
-        kind: Kind,
-        model_used: str,
-        charge: Charge,
-        *,
-        usage: Any = None,
-        status: int = 200,
-        similarity: float | None = None,
-        entry_id: int | None = None,
-        route: RequestRow | None = None,
-        error: str | None = None,
-    ) -> LedgerRow:
-        """One ledger row, shaped as `Proxy.record` shapes them (tokens only for upstream)."""
-        tokens: Mapping[str, Any] = usage if isinstance(usage, Mapping) else {}
-        now = self._clock()
-        return LedgerRow(
-            ts=now,
-            request_id=prepared.request_id,
-            tenant=record.tenant,
-            namespace=prepared.keys.namespace.split("/", 1)[1],
-            feature=record.controls.feature,
-            kind=kind,
-            model_requested=prepared.model_requested,
-            model_used=model_used,
-            route_tier=route.route_tier if route is not None else None,
-            route_reasons=route.route_reasons if route is not None else None,
-            input_tokens=int(tokens.get("input_tokens") or 0),
-            output_tokens=int(tokens.get("output_tokens") or 0),
-            cache_creation_tokens=int(tokens.get("cache_creation_input_tokens") or 0),
-            cache_read_tokens=int(tokens.get("cache_read_input_tokens") or 0),
-            similarity=similarity,
-            latency_ms=max(0.0, (now - record.created_at) * 1000),
-            entry_id=entry_id,
-            status=status,
-            error=error,
-            **asdict(charge),
-        )
-
-
-def _usage(message: Mapping[str, Any]) -> Usage | None:
-    try:
-        return usage_from_message(message)
-    except InvalidRequest:  # a message without usage prices as nothing rather than failing
-        return None
