@@ -47,7 +47,9 @@ class BudgetStatus:
     """One budget now: spend in the current period against its amount (`limit_micros`).
 
     `fraction` = spent / limit; `hard_limit_micros` is where misses are refused (None: never);
-    `resets_at` is the end of the period as ISO 8601 in the configured zone.
+    `held_micros` is what requests in flight (misses, batches upstream) may still add, which
+    the next miss is checked against too; `resets_at` is the end of the period as ISO 8601 in
+    the configured zone.
     """
 
     name: str
@@ -59,6 +61,7 @@ class BudgetStatus:
     hard_limit_micros: int | None
     fraction: float
     resets_at: str
+    held_micros: int = 0
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,33 @@ def _matches(budget: BudgetSettings, tenant: str, feature: str | None) -> bool:
     return True
 
 
+def can_refuse(budget: BudgetSettings, tenant: str) -> bool:
+    """Whether `budget` counts some of `tenant`'s requests (every feature budget may)."""
+    kind, _, name = budget.scope.partition(":")
+    return kind != "tenant" or name == tenant
+
+
+def status_json(status: BudgetStatus) -> dict[str, Any]:
+    """A status as JSON-ready values; money both as exact micros and as USD numbers."""
+    hard = status.hard_limit_micros
+    return {
+        "name": status.name,
+        "scope": status.scope,
+        "period": status.period,
+        "period_key": status.period_key,
+        "spent_usd": status.spent_micros / 1_000_000,
+        "held_usd": status.held_micros / 1_000_000,
+        "limit_usd": status.limit_micros / 1_000_000,
+        "hard_limit_usd": None if hard is None else hard / 1_000_000,
+        "fraction": status.fraction,
+        "resets_at": status.resets_at,
+        "spent_micros": status.spent_micros,
+        "held_micros": status.held_micros,
+        "limit_micros": status.limit_micros,
+        "hard_limit_micros": hard,
+    }
+
+
 class BudgetBook:
     """The configured budgets, their spend from the ledger, and the checks on them.
 
@@ -246,7 +276,7 @@ class BudgetBook:
         self._raised = {m for m in self._raised if m[0] != budget.name or m[1] == window.key}
         return fresh
 
-    def _status(self, budget: BudgetSettings, current: _Sum) -> BudgetStatus:
+    def _status(self, budget: BudgetSettings, current: _Sum, held: int = 0) -> BudgetStatus:
         limit = _micros(budget.amount_usd)
         hard = None if budget.alert_only else _micros(budget.amount_usd * budget.hard_limit)
         resets = datetime.fromtimestamp(current.window.end_ts, self._zone).isoformat()
@@ -260,6 +290,7 @@ class BudgetBook:
             hard_limit_micros=hard,
             fraction=current.micros / limit,
             resets_at=resets,
+            held_micros=held,
         )
 
     # -- the seams the proxy calls ---------------------------------------------------------
@@ -300,9 +331,12 @@ class BudgetBook:
         periods: list[tuple[str, str]] = []
         with self._lock:
             for budget in self._budgets:
-                if budget.alert_only or not _matches(budget, tenant, feature):
+                if not _matches(budget, tenant, feature):
                     continue
                 current = self._current(budget)
+                if budget.alert_only:  # never refuses; the hold only shows in its status
+                    periods.append((budget.name, current.window.key))
+                    continue
                 status = self._status(budget, current)
                 hard = status.hard_limit_micros
                 assert hard is not None
@@ -374,9 +408,16 @@ class BudgetBook:
                 self._check(budget, self._current(budget))
 
     def status(self) -> list[BudgetStatus]:
-        """Every budget's spend in its current period, in configuration order."""
+        """Every budget's spend in its current period, and what requests in flight hold
+        against it, in configuration order."""
         with self._lock:
-            return [self._status(budget, self._current(budget)) for budget in self._budgets]
+            now = self._clock()
+            found = []
+            for budget in self._budgets:
+                current = self._current(budget)
+                held = self._held(budget, (budget.name, current.window.key), now)
+                found.append(self._status(budget, current, held))
+            return found
 
     # -- alerts ----------------------------------------------------------------------------
 

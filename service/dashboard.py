@@ -80,6 +80,7 @@ def _budget(status: Any) -> dict[str, Any]:
         "name": str(status.name),
         "spent_usd": spent,
         "limit_usd": limit,
+        "held_usd": _amount(status, "held"),
         "fraction": None if fraction is None or not math.isfinite(fraction) else float(fraction),
         "resets_at": iso(getattr(status, "resets_at", None)),
     }

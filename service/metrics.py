@@ -56,17 +56,18 @@ class CacheSize(Protocol):
     def bytes(self) -> int: ...
 
 
-BudgetFractions = Callable[[], Iterable[tuple[str, float]]]
+# (budget name, spent / limit, USD held by requests in flight) for each budget.
+BudgetReadings = Callable[[], Iterable[tuple[str, float, float]]]
 
 
-def _no_budgets() -> Iterable[tuple[str, float]]:
+def _no_budgets() -> Iterable[tuple[str, float, float]]:
     return ()
 
 
 class _ScrapeTimeCollector:
     """Gauges read when Prometheus scrapes; a failing source is logged and left out."""
 
-    def __init__(self, budgets: BudgetFractions, cache_size: Callable[[], CacheSize] | None):
+    def __init__(self, budgets: BudgetReadings, cache_size: Callable[[], CacheSize] | None):
         self._budgets = budgets
         self._cache_size = cache_size
 
@@ -75,13 +76,14 @@ class _ScrapeTimeCollector:
         yield from self._families()
 
     def collect(self) -> Iterator[Metric]:
-        budgets, entries, vectors, size = self._families()
+        budgets, held, entries, vectors, size = self._families()
         try:
-            for name, fraction in self._budgets():
+            for name, fraction, held_usd in self._budgets():
                 budgets.add_metric([name], float(fraction))
+                held.add_metric([name], float(held_usd))
         except Exception:  # a broken budget source must not break the whole scrape
             logger.exception("metrics: reading budget fractions failed")
-        yield budgets
+        yield from (budgets, held)
         if self._cache_size is None:
             return
         try:
@@ -102,6 +104,11 @@ class _ScrapeTimeCollector:
                 "Spent / limit of each budget in its current period (1 = exhausted).",
                 labels=["budget"],
             ),
+            GaugeMetricFamily(
+                "promptcache_budget_held_usd",
+                "Cost bounds held against each budget by misses and batches in flight.",
+                labels=["budget"],
+            ),
             GaugeMetricFamily("promptcache_cache_entries", "Entries in the cache store."),
             GaugeMetricFamily("promptcache_index_vectors", "Vectors in the semantic index."),
             GaugeMetricFamily("promptcache_cache_bytes", "Bytes of stored cache entries."),
@@ -111,14 +118,15 @@ class _ScrapeTimeCollector:
 class Metrics:
     """The app's metrics. Thread-safe: the proxy, the batcher thread and scrapes share it.
 
-    `budgets` returns `(budget name, used fraction)` pairs and `cache_size` the cache's sizes;
-    both are called at scrape time, from the thread that renders.
+    `budgets` returns `(budget name, used fraction, USD held in flight)` triples and
+    `cache_size` the cache's sizes; both are called at scrape time, from the thread that
+    renders.
     """
 
     def __init__(
         self,
         *,
-        budgets: BudgetFractions = _no_budgets,
+        budgets: BudgetReadings = _no_budgets,
         cache_size: Callable[[], CacheSize] | None = None,
     ) -> None:
         self.registry = CollectorRegistry()

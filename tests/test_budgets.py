@@ -187,6 +187,36 @@ def test_spend_in_flight_elsewhere_counts_within_its_scope(seoul: Books) -> None
     seoul.book.check_before_miss("acme", None, 1_000_000)
 
 
+def test_the_status_shows_what_requests_in_flight_hold(tmp_path: Path) -> None:
+    """An operator sees the spend a refusal counts: recorded spend and the bounds held."""
+    settings = budget_settings(
+        tmp_path,
+        "UTC",
+        {"name": "cap", "scope": "tenant:acme", "period": "daily", "amount_usd": 1},
+        {
+            "name": "watch",
+            "scope": "global",
+            "period": "daily",
+            "amount_usd": 1,
+            "alert_only": True,
+        },
+    )
+    books = Books(settings, FakeClock(at("2026-03-10T12:00:00+00:00")))
+    try:
+        in_flight = [("globex", None, 70_000)]
+        books.book.count_pending(lambda: list(in_flight))
+        hold = books.book.hold_before_miss("acme", None, 300_000)
+        books.spend(100_000, tenant="acme")
+        held = {s.name: (s.spent_micros, s.held_micros) for s in books.book.status()}
+        # The alert-only budget refuses nothing, yet shows the same holds.
+        assert held == {"cap": (100_000, 300_000), "watch": (100_000, 370_000)}
+        books.book.release(hold)
+        in_flight.clear()
+        assert [s.held_micros for s in books.book.status()] == [0, 0]
+    finally:
+        books.close()
+
+
 def test_a_hold_never_released_stops_counting(seoul: Books) -> None:
     """A stream whose response never started never reports back: its hold runs out."""
     seoul.book.hold_before_miss("acme", None, 900_000)

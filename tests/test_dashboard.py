@@ -173,12 +173,13 @@ class BudgetStatus:
     limit: Any
     fraction: float | None
     resets_at: Any
+    held: Any = None  # what requests in flight hold; a source may not know
 
 
 def test_budgets_and_alerts_are_normalized(ledger: Ledger) -> None:
     resets = datetime(2027, 2, 1, tzinfo=UTC)
     statuses = [
-        BudgetStatus("monthly", 42_500_000, 50_000_000, 0.85, resets),  # int micros
+        BudgetStatus("monthly", 42_500_000, 50_000_000, 0.85, resets, 2_500_000),  # int micros
         BudgetStatus("tenant:acme", 12.5, 10.0, None, resets.timestamp()),  # float dollars
     ]
     alerts = [{"kind": "budget", "scope": "tenant:acme", "message": "over", "created_at": NOW}]
@@ -188,6 +189,7 @@ def test_budgets_and_alerts_are_normalized(ledger: Ledger) -> None:
             "name": "monthly",
             "spent_usd": 42.5,
             "limit_usd": 50.0,
+            "held_usd": 2.5,
             "fraction": 0.85,
             "resets_at": "2027-02-01T00:00:00Z",
         },
@@ -195,6 +197,7 @@ def test_budgets_and_alerts_are_normalized(ledger: Ledger) -> None:
             "name": "tenant:acme",
             "spent_usd": 12.5,
             "limit_usd": 10.0,
+            "held_usd": None,
             "fraction": 1.25,
             "resets_at": "2027-02-01T00:00:00Z",
         },
@@ -328,7 +331,7 @@ def test_page_draws_the_charts_in_chromium(state: OpsState, ledger: Ledger, tmp_
     rows = seeded_rows()
     ledger.record_many(rows)
     state.budget_statuses = lambda: [
-        BudgetStatus("monthly", 42_500_000, 50_000_000, 0.85, NOW + 86_400 * 16),
+        BudgetStatus("monthly", 42_500_000, 50_000_000, 0.85, NOW + 86_400 * 16, 5_000_000),
         BudgetStatus("tenant:acme", 12_000_000, 10_000_000, 1.2, NOW + 86_400 * 16),
         BudgetStatus("feature:chat", 1_000_000, 10_000_000, 0.1, None),
     ]
@@ -372,6 +375,13 @@ def test_page_draws_the_charts_in_chromium(state: OpsState, ledger: Ledger, tmp_
             assert budget_bars.count() == 3
             assert page.locator("#budget-chart rect.bar-budget.over").count() == 1
             assert page.locator("#budget-chart rect.bar-budget.warn").count() == 1
+            held = page.locator("#budget-chart rect.bar-held")
+            assert held.count() == 1  # drawn after the spent part, up to the limit
+            assert held.get_attribute("x") == page.locator(
+                "#budget-chart rect.bar-budget"
+            ).first.evaluate("r => (r.x.baseVal.value + r.width.baseVal.value).toFixed(1)")
+            labels = " ".join(page.locator("#budget-chart text.label").all_text_contents())
+            assert "$5.00 held by requests in flight" in labels
             assert page.locator("#alerts tbody tr").count() == 2
             assert "budget exceeded" in page.inner_text("#alerts")
             assert page.inner_text("#t-requests") == f"{len(rows):,}"

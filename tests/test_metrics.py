@@ -194,7 +194,7 @@ class Sizes:
 
 def test_gauges_are_read_at_scrape_time() -> None:
     sizes = Sizes(3, 2, 4096)
-    budgets: list[tuple[str, float]] = [("monthly", 0.25)]
+    budgets: list[tuple[str, float, float]] = [("monthly", 0.25, 0.0)]
     metrics = Metrics(budgets=lambda: list(budgets), cache_size=lambda: sizes)
     found = scrape(metrics)
     assert value(found, "promptcache_cache_entries") == 3
@@ -202,19 +202,20 @@ def test_gauges_are_read_at_scrape_time() -> None:
     assert value(found, "promptcache_cache_bytes") == 4096
     assert value(found, "promptcache_budget_used_ratio", budget="monthly") == 0.25
     sizes.entries, sizes.index_entries = 10, 9
-    budgets[:] = [("monthly", 0.5), ("tenant:acme", 1.2)]
+    budgets[:] = [("monthly", 0.5, 0.0), ("tenant:acme", 1.2, 0.0045)]
     found = scrape(metrics)
     assert value(found, "promptcache_cache_entries") == 10
     assert value(found, "promptcache_index_vectors") == 9
     assert value(found, "promptcache_budget_used_ratio", budget="monthly") == 0.5
     assert value(found, "promptcache_budget_used_ratio", budget="tenant:acme") == 1.2
+    assert value(found, "promptcache_budget_held_usd", budget="tenant:acme") == 0.0045
 
 
 def test_a_failing_source_leaves_the_rest_of_the_scrape(caplog: pytest.LogCaptureFixture) -> None:
     def broken() -> Sizes:
         raise OSError("disk gone")
 
-    def broken_budgets() -> list[tuple[str, float]]:
+    def broken_budgets() -> list[tuple[str, float, float]]:
         raise RuntimeError("budget store down")
 
     metrics = Metrics(budgets=broken_budgets, cache_size=broken)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -96,3 +99,65 @@ def test_concurrent_misses_cannot_overshoot_together(
                 timeout=30,
             )
             assert after.status_code == 200
+
+
+def test_budgets_endpoint_shows_spend_and_what_a_miss_in_flight_holds(
+    tmp_path: Path, embedder: CountingEmbedder
+) -> None:
+    admin, acme = {"x-api-key": "admin-key"}, {"x-api-key": "acme-key"}
+    with running_standin() as standin:
+        standin.state.latency_seconds = 1.0
+        settings = make_settings(
+            tmp_path / "data",
+            upstream={"base_url": standin.base_url, "api_key": "k", "max_retries": 0},
+            auth={
+                "keys": [
+                    {"key": "admin-key", "tenant": "ops", "role": "admin"},
+                    {"key": "acme-key", "tenant": "acme", "role": "client"},
+                ]
+            },
+            budgets=[
+                {"name": "all", "period": "monthly", "amount_usd": 10},
+                {"name": "acme", "scope": "tenant:acme", "period": "daily", "amount_usd": 1},
+                {"name": "globex", "scope": "tenant:globex", "period": "daily", "amount_usd": 1},
+            ],
+        )
+        with running(create_app(settings, embedder=embedder)) as url:
+
+            def budgets(headers: dict[str, str]) -> dict[str, dict[str, object]]:
+                reply = httpx.get(f"{url}/v1/budgets", headers=headers, timeout=10)
+                assert reply.status_code == 200, reply.text
+                return {b["name"]: b for b in reply.json()["budgets"]}
+
+            body = {
+                "model": MODEL,
+                "max_tokens": 300,
+                "messages": [{"role": "user", "content": "What is a budget hold?"}],
+            }
+            with ThreadPoolExecutor(1) as pool:
+                miss = pool.submit(
+                    httpx.post, f"{url}/v1/messages", json=body, headers=acme, timeout=30
+                )
+                deadline = time.monotonic() + 5
+                while (held := budgets(admin))["acme"]["held_micros"] == 0:
+                    assert time.monotonic() < deadline and not miss.done()
+                    time.sleep(0.05)
+                assert held["all"]["held_micros"] == held["acme"]["held_micros"] > 0
+                assert held["globex"]["held_micros"] == 0
+                assert held["acme"]["spent_micros"] == 0
+                scraped = httpx.get(f"{url}/metrics", timeout=10).text
+                assert 'promptcache_budget_held_usd{budget="globex"} 0.0' in scraped
+                gauge = re.search(r'promptcache_budget_held_usd\{budget="acme"\} (\S+)', scraped)
+                assert gauge is not None and float(gauge.group(1)) > 0
+                assert miss.result().status_code == 200
+            after = budgets(admin)
+            mine = budgets(acme)
+            nobody = httpx.get(f"{url}/v1/budgets", timeout=10)
+    spent = after["acme"]["spent_micros"]
+    assert isinstance(spent, int) and 0 < spent < held["acme"]["held_micros"]  # type: ignore[operator]
+    assert (after["acme"]["held_micros"], after["all"]["spent_micros"]) == (0, spent)
+    assert after["acme"]["spent_usd"] == spent / 1_000_000
+    assert after["acme"]["hard_limit_micros"] == 1_000_000
+    # A client sees the budgets that can refuse its requests, not another tenant's.
+    assert sorted(mine) == ["acme", "all"]
+    assert nobody.status_code == 401

@@ -73,7 +73,9 @@ def create_app(
         anomaly = AnomalyWatch(settings, ledger, alerts, clock=clock)
         metrics = Metrics(
             cache_size=cache.stats,
-            budgets=lambda: [(s.name, s.fraction) for s in budgets.status()],
+            budgets=lambda: [
+                (s.name, s.fraction, s.held_micros / 1_000_000) for s in budgets.status()
+            ],
         )
         cache.batcher.on_batch = metrics.observe_embedding_batch
         upstream = AnthropicUpstream(settings.upstream)

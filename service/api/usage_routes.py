@@ -1,8 +1,11 @@
-"""Usage HTTP API: the usage report (`GET /v1/usage/report`) and alerts (`GET /v1/alerts`).
+"""Usage HTTP API: the usage report (`GET /v1/usage/report`), the budgets now
+(`GET /v1/budgets`) and alerts (`GET /v1/alerts`).
 
 A client key sees its own tenant's report only; an admin key sees every tenant, or one with
-`?tenant=`. Alerts are admin-only. Both read the ledger in a worker thread. The router reads
-`request.app.state.promptcache`, which must have the attributes of `UsageState`.
+`?tenant=`. A client key sees the budgets that can refuse its requests (global, its tenant's,
+every feature's: a refusal's message names the same figures). Alerts are admin-only. All
+three read the ledger in a worker thread. The router reads `request.app.state.promptcache`,
+which must have the attributes of `UsageState`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from service.alerts import ALERT_KINDS, AlertCenter, alert_json
 from service.api.auth import KeyRing, require_admin
 from service.api.errors import JSONBytes
+from service.budgets import BudgetBook, can_refuse, status_json
 from service.config import Settings
 from service.errors import InvalidRequest, PermissionDenied
 from service.ledger import Ledger
@@ -35,6 +39,8 @@ class UsageState(Protocol):
     def ledger(self) -> Ledger: ...
     @property
     def alerts(self) -> AlertCenter: ...
+    @property
+    def budgets(self) -> BudgetBook: ...
 
 
 def _state(request: Request) -> UsageState:
@@ -61,6 +67,19 @@ async def usage_report(
         build_report, state.ledger, period, tenant, state.settings.proxy.task_max_tokens
     )
     return JSONBytes(report_json(report))
+
+
+@router.get("/v1/budgets")
+async def list_budgets(request: Request) -> JSONBytes:
+    state = _state(request)
+    principal = state.keyring.authenticate(request)
+    shown = {
+        budget.name
+        for budget in state.budgets.budgets
+        if principal.is_admin or can_refuse(budget, principal.tenant)
+    }
+    statuses = await run_in_threadpool(state.budgets.status)
+    return JSONBytes({"budgets": [status_json(s) for s in statuses if s.name in shown]})
 
 
 @router.get("/v1/alerts")

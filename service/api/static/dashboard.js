@@ -188,15 +188,27 @@
     list.forEach(function (b, i) {
       var y = i * row;
       var fraction = b.fraction === null ? 0 : b.fraction;
+      var held = b.held_usd && b.limit_usd ? b.held_usd : 0;
       var text = b.name + ": " + usd(b.spent_usd) + " of " + usd(b.limit_usd) + " (" + pct(b.fraction) + ")" +
+        (held ? ", " + usd(held) + " held by requests in flight" : "") +
         (b.resets_at ? ", resets " + when(b.resets_at) : "");
       el("text", { "class": "label", x: left, y: y + 14 }, svg, text);
       el("rect", { "class": "bar-track", x: left, y: y + 20, width: right - left, height: 14, rx: 3 }, svg);
       var state = fraction >= 1 ? " over" : fraction >= 0.8 ? " warn" : "";
+      var spentWidth = (right - left) * Math.min(1, Math.max(0, fraction));
       titled(el("rect", {
         "class": "bar-budget" + state, x: left, y: y + 20, rx: 3, height: 14,
-        width: ((right - left) * Math.min(1, Math.max(0, fraction))).toFixed(1)
+        width: spentWidth.toFixed(1)
       }, svg), text);
+      if (held) {
+        var heldWidth = Math.min((right - left) - spentWidth, (right - left) * held / b.limit_usd);
+        if (heldWidth > 0) {
+          titled(el("rect", {
+            "class": "bar-held", x: (left + spentWidth).toFixed(1), y: y + 20, rx: 3, height: 14,
+            width: heldWidth.toFixed(1)
+          }, svg), text);
+        }
+      }
     });
   }
 
