@@ -1,0 +1,158 @@
+"""The real `promptcache serve` process, killed and stopped: what a restart keeps.
+
+Everything else starts the app in the test's own process; this starts the console script,
+as an operator does, with the bundled models, and ends it the two ways a process ends:
+SIGKILL (a crash, the OOM killer) while misses are upstream, and SIGTERM (a deploy).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+from service.ledger import Ledger
+from tests.servers import free_port
+from tests.standin_server import running_standin
+
+MODEL = "claude-haiku-4-5"
+ANSWERED = [
+    "How do I reset my password?",
+    "What is the capital of Australia?",
+    "Explain the difference between TCP and UDP.",
+    "Write a haiku about autumn rain.",
+    "List three uses of baking soda.",
+]
+CUT_OFF = [
+    "Why is the sky blue?",
+    "Summarize the plot of Hamlet in two sentences.",
+]
+LAST = "Name a prime number between 20 and 30."
+PROMPTCACHE = Path(sys.executable).with_name("promptcache")
+
+
+class Service:
+    """One `promptcache serve` process on a free loopback port, its log in a file."""
+
+    def __init__(self, data_dir: Path, config: Path, log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        env.pop("ANTHROPIC_API_KEY", None)
+        self._log = log.open("a")
+        self.proc = subprocess.Popen(
+            [
+                *(PROMPTCACHE, "serve", "--port", str(self.port)),
+                *("--data-dir", str(data_dir), "--config", str(config)),
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        deadline = time.monotonic() + 120
+        while True:
+            assert self.proc.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "promptcache serve did not start in 120 s"
+            time.sleep(0.2)
+
+    def ask(self, text: str) -> httpx.Response:
+        body = {"model": MODEL, "max_tokens": 50, "messages": [{"role": "user", "content": text}]}
+        return httpx.post(f"{self.url}/v1/messages", json=body, timeout=30)
+
+    def end(self, sig: signal.Signals) -> int:
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=30)
+        finally:
+            self._log.close()
+
+
+def test_a_killed_service_keeps_every_answer_it_gave_and_a_stopped_one_saves_its_index(
+    tmp_path: Path,
+) -> None:
+    data_dir, config, log = tmp_path / "data", tmp_path / "promptcache.toml", tmp_path / "log"
+    with running_standin() as standin:
+        config.write_text(
+            f'[upstream]\nbase_url = "{standin.base_url}"\napi_key = "k"\nmax_retries = 0\n'
+        )
+        first = Service(data_dir, config, log)
+        try:
+            for text in ANSWERED:
+                assert first.ask(text).headers["x-cache"] == "miss"
+            standin.state.latency_seconds = 30.0  # these stay upstream until the kill
+            with ThreadPoolExecutor(len(CUT_OFF)) as pool:
+                cut_off = [pool.submit(first.ask, text) for text in CUT_OFF]
+                deadline = time.monotonic() + 20
+                while standin.state.in_flight < len(CUT_OFF):
+                    assert time.monotonic() < deadline, "the misses did not reach upstream"
+                    time.sleep(0.05)
+                assert first.end(signal.SIGKILL) == -signal.SIGKILL
+                for future in cut_off:
+                    assert isinstance(future.exception(timeout=30), httpx.TransportError)
+        finally:
+            if first.proc.poll() is None:
+                first.end(signal.SIGKILL)
+        standin.state.latency_seconds = 0.0
+
+        second = Service(data_dir, config, log)
+        try:
+            # The index was never saved (1000 changes per save): it is rebuilt from the store.
+            assert "index rebuilt from the store" in log.read_text()
+            for text in ANSWERED:
+                assert second.ask(text).headers["x-cache"] == "hit-exact", text
+            assert second.ask("How can I reset my password?").headers["x-cache"] == ("hit-semantic")
+            for text in CUT_OFF:  # never answered, so never cached
+                assert second.ask(text).headers["x-cache"] == "miss", text
+            # A miss upstream when SIGTERM comes is finished, answered and recorded first.
+            standin.state.latency_seconds = 2.0
+            with ThreadPoolExecutor(1) as pool:
+                last = pool.submit(second.ask, LAST)
+                deadline = time.monotonic() + 20
+                while standin.state.in_flight < 1:
+                    assert time.monotonic() < deadline, "the miss did not reach upstream"
+                    time.sleep(0.05)
+                code = second.end(signal.SIGTERM)
+                assert last.result(timeout=30).status_code == 200
+            calls = standin.state.messages_calls
+        finally:
+            if second.proc.poll() is None:
+                second.end(signal.SIGKILL)
+    # uvicorn finishes the shutdown (the app's lifespan saves the index and closes the
+    # stores), then ends the process by the signal it got, as supervisors expect.
+    assert code == -signal.SIGTERM, log.read_text()[-3000:]
+    assert "Application shutdown complete" in log.read_text()
+    assert calls == len(ANSWERED) + 2 * len(CUT_OFF) + 1
+
+    # The ledger holds one row per answer given; the killed misses have none (upstream may
+    # still have billed them: README, "When something fails").
+    with Ledger(data_dir / "ledger.sqlite3") as ledger:
+        kinds = Counter(row.kind for row in ledger.rows(0, time.time() + 60))
+    assert kinds == {
+        "miss": len(ANSWERED) + len(CUT_OFF) + 1,
+        "hit-exact": len(ANSWERED),
+        "hit-semantic": 1,
+    }
+
+    # SIGTERM saved the index with the store: the check finds them in step, no rebuild.
+    check = subprocess.run(
+        [PROMPTCACHE, "index", "check", "--data-dir", str(data_dir), "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    stored = len(ANSWERED) + len(CUT_OFF) + 1  # the index saved at start held five
+    assert check.stdout.strip() == f"ok: {stored} entries, {stored} in the index"
