@@ -30,6 +30,12 @@ the last rows.
 Time: `ts` is UTC epoch seconds; windows are half-open `[start_ts, end_ts)`. Day boundaries
 are local midnights in an IANA zone, so a day may be 23 or 25 hours long.
 
+Requests upstream: before a miss goes upstream its row-to-be is noted in `upstream_pending`,
+priced at the request's upper bound; the row the answer writes removes it (a trigger, same
+transaction). What is left there when the service starts was upstream when the process died,
+and upstream may have billed it: `settle_interrupted` writes those rows, so spend the ledger
+cannot see is counted at its bound rather than not at all.
+
 Alerts (budget thresholds, anomalies; raised by `service.alerts`) live in the same file, in
 the `alerts` table: one row per (kind, scope, period, subject), enforced by a UNIQUE
 constraint, so an alert is raised once even across restarts and processes.
@@ -38,11 +44,12 @@ constraint, so an alert is raised once even across restarts and processes.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import astuple, dataclass, fields
+from dataclasses import asdict, astuple, dataclass, fields
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -419,6 +426,39 @@ class Ledger:
                 if known is None:
                     cursor = conn.execute(_INSERT, astuple(row))
                     written.append((row, cursor.lastrowid or 0))
+        return written
+
+    def note_upstream(self, row: LedgerRow) -> None:
+        """Keep `row` as what to record for its request if the process dies before the
+        request's own row is written (which removes it)."""
+        text = json.dumps(asdict(row))
+        with self._write_transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO upstream_pending (request_id, ts, row) VALUES (?, ?, ?)",
+                (row.request_id, row.ts, text),
+            )
+
+    def upstream_pending(self) -> list[LedgerRow]:
+        """The rows noted by `note_upstream` and not settled, oldest first."""
+        found = self._query("SELECT row FROM upstream_pending ORDER BY ts", ())
+        return [LedgerRow(**json.loads(text)) for (text,) in found]
+
+    def settle_interrupted(self) -> list[LedgerRow]:
+        """Write every row still noted as upstream, unless its request has a row already;
+        returns those written. Call at start, before any request is sent: a row noted by a
+        live process is not interrupted."""
+        with self._write_transaction() as conn:
+            noted = conn.execute("SELECT row FROM upstream_pending ORDER BY ts").fetchall()
+            written = []
+            for (text,) in noted:
+                row = LedgerRow(**json.loads(text))
+                known = conn.execute(
+                    "SELECT 1 FROM ledger WHERE request_id = ? LIMIT 1", (row.request_id,)
+                ).fetchone()
+                if known is None:
+                    conn.execute(_INSERT, astuple(row))
+                    written.append(row)
+            conn.execute("DELETE FROM upstream_pending")
         return written
 
     @contextlib.contextmanager

@@ -97,5 +97,26 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "CREATE INDEX ledger_request ON ledger (request_id)",
         ),
     ),
+    (
+        6,
+        (
+            # Misses sent upstream whose own row is not written yet, each as the row to write
+            # if the process dies first (`Ledger.note_upstream`, `settle_interrupted`). A row
+            # for the same request, however written, settles it in the same transaction.
+            """
+            CREATE TABLE upstream_pending (
+                request_id TEXT PRIMARY KEY,
+                ts REAL NOT NULL,
+                row TEXT NOT NULL
+            )
+            """,
+            """
+            CREATE TRIGGER ledger_settles_pending AFTER INSERT ON ledger
+            BEGIN
+                DELETE FROM upstream_pending WHERE request_id = NEW.request_id;
+            END
+            """,
+        ),
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -84,6 +84,24 @@ class Levers:
     cache_breakpoints: int = 0
 
 
+def interrupted(what: str) -> str:
+    """Why a row noted before a miss went upstream was written instead of the miss's own."""
+    return (
+        f"{what} while this request was upstream, so no answer was given; upstream may have "
+        "billed it: the cost is the request's upper bound (the whole prompt and max_tokens "
+        "of output), the token counts unknown"
+    )
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What a miss holds while it is upstream: its budget hold (None without budgets) and
+    the row the ledger keeps for it until its own row is written."""
+
+    hold: Hold | None
+    interrupted: LedgerRow
+
+
 class LeaderGone(Exception):
     """What identical requests waiting on a call hear when that call's own request was
     cancelled (its client hung up): not an answer, and no fault of theirs."""
@@ -344,10 +362,10 @@ class Proxy:
                 continue  # the request it waited on was abandoned: lead, or follow another
         future = self._lead(prepared)
         route: RouteDecision | None = None
-        hold: Hold | None = None
+        sent: Sent | None = None
         try:
             route, upstream_request, levers = await run_in_threadpool(self._route, prepared)
-            hold = await self._hold_budget(prepared, upstream_request)
+            sent = await self._send_off(prepared, route, upstream_request, levers)
             self.upstream_calls += 1
             upstream_started = time.perf_counter()
             try:
@@ -365,9 +383,10 @@ class Proxy:
             raise
         except BaseException as exc:
             future.set_exception(exc if isinstance(exc, Exception) else LeaderGone())
+            self._abandon(sent, exc)
             raise
         finally:
-            self._release(hold)
+            self._release(sent)
             self._land(prepared, future)
 
     async def _finish(
@@ -438,10 +457,10 @@ class Proxy:
             return answer, _replay(answer.message)
         future = self._lead(prepared)
         route: RouteDecision | None = None
-        hold: Hold | None = None
+        sent: Sent | None = None
         try:
             route, upstream_request, levers = await run_in_threadpool(self._route, prepared)
-            hold = await self._hold_budget(prepared, upstream_request)
+            sent = await self._send_off(prepared, route, upstream_request, levers)
             self.upstream_calls += 1
             events = self.upstream.stream(
                 upstream_request, extra_headers=prepared.controls.forward_headers
@@ -451,14 +470,15 @@ class Proxy:
             future.set_exception(exc)
             self._land(prepared, future)
             await self.record_error(prepared, exc, route)
-            self._release(hold)
+            self._release(sent)
             raise
         except BaseException as exc:
             future.set_exception(exc if isinstance(exc, Exception) else LeaderGone())
             self._land(prepared, future)
-            self._release(hold)
+            self._abandon(sent, exc)
+            self._release(sent)
             raise
-        return None, Relay(self._relay(prepared, route, levers, first, events, future, hold))
+        return None, Relay(self._relay(prepared, route, levers, first, events, future, sent))
 
     async def _relay(
         self,
@@ -468,7 +488,7 @@ class Proxy:
         first: StreamEvent,
         events: AsyncIterator[StreamEvent],
         future: asyncio.Future[dict[str, Any]],
-        hold: Hold | None,
+        sent: Sent,
     ) -> AsyncGenerator[bytes, None]:
         assembler = MessageAssembler()
         upstream_started = time.perf_counter()
@@ -503,7 +523,7 @@ class Proxy:
             raise
         finally:
             self._observe_upstream(upstream_started)
-            self._release(hold)
+            self._release(sent)
             self._land(prepared, future)
             aclose = getattr(events, "aclose", None)
             if aclose is not None:
@@ -515,22 +535,63 @@ class Proxy:
         if self.budgets is not None:
             self.budgets.on_row(row, row_id)
 
-    async def _hold_budget(
-        self, prepared: Prepared, upstream_request: dict[str, Any]
-    ) -> Hold | None:
+    async def _send_off(
+        self,
+        prepared: Prepared,
+        route: RouteDecision | None,
+        upstream_request: dict[str, Any],
+        levers: Levers,
+    ) -> Sent:
         """Refuse a miss that could push a budget past its limit (hits never get here), or
-        hold its cost bound until `_release` (after its row is recorded)."""
-        if self.budgets is None:
-            return None
+        hold its cost bound until `_release` (after its row is recorded); and note in the
+        ledger, at that bound, that it is upstream, in case the process dies first."""
         model = str(upstream_request["model"])
         bound = request_bound_micros(self.prices, model, upstream_request)
-        return await run_in_threadpool(
-            self.budgets.hold_before_miss, prepared.tenant, prepared.controls.feature, bound
-        )
+        charge = self.prices.charge(None, baseline_model=model, model_used=model)
+        # Baseline = cost: a request that gave no answer claims no saving. An unknown model
+        # has no bound, and is listed as unpriced rather than free.
+        charge = replace(charge, cost_micros=bound, baseline_micros=bound, priced=bound > 0)
+        answer = Answer("error", {}, model, charge, interrupted("the service stopped"))
+        row = self._ledger_row(prepared, answer, status=0, route=route, levers=levers)
 
-    def _release(self, hold: Hold | None) -> None:
-        if hold is not None and self.budgets is not None:
-            self.budgets.release(hold)
+        def admit() -> Hold | None:
+            hold = None
+            if self.budgets is not None:
+                hold = self.budgets.hold_before_miss(
+                    prepared.tenant, prepared.controls.feature, bound
+                )
+            try:
+                self.ledger.note_upstream(row)
+            except StorageError as exc:  # the answer matters more than the note
+                logger.error("a miss goes upstream without its ledger note: %s", exc.message)
+            return hold
+
+        return Sent(await run_in_threadpool(admit), row)
+
+    def _release(self, sent: Sent | None) -> None:
+        if sent is not None and sent.hold is not None and self.budgets is not None:
+            self.budgets.release(sent.hold)
+
+    def _abandon(self, sent: Sent | None, exc: BaseException) -> None:
+        """Record a miss that left upstream with no answer and no error from there (its task
+        was cancelled, or a bug), as the process dying would have: at its bound. A row the
+        request already has wins. On the calling thread: a cancelled task cannot await."""
+        if sent is None:
+            return
+        what = "it was cancelled"
+        if isinstance(exc, Exception):
+            what = f"it failed on an internal error ({exc!r})"
+        row = replace(sent.interrupted, error=interrupted(what))
+        try:
+            for written, row_id in self.ledger.record_new([row]):
+                if self.budgets is not None:
+                    self.budgets.on_row(written, row_id)
+                if self.metrics is not None:
+                    self.metrics.observe_row(written)
+        except StorageError as exc_:
+            self._row_lost(row, exc_)
+        except Exception:
+            logger.exception("could not record an abandoned miss in the ledger")
 
     def _observe_upstream(self, started: float) -> None:
         if self.metrics is not None:

@@ -239,6 +239,29 @@ def test_record_new_skips_request_ids_already_written_and_is_all_or_nothing(
     assert len(ledger.rows(0, 2e9)) == 2
 
 
+def test_a_noted_request_is_settled_by_its_own_row_or_written_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    def noted(request_id: str) -> LedgerRow:
+        return make_row(request_id=request_id, kind="error", status=0, error="interrupted")
+
+    path = tmp_path / "ledger.sqlite3"
+    with Ledger(path) as ledger:
+        for request_id in ("answered", "failed", "cut-off", "late-note"):
+            ledger.note_upstream(noted(request_id))
+        ledger.record(make_row(request_id="answered"))  # its own row: the note goes with it
+        ledger.record_many([make_row(request_id="failed", kind="error", status=503)])
+        ledger.record_new([make_row(request_id="late-note")])
+        ledger.note_upstream(noted("late-note"))  # noted after its row: must not bill twice
+        assert [r.request_id for r in ledger.upstream_pending()] == ["cut-off", "late-note"]
+    with Ledger(path) as ledger:  # the next start
+        assert ledger.settle_interrupted() == [noted("cut-off")]
+        assert ledger.upstream_pending() == []
+        assert ledger.settle_interrupted() == []
+        ids = sorted(r.request_id for r in ledger.rows(0, 2e9))
+    assert ids == ["answered", "cut-off", "failed", "late-note"]
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [

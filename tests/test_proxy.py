@@ -20,10 +20,14 @@ import httpx
 import pytest
 
 from service.api.app import create_app
+from service.cache import SemanticCache
 from service.config import Settings
 from service.ledger import Ledger, LedgerRow
-from service.proxy import Relay
+from service.pricing import load_prices
+from service.proxy import Controls, Proxy, Relay
+from service.router import Router
 from service.standin import StandinState
+from service.upstream import AnthropicUpstream
 from tests.conftest import CountingEmbedder, make_settings
 from tests.servers import running
 from tests.standin_server import RunningStandin, running_standin
@@ -577,3 +581,85 @@ def test_a_client_that_leaves_at_once_leaves_no_request_waiting(
     while not any(r.status == 499 for r in service.ledger_rows()):
         assert time.monotonic() < deadline, [(r.kind, r.status) for r in service.ledger_rows()]
         time.sleep(0.05)
+
+
+def test_a_miss_is_noted_in_the_ledger_while_it_is_upstream(
+    service: Service, standin: RunningStandin
+) -> None:
+    """If the process died now, the next start would bill the noted row (test_serve_process);
+    the answer's own row replaces it, and so does an upstream error's."""
+    client = service.sdk()
+    standin.state.latency_seconds = 1.0
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            reply = pool.submit(ask, client, "What does a load balancer do?", max_tokens=200)
+            deadline = time.monotonic() + 10
+            while not (noted := pending(service)):
+                assert time.monotonic() < deadline and not reply.done(), "nothing noted"
+                time.sleep(0.02)
+            miss = reply.result()
+    finally:
+        standin.state.latency_seconds = 0.0
+    [note] = noted
+    assert note.request_id == miss.headers["request-id"]
+    assert (note.kind, note.status, note.tenant) == ("error", 0, "acme")
+    assert note.cost_micros == note.baseline_micros > 0 and note.saved_routing_micros == 0
+    assert pending(service) == []
+    [row] = service.ledger_rows()
+    assert (row.request_id, row.kind) == (note.request_id, "miss")
+    assert 0 < row.cost_micros < note.cost_micros  # the bound is above what it cost
+
+    standin.state.inject("server_error")
+    with pytest.raises(anthropic.InternalServerError):
+        ask(client, "What does a reverse proxy do?")
+    assert pending(service) == []
+    assert [(r.kind, r.status) for r in service.ledger_rows()] == [("miss", 200), ("error", 503)]
+
+
+def pending(service: Service) -> list[LedgerRow]:
+    with Ledger(service.settings.ledger_path) as ledger:
+        return ledger.upstream_pending()
+
+
+def test_a_miss_cancelled_while_upstream_is_billed_at_its_bound(
+    tmp_path: Path, embedder: CountingEmbedder, standin: RunningStandin
+) -> None:
+    """A task cancelled mid-call (a shutdown's deadline) leaves no answer to bill: the row
+    noted before sending is written at once, not at the next start."""
+    standin.state.reset()
+    standin.state.latency_seconds = 5.0
+    settings = make_settings(
+        tmp_path / "data",
+        upstream={"base_url": standin.base_url, "api_key": "k", "max_retries": 0},
+    )
+    cache = SemanticCache(settings, embedder)
+    ledger = Ledger(settings.ledger_path)
+    upstream = AnthropicUpstream(settings.upstream)
+    prices = load_prices(settings.prices_file)
+    proxy = Proxy(settings, cache, upstream, Router(settings.router), prices, ledger)
+
+    async def cancel_midway() -> None:
+        body = {"model": MODEL, "max_tokens": 100, "messages": [{"role": "user", "content": "Hi"}]}
+        prepared = proxy.prepare(body, tenant="t", controls=Controls(), options=cache.options())
+        task = asyncio.create_task(proxy.complete(prepared))
+        for _ in range(500):  # the stand-in counts the call from its own thread
+            if standin.state.in_flight:
+                break
+            await asyncio.sleep(0.02)
+        assert standin.state.in_flight == 1, "the miss did not reach upstream"
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await upstream.aclose()
+
+    try:
+        asyncio.run(cancel_midway())
+        [row] = ledger.rows(0, math.inf)
+        assert ledger.upstream_pending() == []
+    finally:
+        standin.state.latency_seconds = 0.0
+        ledger.close()
+        cache.close()
+    assert (row.kind, row.status, row.tenant) == ("error", 0, "t")
+    assert row.error is not None and row.error.startswith("it was cancelled while")
+    assert row.cost_micros > 0

@@ -110,6 +110,9 @@ def test_a_killed_service_keeps_every_answer_it_gave_and_a_stopped_one_saves_its
         try:
             # The index was never saved (1000 changes per save): it is rebuilt from the store.
             assert "index rebuilt from the store" in log.read_text()
+            assert "recorded 2 request(s) that were upstream when the service last stopped" in (
+                log.read_text()
+            )
             for text in ANSWERED:
                 assert second.ask(text).headers["x-cache"] == "hit-exact", text
             assert second.ask("How can I reset my password?").headers["x-cache"] == ("hit-semantic")
@@ -135,15 +138,28 @@ def test_a_killed_service_keeps_every_answer_it_gave_and_a_stopped_one_saves_its
     assert "Application shutdown complete" in log.read_text()
     assert calls == len(ANSWERED) + 2 * len(CUT_OFF) + 1
 
-    # The ledger holds one row per answer given; the killed misses have none (upstream may
-    # still have billed them: README, "When something fails").
+    # The ledger holds one row per answer given, and one per miss the kill cut off: upstream
+    # may have billed those, so they are counted at their bound, marked as such.
     with Ledger(data_dir / "ledger.sqlite3") as ledger:
-        kinds = Counter(row.kind for row in ledger.rows(0, time.time() + 60))
-    assert kinds == {
+        rows = ledger.rows(0, time.time() + 60)
+        assert ledger.upstream_pending() == []
+    assert Counter(row.kind for row in rows) == {
         "miss": len(ANSWERED) + len(CUT_OFF) + 1,
         "hit-exact": len(ANSWERED),
         "hit-semantic": 1,
+        "error": len(CUT_OFF),
     }
+    answered = {row.request_id: row for row in rows if row.kind == "miss"}
+    for row in rows:
+        if row.kind == "error":
+            assert row.status == 0 and row.request_id not in answered
+            assert row.error is not None and row.error.startswith("the service stopped")
+            # The bound: the whole prompt and all 50 tokens of output, above any real answer.
+            assert (
+                row.cost_micros
+                == row.baseline_micros
+                > max(r.cost_micros for r in answered.values())
+            )
 
     # SIGTERM saved the index with the store: the check finds them in step, no rebuild.
     check = subprocess.run(

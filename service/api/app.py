@@ -36,7 +36,7 @@ from service.config import Settings
 from service.embedder_factory import build_embedder
 from service.ledger import Ledger
 from service.metrics import Metrics
-from service.pricing import load_prices
+from service.pricing import format_usd, load_prices
 from service.proxy import Proxy
 from service.router import Router
 from service.upstream import AnthropicUpstream
@@ -53,6 +53,18 @@ async def _maintenance_loop(cache: SemanticCache, interval: float) -> None:
             logger.exception("cache maintenance failed")
 
 
+def _settle_interrupted(ledger: Ledger) -> None:
+    """Bill the misses the last process left upstream, before budgets sum the ledger."""
+    rows = ledger.settle_interrupted()
+    if rows:
+        logger.warning(
+            "recorded %d request(s) that were upstream when the service last stopped, at "
+            "their upper-bound cost of $%s in all: ledger rows of kind error, status 0",
+            len(rows),
+            format_usd(sum(row.cost_micros for row in rows)),
+        )
+
+
 def create_app(
     settings: Settings,
     *,
@@ -66,6 +78,7 @@ def create_app(
             model = await run_in_threadpool(build_embedder, settings.embedding)
         cache = await run_in_threadpool(lambda: SemanticCache(settings, model, clock=clock))
         ledger = Ledger(settings.ledger_path)
+        await run_in_threadpool(_settle_interrupted, ledger)
         alerts = AlertCenter(ledger, settings.alerts, clock=clock)
         budgets = await run_in_threadpool(
             lambda: BudgetBook(settings, ledger, clock, alerts=alerts)
