@@ -197,7 +197,7 @@ class Proxy:
         self.prices = prices
         self.ledger = ledger
         self._clock = clock
-        self._in_flight: dict[tuple[str, int | None], asyncio.Future[dict[str, Any]]] = {}
+        self._in_flight: dict[tuple[str, int | None], asyncio.Future[Answer]] = {}
         self.upstream_calls = 0
 
     # -- preparation ----------------------------------------------------------------------
@@ -319,8 +319,9 @@ class Proxy:
     def _flight_key(self, prepared: Prepared) -> tuple[str, int | None]:
         return prepared.keys.exact_key, prepared.keys.max_tokens
 
-    async def _follow(self, prepared: Prepared, future: asyncio.Future[dict[str, Any]]) -> Answer:
-        message = await asyncio.shield(future)
+    async def _follow(self, prepared: Prepared, future: asyncio.Future[Answer]) -> Answer:
+        led = await asyncio.shield(future)
+        message = led.message
         usage = usage_from_message(message)
         charge = self.prices.charge(
             usage,
@@ -335,18 +336,19 @@ class Proxy:
             charge,
             "coalesced with an identical request in flight",
             1.0,
+            led.entry_id,  # the entry the answer was stored as, if it was
         )
         await self.record(prepared, answer, status=200)
         return answer
 
-    def _lead(self, prepared: Prepared) -> asyncio.Future[dict[str, Any]]:
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+    def _lead(self, prepared: Prepared) -> asyncio.Future[Answer]:
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         # Nobody may be following: mark the exception as seen so asyncio does not log it.
         future.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._in_flight[self._flight_key(prepared)] = future
         return future
 
-    def _land(self, prepared: Prepared, future: asyncio.Future[dict[str, Any]]) -> None:
+    def _land(self, prepared: Prepared, future: asyncio.Future[Answer]) -> None:
         if self._in_flight.get(self._flight_key(prepared)) is future:
             del self._in_flight[self._flight_key(prepared)]
 
@@ -375,7 +377,7 @@ class Proxy:
             finally:
                 self._observe_upstream(upstream_started)
             answer = await self._finish(prepared, route, message, levers)
-            future.set_result(message)
+            future.set_result(answer)
             return answer
         except PromptCacheError as exc:
             future.set_exception(exc)
@@ -487,7 +489,7 @@ class Proxy:
         levers: Levers,
         first: StreamEvent,
         events: AsyncIterator[StreamEvent],
-        future: asyncio.Future[dict[str, Any]],
+        future: asyncio.Future[Answer],
         sent: Sent,
     ) -> AsyncGenerator[bytes, None]:
         assembler = MessageAssembler()
@@ -501,8 +503,7 @@ class Proxy:
             message = assembler.message
             if message is None:
                 raise StreamBroken("upstream stream ended without message_stop")
-            await self._finish(prepared, route, message, levers)
-            future.set_result(message)
+            future.set_result(await self._finish(prepared, route, message, levers))
         except StreamBroken as exc:
             future.set_exception(exc)
             cut = self._cut_short(prepared, route, assembler, exc.message)

@@ -279,6 +279,13 @@ def test_twenty_concurrent_identical_misses_make_one_upstream_call(
     assert len({r.json()["id"] for r in replies}) == 1
     assert standin.state.messages_calls == 1
     assert sorted(r.headers["x-cache"] for r in replies).count("miss") == 1
+    # Each answer names the one entry it was stored as, and the ledger can tie every saving
+    # to it: the followers' rows too.
+    assert {r.headers["x-cache-entry"] for r in replies} == {replies[0].headers["x-cache-entry"]}
+    rows = service.ledger_rows()
+    assert len(rows) == 20 and {row.entry_id for row in rows} == {
+        int(replies[0].headers["x-cache-entry"])
+    }
 
 
 def test_tenants_never_share_answers_and_clients_cannot_invalidate(

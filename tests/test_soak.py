@@ -183,12 +183,11 @@ def test_mixed_concurrent_traffic_keeps_the_books_and_the_tenants_apart(
                 assert row.kind == "error" and row.status == 499, row
 
     # A hit serves only its own tenant's entries: each hit's entry was made by that tenant,
-    # through a miss or the cache API (a request coalesced with an identical one in flight,
-    # which shares the key and so the tenant, names no entry).
+    # through a miss or the cache API (a request coalesced with an identical one in flight
+    # names the entry that one's answer was stored as).
     made_by = {row.entry_id: row.tenant for row in rows if row.kind == "miss" and row.entry_id}
     made_by.update({r.entry: r.tenant for r in replies if r.op == "store" and r.entry})
     hits = [row for row in rows if row.kind in ("hit-exact", "hit-semantic")]
     assert len(hits) > 50
     for row in hits:
-        if row.entry_id is not None:
-            assert made_by.get(row.entry_id) == row.tenant, row
+        assert made_by.get(row.entry_id) == row.tenant, row
