@@ -171,6 +171,9 @@ class Totals:
     `hit_rate` = hits / (hits + misses), where misses are `miss` and `batch` rows (both went
     upstream after the cache had no answer); bypasses and errors are not counted. None when
     there was neither. Latency percentiles are nearest-rank over all rows; None when empty.
+    `interrupted` counts the rows of misses the service was cut off from (it stopped while
+    they were upstream), whose cost is their upper bound, not what upstream billed:
+    `interrupted_micros` of `cost_micros` is such an estimate.
     """
 
     group: tuple[str | None, ...]
@@ -193,6 +196,8 @@ class Totals:
     cache_creation_tokens: int
     cache_read_tokens: int
     unpriced: int
+    interrupted: int
+    interrupted_micros: int
     latency_p50_ms: float | None
     latency_p95_ms: float | None
     unpriced_models: tuple[str, ...] = ()
@@ -323,7 +328,11 @@ _COUNTED: tuple[str, ...] = (
     "batches",
     *_MONEY_AND_TOKENS,
     "unpriced",
+    "interrupted",
+    "interrupted_micros",
 )
+# An interrupted row (`Totals.interrupted`): what `settle_interrupted` and the proxy write.
+_INTERRUPTED = "kind = 'error' AND status = 0"
 
 
 class Ledger:
@@ -532,6 +541,8 @@ class Ledger:
         sql = f"""
             SELECT {select_groups}COUNT(*), {_KIND_SUMS}, {_VALUE_SUMS},
                    COALESCE(SUM(priced = 0), 0),
+                   COALESCE(SUM({_INTERRUPTED}), 0),
+                   COALESCE(SUM(CASE WHEN {_INTERRUPTED} THEN cost_micros END), 0),
                    MIN(CASE WHEN rn * 100 >= n * 50 THEN latency_ms END),
                    MIN(CASE WHEN rn * 100 >= n * 95 THEN latency_ms END)
             FROM (

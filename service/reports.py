@@ -159,6 +159,9 @@ def totals_json(totals: Totals) -> dict[str, Any]:
         "latency_ms": {"p50": totals.latency_p50_ms, "p95": totals.latency_p95_ms},
         "unpriced_requests": totals.unpriced,
         "unpriced_models": list(totals.unpriced_models),
+        "interrupted_requests": totals.interrupted,
+        "interrupted_cost_usd": _usd(totals.interrupted_micros),
+        "interrupted_cost_micros": totals.interrupted_micros,
     }
 
 
@@ -234,6 +237,10 @@ def _summary(totals: Totals) -> list[tuple[str, str]]:
         ("latency p50 / p95", f"{_ms(totals.latency_p50_ms)} / {_ms(totals.latency_p95_ms)}"),
         ("unpriced requests", f"{totals.unpriced:,}"),
         ("unpriced models", ", ".join(totals.unpriced_models) or "none"),
+        (
+            "cut off upstream (cost = bound)",
+            f"{totals.interrupted:,} / {_money(totals.interrupted_micros)}",
+        ),
     ]
     return lines
 
@@ -341,6 +348,8 @@ CSV_FIELDS: tuple[str, ...] = (
     "latency_p50_ms",
     "latency_p95_ms",
     "unpriced_requests",
+    "interrupted_requests",
+    "interrupted_cost_usd",
 )
 
 
@@ -373,6 +382,8 @@ def _csv_row(report: Report, breakdown: str, totals: Totals) -> list[object]:
         "" if totals.latency_p50_ms is None else totals.latency_p50_ms,
         "" if totals.latency_p95_ms is None else totals.latency_p95_ms,
         totals.unpriced,
+        totals.interrupted,
+        format_usd(totals.interrupted_micros),
     ]
 
 

@@ -259,7 +259,11 @@ def test_a_noted_request_is_settled_by_its_own_row_or_written_at_the_next_start(
         assert ledger.upstream_pending() == []
         assert ledger.settle_interrupted() == []
         ids = sorted(r.request_id for r in ledger.rows(0, 2e9))
+        totals = ledger.totals(0, 2e9)
     assert ids == ["answered", "cut-off", "failed", "late-note"]
+    # Reports tell the estimate from what was billed: one interrupted row, at its bound.
+    assert (totals.errors, totals.interrupted) == (2, 1)
+    assert totals.interrupted_micros == noted("cut-off").cost_micros > 0
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ SIGKILL (a crash, the OOM killer) while misses are upstream, and SIGTERM (a depl
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -161,14 +162,22 @@ def test_a_killed_service_keeps_every_answer_it_gave_and_a_stopped_one_saves_its
                 > max(r.cost_micros for r in answered.values())
             )
 
-    # SIGTERM saved the index with the store: the check finds them in step, no rebuild.
-    check = subprocess.run(
-        [PROMPTCACHE, "index", "check", "--data-dir", str(data_dir), "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    def command(*args: str) -> subprocess.CompletedProcess[str]:
+        where = ("--data-dir", str(data_dir), "--config", str(config))
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        done = subprocess.run(
+            [PROMPTCACHE, *args, *where], capture_output=True, text=True, timeout=120, env=env
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
+    totals = json.loads(command("report", "--format", "json", "--no-check").stdout)
+    assert totals["interrupted_requests"] == len(CUT_OFF)
+    assert totals["interrupted_cost_micros"] == sum(
+        row.cost_micros for row in rows if row.kind == "error"
     )
-    assert check.returncode == 0, check.stdout + check.stderr
+
+    # SIGTERM saved the index with the store: the check finds them in step, no rebuild.
+    check = command("index", "check")
     stored = len(ANSWERED) + len(CUT_OFF) + 1  # the index saved at start held five
     assert check.stdout.strip() == f"ok: {stored} entries, {stored} in the index"
