@@ -60,6 +60,7 @@ class BudgetStatus:
     limit: int
     fraction: float
     resets_at: float
+    held: int = 0  # micro-dollars held by requests in flight
 
 
 @dataclass
@@ -147,7 +148,8 @@ def budgets(ledger: Ledger, now: float) -> list[BudgetStatus]:
     acme = ledger.totals(month_start, now, tenant="acme").cost_micros
     statuses = [("monthly", spent, 60_000_000), ("tenant:acme", acme, 36_000_000)]
     statuses.append(("feature:code-review", 8_400_000, 10_000_000))
-    return [BudgetStatus(n, s, lim, s / lim, resets) for n, s, lim in statuses]
+    held = {"tenant:acme": 2_700_000}  # a batch upstream: drawn after the spend
+    return [BudgetStatus(n, s, lim, s / lim, resets, held.get(n, 0)) for n, s, lim in statuses]
 
 
 def alerts(now: float) -> list[dict[str, Any]]:

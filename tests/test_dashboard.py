@@ -381,7 +381,7 @@ def test_page_draws_the_charts_in_chromium(state: OpsState, ledger: Ledger, tmp_
                 "#budget-chart rect.bar-budget"
             ).first.evaluate("r => (r.x.baseVal.value + r.width.baseVal.value).toFixed(1)")
             labels = " ".join(page.locator("#budget-chart text.label").all_text_contents())
-            assert "$5.00 held by requests in flight" in labels
+            assert "(85%) + $5.00 held, resets" in labels
             assert page.locator("#alerts tbody tr").count() == 2
             assert "budget exceeded" in page.inner_text("#alerts")
             assert page.inner_text("#t-requests") == f"{len(rows):,}"

@@ -54,6 +54,12 @@
     return isNaN(moment.getTime()) ? iso : moment.toLocaleString();
   }
 
+  function shortWhen(iso) {
+    var moment = new Date(iso);
+    if (isNaN(moment.getTime())) return iso;
+    return moment.toLocaleString(undefined, { month: "short", day: "numeric", hour: "numeric", minute: "2-digit" });
+  }
+
   // Axis ticks at round steps (1, 2, 2.5 or 5 times a power of ten) covering `value`.
   function ticks(value, count) {
     if (!(value > 0)) value = 1;
@@ -189,10 +195,12 @@
       var y = i * row;
       var fraction = b.fraction === null ? 0 : b.fraction;
       var held = b.held_usd && b.limit_usd ? b.held_usd : 0;
-      var text = b.name + ": " + usd(b.spent_usd) + " of " + usd(b.limit_usd) + " (" + pct(b.fraction) + ")" +
-        (held ? ", " + usd(held) + " held by requests in flight" : "") +
-        (b.resets_at ? ", resets " + when(b.resets_at) : "");
-      el("text", { "class": "label", x: left, y: y + 14 }, svg, text);
+      var head = b.name + ": " + usd(b.spent_usd) + " of " + usd(b.limit_usd) + " (" + pct(b.fraction) + ")";
+      var resets = b.resets_at ? ", resets " + when(b.resets_at) : "";
+      var label = head + (held ? " + " + usd(held) + " held" : "") +
+        (b.resets_at ? ", resets " + shortWhen(b.resets_at) : "");
+      var text = head + (held ? ", and " + usd(held) + " held by requests in flight" : "") + resets;
+      el("text", { "class": "label", x: left, y: y + 14 }, svg, label);
       el("rect", { "class": "bar-track", x: left, y: y + 20, width: right - left, height: 14, rx: 3 }, svg);
       var state = fraction >= 1 ? " over" : fraction >= 0.8 ? " warn" : "";
       var spentWidth = (right - left) * Math.min(1, Math.max(0, fraction));
