@@ -12,6 +12,12 @@ Delivery: each stored alert is queued for one worker thread that POSTs the JSON 
 `webhook_max_attempts` tries). Raising never waits for delivery; a full queue drops the
 delivery with a log line, and the outcome is written back to the alert row
 (`delivered_at`, `delivery_attempts`, `delivery_error`) so `GET /v1/alerts` shows it.
+
+Restarts: a delivery the process stopped before finishing (still queued, waiting to retry,
+or dropped from a full queue) leaves its row untried, and `resend_undelivered` queues such
+rows of the last `RESEND_WINDOW_SECONDS` again when the service starts. So delivery is at
+least once: a webhook that took an alert just before a stop may get it again (the payload's
+`id` tells them apart).
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ logger = logging.getLogger(__name__)
 AlertKind = Literal["budget_threshold", "budget_exceeded", "cost_anomaly", "hit_rate_collapse"]
 ALERT_KINDS: tuple[AlertKind, ...] = get_args(AlertKind)
 _RETRY_STATUSES = frozenset({408, 429})
+# Alerts older than this are not sent again at start: news a day late is no longer news.
+RESEND_WINDOW_SECONDS = 86_400.0
 
 
 def iso_utc(ts: float) -> str:
@@ -140,6 +148,18 @@ class AlertCenter:
         self._enqueue(record)
         return record
 
+    def resend_undelivered(self) -> int:
+        """Queue again the alerts of the last day that no delivery finished with; call once
+        at start, before new alerts are raised. Returns how many."""
+        if not self._settings.webhooks:
+            return 0
+        owed = self._ledger.undelivered_alerts(self._clock() - RESEND_WINDOW_SECONDS)
+        if owed:
+            logger.warning("sending %d alert(s) not delivered before the last stop", len(owed))
+        for record in owed:
+            self._enqueue(record)
+        return len(owed)
+
     def recent(self, limit: int = 50, *, kind: str | None = None) -> list[AlertRecord]:
         """Stored alerts, newest first."""
         return self._ledger.alerts(limit, kind=kind)
@@ -189,6 +209,10 @@ class AlertCenter:
         errors: list[str] = []
         for url in self._settings.webhooks:
             tries, error = self._post(client, url, body)
+            if error is not None and self._stopping.is_set():
+                # Unfinished, not failed: the row stays untried, to be sent again at start.
+                logger.warning("alert %d not delivered before the stop: %s", record.id, error)
+                return
             attempts += tries
             if error is not None:
                 errors.append(f"{url}: {error}")
@@ -245,7 +269,7 @@ class AlertCenter:
         return True
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop the worker; alerts still queued stay undelivered (their rows say so)."""
+        """Stop the worker; alerts still queued stay untried, for `resend_undelivered`."""
         with self._condition:
             self._stopping.set()
             self._condition.notify_all()

@@ -705,6 +705,17 @@ class Ledger:
         )
         return [AlertRecord(*values) for values in found]
 
+    def undelivered_alerts(self, since: float) -> list[AlertRecord]:
+        """Alerts created at or after `since` that no delivery has finished with (never
+        tried: queued when the process stopped, or dropped), oldest first."""
+        found = self._query(
+            f"SELECT {', '.join(_ALERT_COLUMNS)} FROM alerts "
+            "WHERE delivered_at IS NULL AND delivery_attempts = 0 AND created_at >= ? "
+            "ORDER BY created_at, id",
+            [since],
+        )
+        return [AlertRecord(*values) for values in found]
+
     def mark_alert_delivery(
         self, alert_id: int, *, delivered_at: float | None, attempts: int, error: str | None
     ) -> None:

@@ -7,7 +7,7 @@ import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from service.alerts import AlertCenter, payload
+from service.alerts import RESEND_WINDOW_SECONDS, AlertCenter, payload
+from service.api.app import create_app
 from service.api.auth import KeyRing
 from service.api.errors import install_error_handlers
 from service.api.usage_routes import router as usage_router
@@ -24,7 +25,7 @@ from service.budgets import BudgetBook
 from service.config import AlertSettings, AuthSettings, Settings
 from service.errors import RateLimited
 from service.ledger import Ledger
-from tests.conftest import FakeClock, make_settings
+from tests.conftest import CountingEmbedder, FakeClock, make_settings
 from tests.servers import free_port, running
 
 START = datetime.fromisoformat("2026-03-10T12:00:00+00:00").timestamp()
@@ -330,3 +331,54 @@ def test_alerts_are_listed_newest_first_for_admins_only(tmp_path: Path) -> None:
     assert client.status_code == 403
     assert client.json()["error"]["type"] == "permission_error"
     assert nobody.status_code == 401
+
+
+def test_alerts_a_stop_left_undelivered_are_sent_at_the_next_start(
+    ledger: Ledger, receiver: Receiver
+) -> None:
+    """At least once across restarts: queued or waiting to retry when the process stopped."""
+    clock = FakeClock(START)
+    dead = f"http://127.0.0.1:{free_port()}/hook"  # refuses; the retry waits 30 s
+    first = AlertCenter(
+        ledger, quick(dead, webhook_backoff_seconds=30, webhook_max_attempts=3), clock=clock
+    )
+    raise_one(first, period="2026-03-10")  # its delivery waits to retry ...
+    raise_one(first, period="2026-03-11")  # ... and this one waits in the queue
+    first.close(timeout=10)  # a deploy
+    # Untried, not failed: a stop is not the webhook's answer.
+    assert [a.delivery_attempts for a in ledger.alerts()] == [0, 0]
+
+    refused = AlertCenter(ledger, quick(receiver.url), clock=clock)
+    receiver.statuses = [400]
+    raise_one(refused, period="2026-03-12")  # a final failure, recorded: never sent again
+    assert refused.flush(10)
+    refused.close()
+    clock.advance(RESEND_WINDOW_SECONDS - 1)
+
+    second = AlertCenter(ledger, quick(receiver.url), clock=clock)
+    try:
+        assert second.resend_undelivered() == 2
+        assert second.flush(10)
+    finally:
+        second.close()
+    sent = [body["period"] for body in receiver.bodies]
+    assert sent == ["2026-03-12", "2026-03-10", "2026-03-11"]
+    delivered = {a.period: a.delivered_at for a in ledger.alerts()}
+    assert delivered == {"2026-03-10": clock(), "2026-03-11": clock(), "2026-03-12": None}
+
+    clock.advance(RESEND_WINDOW_SECONDS)  # nothing owed, and a day later nothing is resent
+    third = AlertCenter(ledger, quick(receiver.url), clock=clock)
+    assert third.resend_undelivered() == 0
+    third.close()
+
+
+def test_the_service_sends_owed_alerts_when_it_starts(
+    tmp_path: Path, receiver: Receiver, embedder: CountingEmbedder
+) -> None:
+    settings = make_settings(tmp_path / "data", alerts={"webhooks": [receiver.url]})
+    with Ledger(settings.ledger_path) as ledger:
+        raise_one(AlertCenter(ledger, quick()), period=datetime.now(UTC).date().isoformat())
+    assert receiver.bodies == []  # raised with no webhook to send it to
+    with running(create_app(settings, embedder=embedder)):
+        assert receiver.entered.wait(10), "the owed alert was not sent at start"
+    assert [body["kind"] for body in receiver.bodies] == ["cost_anomaly"]

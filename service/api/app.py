@@ -80,6 +80,7 @@ def create_app(
         ledger = Ledger(settings.ledger_path)
         await run_in_threadpool(_settle_interrupted, ledger)
         alerts = AlertCenter(ledger, settings.alerts, clock=clock)
+        await run_in_threadpool(alerts.resend_undelivered)
         budgets = await run_in_threadpool(
             lambda: BudgetBook(settings, ledger, clock, alerts=alerts)
         )
