@@ -110,6 +110,9 @@ class InvalidateFilter:
 
 @dataclass(frozen=True)
 class CacheStats:
+    """Sizes now, and lookups counted since `counted_since` (this process's start, epoch
+    seconds): the ledger holds every answer across restarts."""
+
     entries: int
     index_entries: int
     bytes: int
@@ -119,6 +122,7 @@ class CacheStats:
     bypasses: int
     semantic_available: bool
     semantic_unavailable_reason: str | None
+    counted_since: float
 
     @property
     def hit_rate(self) -> float:
@@ -192,6 +196,7 @@ class SemanticCache:
         self._bytes = 0
         self._counters: dict[str, Counter[str]] = {}
         self._counters_lock = threading.Lock()
+        self._counted_since = clock()
         self._changes_since_save = 0
         self.degraded_lookups = 0
         self.batch_searched_lookups = 0  # lookups whose search was shared with their batch
@@ -642,6 +647,7 @@ class SemanticCache:
                 bypasses=counts["bypass"],
                 semantic_available=self.semantic_block is None,
                 semantic_unavailable_reason=self.semantic_block,
+                counted_since=self._counted_since,
             )
 
     @property

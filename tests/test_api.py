@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,9 @@ def test_store_lookup_read_delete(server: httpx.Client) -> None:
     stats = server.get("/v1/cache/stats", headers=CLIENT_A).json()
     assert stats["hits"] == {"exact": 1, "semantic": 1} and stats["misses"] == 2
     assert stats["entries"] == 0
+    # The counts are this process's: the response says since when (the ledger has the rest).
+    since = datetime.fromisoformat(stats["counted_since"])
+    assert since.tzinfo is not None and 0 <= (datetime.now(UTC) - since).total_seconds() < 600
 
 
 def test_tenants_never_see_each_other(server: httpx.Client) -> None:

@@ -196,6 +196,7 @@ async def stats(request: Request, tenant: str | None = None) -> JSONBytes:
             "misses": numbers.misses,
             "bypasses": numbers.bypasses,
             "hit_rate": round(numbers.hit_rate, 4),
+            "counted_since": iso(numbers.counted_since),
             "semantic_available": numbers.semantic_available,
             "semantic_unavailable_reason": numbers.semantic_unavailable_reason,
             "embedding_model": state.cache.embedder.model_id,
