@@ -21,7 +21,7 @@ import numpy as np
 from embeddings.base import Vectors
 from service.batch_store import DupKind, RequestRow
 from service.policy import EntryFacts, Hit, Query, decide_semantic, precheck_semantic
-from service.proxy import Prepared
+from service.proxy_types import Prepared
 
 logger = logging.getLogger(__name__)
 

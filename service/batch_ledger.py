@@ -15,7 +15,7 @@ from service.batch_store import BatchRecord, DupKind, RequestRow, failure_status
 from service.errors import InvalidRequest
 from service.ledger import Kind, LedgerRow
 from service.pricing import Charge, PriceTable, Usage, usage_from_message
-from service.proxy import Prepared
+from service.proxy_types import Prepared
 
 
 class BatchRows:

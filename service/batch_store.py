@@ -24,7 +24,7 @@ from typing import Any, Literal
 import orjson
 
 from service.errors import InvalidRequest, StorageError
-from service.proxy import Controls
+from service.proxy_types import Controls
 
 State = Literal["pending", "queued", "sent", "duplicate", "done"]
 DupKind = Literal["exact", "semantic"]

@@ -64,7 +64,8 @@ from service.errors import (
 )
 from service.ledger import LedgerRow
 from service.policy import cacheability
-from service.proxy import Answer, Controls, Prepared, Proxy
+from service.proxy import Proxy
+from service.proxy_types import Answer, Controls, Prepared
 
 logger = logging.getLogger(__name__)
 

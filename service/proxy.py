@@ -4,7 +4,8 @@ Order of answers: exact hit, semantic hit, then a miss sent upstream to the mode
 router picks (or the model the client named). Concurrent identical misses share one
 upstream call (single flight). What may be stored follows `service.policy.cacheability`;
 upstream errors and broken streams are never stored. Every answer, error included, writes
-one ledger row priced by `service.pricing`.
+one ledger row priced by `service.pricing`, through the proxy's books
+(`service.proxy_books`: rows, budget holds, and the note that a miss is upstream).
 
 This module knows requests and money but not HTTP: `service.api.messages_routes` parses
 headers into `Controls` and turns `Answer`s and event streams into responses.
@@ -14,108 +15,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import secrets
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
-from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from service.budgets import BudgetBook, Hold, request_bound_micros
+from service.budgets import BudgetBook
 from service.cache import SemanticCache
 from service.config import Settings
 from service.context_budget import fit_context, normalize_whitespace
 from service.errors import InvalidRequest, PayloadTooLarge, PromptCacheError, StorageError
-from service.keys import CacheKeys, cache_keys
-from service.ledger import Kind, Ledger, LedgerRow
+from service.keys import cache_keys
+from service.ledger import Kind, Ledger
 from service.metrics import Metrics
 from service.policy import Bypass, Hit, LookupOptions, cacheability
-from service.pricing import Charge, PriceTable, Usage, usage_counts, usage_from_message
+from service.pricing import PriceTable, usage_from_message
 from service.prompt_caching import add_breakpoints
+from service.proxy_books import ProxyBooks, Sent
+from service.proxy_types import Answer, Controls, Levers, Prepared
 from service.router import RouteDecision, Router
 from service.sse import MessageAssembler, message_to_events
-from service.tokens import estimate_output_tokens
 from service.upstream import StreamBroken, StreamEvent, Upstream
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Controls:
-    """Per-request cache controls, from headers (DESIGN §6)."""
-
-    no_cache: bool = False  # skip lookup, store the answer
-    no_store: bool = False  # do not store the answer
-    max_age: float | None = None
-    ttl: float | None = None
-    namespace: str | None = None
-    min_similarity: float | None = None
-    feature: str | None = None
-    task: str | None = None
-    semantic_opt_in: bool = False  # allow semantic hits above the temperature ceiling
-    context_budget: int | None = None  # x-promptcache-context-budget: keep the newest turns
-    forward_headers: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Prepared:
-    request: dict[str, Any]
-    keys: CacheKeys
-    options: LookupOptions
-    model_requested: str
-    baseline_model: str
-    stream: bool
-    controls: Controls
-    tenant: str
-    request_id: str
-    started: float
-
-
-@dataclass(frozen=True)
-class Levers:
-    """What the cost levers did to one upstream request (estimated tokens)."""
-
-    context_tokens_removed: int = 0
-    context_trimmed: bool = False
-    whitespace_tokens_saved: int = 0
-    cache_breakpoints: int = 0
-
-
-def interrupted(what: str) -> str:
-    """Why a row noted before a miss went upstream was written instead of the miss's own."""
-    return (
-        f"{what} while this request was upstream, so no answer was given; upstream may have "
-        "billed it: the cost is the request's upper bound (the whole prompt and max_tokens "
-        "of output), the token counts unknown"
-    )
-
-
-@dataclass(frozen=True)
-class Sent:
-    """What a miss holds while it is upstream: its budget hold (None without budgets) and
-    the row the ledger keeps for it until its own row is written."""
-
-    hold: Hold | None
-    interrupted: LedgerRow
-
-
 class LeaderGone(Exception):
     """What identical requests waiting on a call hear when that call's own request was
     cancelled (its client hung up): not an answer, and no fault of theirs."""
-
-
-@dataclass(frozen=True)
-class Answer:
-    kind: Kind
-    message: dict[str, Any]
-    model_used: str
-    charge: Charge
-    reason: str
-    similarity: float | None = None
-    entry_id: int | None = None
 
 
 def _text_message(text: str, model: str, entry_id: int) -> dict[str, Any]:
@@ -197,6 +127,9 @@ class Proxy:
         self.prices = prices
         self.ledger = ledger
         self._clock = clock
+        self.books = ProxyBooks(
+            settings, prices, ledger, clock=clock, metrics=metrics, budgets=budgets
+        )
         self._in_flight: dict[tuple[str, int | None], asyncio.Future[Answer]] = {}
         self.upstream_calls = 0
 
@@ -285,7 +218,7 @@ class Proxy:
             similarity=decision.similarity,
             entry_id=entry.id,
         )
-        await self.record(prepared, answer, status=200)
+        await self.books.record(prepared, answer, status=200)
         return answer
 
     def _route(self, prepared: Prepared) -> tuple[RouteDecision, dict[str, Any], Levers]:
@@ -338,7 +271,7 @@ class Proxy:
             1.0,
             led.entry_id,  # the entry the answer was stored as, if it was
         )
-        await self.record(prepared, answer, status=200)
+        await self.books.record(prepared, answer, status=200)
         return answer
 
     def _lead(self, prepared: Prepared) -> asyncio.Future[Answer]:
@@ -367,7 +300,7 @@ class Proxy:
         sent: Sent | None = None
         try:
             route, upstream_request, levers = await run_in_threadpool(self._route, prepared)
-            sent = await self._send_off(prepared, route, upstream_request, levers)
+            sent = await self.books.send_off(prepared, route, upstream_request, levers)
             self.upstream_calls += 1
             upstream_started = time.perf_counter()
             try:
@@ -381,14 +314,14 @@ class Proxy:
             return answer
         except PromptCacheError as exc:
             future.set_exception(exc)
-            await self.record_error(prepared, exc, route)
+            await self.books.record_error(prepared, exc, route)
             raise
         except BaseException as exc:
             future.set_exception(exc if isinstance(exc, Exception) else LeaderGone())
-            self._abandon(sent, exc)
+            self.books.abandon(sent, exc)
             raise
         finally:
-            self._release(sent)
+            self.books.release(sent)
             self._land(prepared, future)
 
     async def _finish(
@@ -441,7 +374,7 @@ class Proxy:
             reason = "not stored: cache-control no-store"
         kind: Kind = "bypass" if prepared.controls.no_cache else "miss"
         answer = Answer(kind, message, model_used, charge, reason, None, entry_id)
-        await self.record(prepared, answer, status=200, route=route, levers=levers)
+        await self.books.record(prepared, answer, status=200, route=route, levers=levers)
         return answer
 
     async def stream(self, prepared: Prepared) -> tuple[Answer | None, AsyncIterator[bytes]]:
@@ -462,7 +395,7 @@ class Proxy:
         sent: Sent | None = None
         try:
             route, upstream_request, levers = await run_in_threadpool(self._route, prepared)
-            sent = await self._send_off(prepared, route, upstream_request, levers)
+            sent = await self.books.send_off(prepared, route, upstream_request, levers)
             self.upstream_calls += 1
             events = self.upstream.stream(
                 upstream_request, extra_headers=prepared.controls.forward_headers
@@ -471,14 +404,14 @@ class Proxy:
         except PromptCacheError as exc:
             future.set_exception(exc)
             self._land(prepared, future)
-            await self.record_error(prepared, exc, route)
-            self._release(sent)
+            await self.books.record_error(prepared, exc, route)
+            self.books.release(sent)
             raise
         except BaseException as exc:
             future.set_exception(exc if isinstance(exc, Exception) else LeaderGone())
             self._land(prepared, future)
-            self._abandon(sent, exc)
-            self._release(sent)
+            self.books.abandon(sent, exc)
+            self.books.release(sent)
             raise
         return None, Relay(self._relay(prepared, route, levers, first, events, future, sent))
 
@@ -506,8 +439,8 @@ class Proxy:
             future.set_result(await self._finish(prepared, route, message, levers))
         except StreamBroken as exc:
             future.set_exception(exc)
-            cut = self._cut_short(prepared, route, assembler, exc.message)
-            await self.record(prepared, cut, status=exc.status, route=route, levers=levers)
+            cut = self.books.cut_short(prepared, route, assembler, exc.message)
+            await self.books.record(prepared, cut, status=exc.status, route=route, levers=levers)
             error = {"type": "error", "error": {"type": exc.error_type, "message": exc.message}}
             yield StreamEvent("error", error).encode()
         except BaseException as exc:  # client went away, or cancelled: store nothing
@@ -516,211 +449,24 @@ class Proxy:
             if isinstance(exc, Exception):  # a bug, not a hang-up: say so in the ledger
                 logger.exception("a streamed miss failed")
                 status, why = 500, f"the stream failed on an internal error ({exc!r})"
-            cut = self._cut_short(prepared, route, assembler, why)
+            cut = self.books.cut_short(prepared, route, assembler, why)
             # A cancelled task cannot await: one SQLite insert on the loop, once per hang-up.
-            self._record_now(
-                self._ledger_row(prepared, cut, status=status, route=route, levers=levers)
+            self.books.record_now(
+                self.books.row(prepared, cut, status=status, route=route, levers=levers)
             )
             raise
         finally:
             self._observe_upstream(upstream_started)
-            self._release(sent)
+            self.books.release(sent)
             self._land(prepared, future)
             aclose = getattr(events, "aclose", None)
             if aclose is not None:
                 with contextlib.suppress(Exception):
                     await aclose()
 
-    def _write_row(self, row: LedgerRow) -> None:
-        row_id = self.ledger.record(row)
-        if self.budgets is not None:
-            self.budgets.on_row(row, row_id)
-
-    async def _send_off(
-        self,
-        prepared: Prepared,
-        route: RouteDecision | None,
-        upstream_request: dict[str, Any],
-        levers: Levers,
-    ) -> Sent:
-        """Refuse a miss that could push a budget past its limit (hits never get here), or
-        hold its cost bound until `_release` (after its row is recorded); and note in the
-        ledger, at that bound, that it is upstream, in case the process dies first."""
-        model = str(upstream_request["model"])
-        bound = request_bound_micros(self.prices, model, upstream_request)
-        charge = self.prices.charge(None, baseline_model=model, model_used=model)
-        # Baseline = cost: a request that gave no answer claims no saving. An unknown model
-        # has no bound, and is listed as unpriced rather than free.
-        charge = replace(charge, cost_micros=bound, baseline_micros=bound, priced=bound > 0)
-        answer = Answer("error", {}, model, charge, interrupted("the service stopped"))
-        row = self._ledger_row(prepared, answer, status=0, route=route, levers=levers)
-
-        def admit() -> Hold | None:
-            hold = None
-            if self.budgets is not None:
-                hold = self.budgets.hold_before_miss(
-                    prepared.tenant, prepared.controls.feature, bound
-                )
-            try:
-                self.ledger.note_upstream(row)
-            except StorageError as exc:  # the answer matters more than the note
-                logger.error("a miss goes upstream without its ledger note: %s", exc.message)
-            return hold
-
-        return Sent(await run_in_threadpool(admit), row)
-
-    def _release(self, sent: Sent | None) -> None:
-        if sent is not None and sent.hold is not None and self.budgets is not None:
-            self.budgets.release(sent.hold)
-
-    def _abandon(self, sent: Sent | None, exc: BaseException) -> None:
-        """Record a miss that left upstream with no answer and no error from there (its task
-        was cancelled, or a bug), as the process dying would have: at its bound. A row the
-        request already has wins. On the calling thread: a cancelled task cannot await."""
-        if sent is None:
-            return
-        what = "it was cancelled"
-        if isinstance(exc, Exception):
-            what = f"it failed on an internal error ({exc!r})"
-        row = replace(sent.interrupted, error=interrupted(what))
-        try:
-            for written, row_id in self.ledger.record_new([row]):
-                if self.budgets is not None:
-                    self.budgets.on_row(written, row_id)
-                if self.metrics is not None:
-                    self.metrics.observe_row(written)
-        except StorageError as exc_:
-            self._row_lost(row, exc_)
-        except Exception:
-            logger.exception("could not record an abandoned miss in the ledger")
-
     def _observe_upstream(self, started: float) -> None:
         if self.metrics is not None:
             self.metrics.observe_upstream(time.perf_counter() - started)
-
-    # -- ledger ---------------------------------------------------------------------------
-
-    def _cut_short(
-        self,
-        prepared: Prepared,
-        route: RouteDecision | None,
-        assembler: MessageAssembler,
-        why: str,
-    ) -> Answer:
-        """What a stream that ended early consumed, for the ledger: upstream bills the tokens
-        it processed whether or not the stream ended. The prompt's counts are exact (upstream
-        reports them in `message_start`); the output is estimated from the text relayed."""
-        model = route.model if route is not None else prepared.model_requested
-        partial = assembler.partial
-        usage = consumed_usage(partial, model) if partial is not None else None
-        charge = self.prices.charge(
-            usage,
-            baseline_model=prepared.baseline_model,
-            model_used=model,
-            cache_ttl=self.settings.prompt_caching.ttl,
-        )
-        counts = {} if usage is None else usage_counts(usage)
-        if usage is not None:
-            why += f"; {usage.output_tokens} output tokens estimated from the text relayed"
-        return Answer("error", {"usage": counts}, model, charge, why)
-
-    async def record(
-        self,
-        prepared: Prepared,
-        answer: Answer,
-        *,
-        status: int,
-        route: RouteDecision | None = None,
-        levers: Levers | None = None,
-    ) -> None:
-        row = self._ledger_row(prepared, answer, status=status, route=route, levers=levers)
-        try:
-            await run_in_threadpool(self._write_row, row)
-        except StorageError as exc:
-            self._row_lost(row, exc)
-        if self.metrics is not None:
-            self.metrics.observe_row(row)
-
-    def _record_now(self, row: LedgerRow) -> None:
-        """`record` on the calling thread, for code that can no longer await."""
-        try:
-            self._write_row(row)
-        except StorageError as exc:
-            self._row_lost(row, exc)
-        except Exception:
-            logger.exception("could not record a stream cut short in the ledger")
-            return
-        if self.metrics is not None:
-            self.metrics.observe_row(row)
-
-    @staticmethod
-    def _row_lost(row: LedgerRow, exc: StorageError) -> None:
-        # The answer is on its way (and a miss is paid for): losing the ledger must not lose
-        # it too. The whole row goes to the log, to be added back by hand.
-        logger.error("ledger row not written (%s): %s", exc.message, json.dumps(asdict(row)))
-
-    def _ledger_row(
-        self,
-        prepared: Prepared,
-        answer: Answer,
-        *,
-        status: int,
-        route: RouteDecision | None = None,
-        levers: Levers | None = None,
-    ) -> LedgerRow:
-        usage = answer.message.get("usage") or {}
-        hit = answer.kind.startswith("hit-")
-        return LedgerRow(
-            ts=self._clock(),
-            request_id=prepared.request_id,
-            tenant=prepared.tenant,
-            namespace=prepared.keys.namespace.split("/", 1)[1],
-            feature=prepared.controls.feature,
-            kind=answer.kind,
-            model_requested=prepared.model_requested,
-            model_used=answer.model_used,
-            route_tier=route.tier if route is not None and route.routed else None,
-            route_reasons="; ".join(route.reasons) if route is not None and route.routed else None,
-            input_tokens=0 if hit else int(usage.get("input_tokens") or 0),
-            output_tokens=0 if hit else int(usage.get("output_tokens") or 0),
-            cache_creation_tokens=0 if hit else int(usage.get("cache_creation_input_tokens") or 0),
-            cache_read_tokens=0 if hit else int(usage.get("cache_read_input_tokens") or 0),
-            similarity=answer.similarity,
-            latency_ms=(time.perf_counter() - prepared.started) * 1000,
-            entry_id=answer.entry_id,
-            status=status,
-            context_tokens_removed=levers.context_tokens_removed if levers else 0,
-            whitespace_tokens_saved=levers.whitespace_tokens_saved if levers else 0,
-            cache_breakpoints=levers.cache_breakpoints if levers else 0,
-            task=prepared.controls.task,
-            max_tokens=prepared.keys.max_tokens,
-            error=answer.reason if answer.kind == "error" else None,
-            **asdict(answer.charge),
-        )
-
-    async def record_error(
-        self, prepared: Prepared, exc: PromptCacheError, route: RouteDecision | None
-    ) -> None:
-        charge = self.prices.charge(
-            None, baseline_model=prepared.baseline_model, model_used=prepared.model_requested
-        )
-        model = route.model if route is not None else prepared.model_requested
-        answer = Answer("error", {}, model, charge, exc.message)
-        try:
-            await self.record(prepared, answer, status=exc.status, route=route)
-        except Exception:  # the ledger must not turn an upstream error into a 500
-            logger.exception("could not record an error in the ledger")
-
-
-def consumed_usage(partial: Mapping[str, Any], model: str) -> Usage:
-    """The counts `message_start` reported (the prompt's, exact), with the output raised to
-    the estimate of the content relayed so far."""
-    try:
-        reported = usage_from_message(partial)
-    except InvalidRequest:
-        reported = Usage()
-    relayed = estimate_output_tokens(partial.get("content") or [], model)
-    return replace(reported, output_tokens=max(reported.output_tokens, relayed))
 
 
 class Relay:

@@ -30,7 +30,7 @@ from service.batch_store import BatchRecord, BatchStore, RequestRow, parse_reque
 from service.config import Settings
 from service.errors import InvalidRequest
 from service.ledger import Ledger, LedgerRow
-from service.proxy import Controls
+from service.proxy_types import Controls
 from tests.conftest import CountingEmbedder, make_settings
 from tests.servers import running
 from tests.standin_server import RunningStandin, running_standin

@@ -24,7 +24,8 @@ from service.cache import SemanticCache
 from service.config import Settings
 from service.ledger import Ledger, LedgerRow
 from service.pricing import load_prices
-from service.proxy import Controls, Proxy, Relay
+from service.proxy import Proxy, Relay
+from service.proxy_types import Controls
 from service.router import Router
 from service.standin import StandinState
 from service.upstream import AnthropicUpstream

@@ -20,7 +20,7 @@ from service.api.errors import JSONBytes
 from service.api.state import AppState
 from service.errors import InvalidRequest
 from service.pricing import format_usd
-from service.proxy import Answer, Controls
+from service.proxy_types import Answer, Controls
 from service.upstream import FORWARDED_HEADERS
 
 router = APIRouter()
