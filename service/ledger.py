@@ -439,7 +439,8 @@ class Ledger:
 
     def note_upstream(self, row: LedgerRow) -> None:
         """Keep `row` as what to record for its request if the process dies before the
-        request's own row is written (which removes it)."""
+        request's own row is written (which removes it). Also where a row the `ledger`
+        table refused is kept, to be written at the next start."""
         text = json.dumps(asdict(row))
         with self._write_transaction() as conn:
             conn.execute(

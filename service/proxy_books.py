@@ -72,7 +72,28 @@ class ProxyBooks:
         self._clock = clock
 
     def _write_row(self, row: LedgerRow) -> None:
-        row_id = self.ledger.record(row)
+        """Write `row`, or, if the ledger refuses it, keep it in place of its request's note
+        (written at the next start, `Ledger.settle_interrupted`), or else log it whole. The
+        answer is on its way (and a miss is paid for): losing the ledger must not lose it."""
+        try:
+            row_id: int | None = self.ledger.record(row)
+        except StorageError as exc:
+            try:
+                self.ledger.note_upstream(row)
+            except StorageError:
+                logger.error(
+                    "ledger row not written (%s), to be added by hand: %s",
+                    exc.message,
+                    json.dumps(asdict(row)),
+                )
+                return
+            logger.error(
+                "ledger row of request %s not written (%s): kept, and written when the "
+                "service next starts",
+                row.request_id,
+                exc.message,
+            )
+            row_id = None  # counted now; the sums re-read the ledger at the next start
         if self.budgets is not None:
             self.budgets.on_row(row, row_id)
 
@@ -129,8 +150,8 @@ class ProxyBooks:
                     self.budgets.on_row(written, row_id)
                 if self.metrics is not None:
                     self.metrics.observe_row(written)
-        except StorageError as exc_:
-            self._row_lost(row, exc_)
+        except StorageError as exc_:  # its note stays: the next start writes that
+            logger.error("abandoned miss %s not recorded: %s", row.request_id, exc_.message)
         except Exception:
             logger.exception("could not record an abandoned miss in the ledger")
 
@@ -168,10 +189,7 @@ class ProxyBooks:
         levers: Levers | None = None,
     ) -> None:
         row = self.row(prepared, answer, status=status, route=route, levers=levers)
-        try:
-            await run_in_threadpool(self._write_row, row)
-        except StorageError as exc:
-            self._row_lost(row, exc)
+        await run_in_threadpool(self._write_row, row)
         if self.metrics is not None:
             self.metrics.observe_row(row)
 
@@ -179,19 +197,11 @@ class ProxyBooks:
         """`record` on the calling thread, for code that can no longer await."""
         try:
             self._write_row(row)
-        except StorageError as exc:
-            self._row_lost(row, exc)
         except Exception:
             logger.exception("could not record a stream cut short in the ledger")
             return
         if self.metrics is not None:
             self.metrics.observe_row(row)
-
-    @staticmethod
-    def _row_lost(row: LedgerRow, exc: StorageError) -> None:
-        # The answer is on its way (and a miss is paid for): losing the ledger must not lose
-        # it too. The whole row goes to the log, to be added back by hand.
-        logger.error("ledger row not written (%s): %s", exc.message, json.dumps(asdict(row)))
 
     def row(
         self,

@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncGenerator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -397,20 +398,38 @@ def test_an_answer_paid_for_is_delivered_and_billed_when_storing_it_fails(
 def test_an_answer_is_delivered_when_the_ledger_refuses_its_row(
     service: Service, standin: RunningStandin, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The row goes to the log whole, so the books can be mended by hand."""
+    """A refused row is kept beside the ledger and written at the next start; if even that
+    fails, it goes to the log whole, so the books can be mended by hand."""
     client = service.sdk()
     ask(client, "How do I reset my password?")  # creates the ledger
     refuse_writes(service.settings.ledger_path, "ledger")
-    with caplog.at_level(logging.ERROR, logger="service.proxy"):
+    with caplog.at_level(logging.ERROR, logger="service.proxy_books"):
         miss = ask(client, "What is a mutex?")
         hit = ask(client, "How do I reset my password?")
     assert miss.headers["x-cache"] == "miss" and miss.parse().content[0].text
     assert hit.headers["x-cache"] == "hit-exact"
-    logged = [r.args for r in caplog.records if r.msg.startswith("ledger row not written")]
-    assert len(logged) == 2 and all("disk is full" in str(args[0]) for args in logged)
+    kept = [r.getMessage() for r in caplog.records if "written when the service next" in r.msg]
+    assert len(kept) == 2 and all("disk is full" in message for message in kept)
+    # The miss's own row replaced its note (the bound): its real cost is what gets written.
+    noted = {row.kind: row for row in pending(service)}
+    assert set(noted) == {"miss", "hit-exact"}
+    assert noted["miss"].request_id == miss.headers["request-id"]
+    assert noted["miss"].cost_micros == int(Decimal(miss.headers["x-promptcache-cost-usd"]) * 10**6)
+
+    refuse_writes(service.settings.ledger_path, "upstream_pending")
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="service.proxy_books"):
+        assert ask(client, "What is a semaphore?").headers["x-cache"] == "miss"
+    logged = [r.args for r in caplog.records if "to be added by hand" in r.msg]
+    assert len(logged) == 1 and "disk is full" in str(logged[0][0])
     row = json.loads(logged[0][1])
     assert row["kind"] == "miss" and row["cost_micros"] > 0
-    assert [r.kind for r in service.ledger_rows()] == ["miss"]
+
+    allow_writes(service.settings.ledger_path)
+    with Ledger(service.settings.ledger_path) as ledger:  # the next start
+        settled = ledger.settle_interrupted()
+    assert sorted(r.kind for r in settled) == ["hit-exact", "miss"]
+    assert [r.kind for r in service.ledger_rows()] == ["miss", "miss", "hit-exact"]
 
 
 def refuse_writes(database_path: Path, table: str) -> None:
@@ -418,9 +437,21 @@ def refuse_writes(database_path: Path, table: str) -> None:
     database = sqlite3.connect(database_path)
     for event in ("INSERT", "UPDATE"):
         database.execute(
-            f"CREATE TRIGGER refuse_{event.lower()} BEFORE {event} ON {table} "
+            f"CREATE TRIGGER refuse_{event.lower()}_{table} BEFORE {event} ON {table} "
             "BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END"
         )
+    database.commit()
+    database.close()
+
+
+def allow_writes(database_path: Path) -> None:
+    """Drop what `refuse_writes` added: the disk has room again."""
+    database = sqlite3.connect(database_path)
+    names = database.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'refuse_%'"
+    ).fetchall()
+    for (name,) in names:
+        database.execute(f"DROP TRIGGER {name}")
     database.commit()
     database.close()
 

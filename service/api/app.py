@@ -54,15 +54,19 @@ async def _maintenance_loop(cache: SemanticCache, interval: float) -> None:
 
 
 def _settle_interrupted(ledger: Ledger) -> None:
-    """Bill the misses the last process left upstream, before budgets sum the ledger."""
+    """Write the rows the last process left noted, before budgets sum the ledger: misses it
+    was cut off from (priced at their bound) and rows the ledger had refused."""
     rows = ledger.settle_interrupted()
-    if rows:
+    cut_off = [row for row in rows if row.kind == "error" and row.status == 0]
+    if cut_off:
         logger.warning(
             "recorded %d request(s) that were upstream when the service last stopped, at "
             "their upper-bound cost of $%s in all: ledger rows of kind error, status 0",
-            len(rows),
-            format_usd(sum(row.cost_micros for row in rows)),
+            len(cut_off),
+            format_usd(sum(row.cost_micros for row in cut_off)),
         )
+    if len(rows) > len(cut_off):
+        logger.warning("recorded %d row(s) the ledger had refused", len(rows) - len(cut_off))
 
 
 def create_app(
