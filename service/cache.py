@@ -51,6 +51,7 @@ from service.policy import (
     precheck_semantic,
     similarity_to,
 )
+from service.relative_time import relative_expiry
 from service.store import Entry, EntryRecord, EntryStore, UnreadableEntry
 from service.verifier import load_verifier
 
@@ -465,9 +466,16 @@ class SemanticCache:
         truncated: bool = False,
         exact_only: bool = False,
     ) -> Entry:
-        """Store an answer for `keys`; replaces an entry with the same exact key."""
-        ttl = self._cfg.default_ttl_seconds if ttl is None else ttl
+        """Store an answer for `keys`; replaces an entry with the same exact key.
+
+        Without a `ttl` from the caller, an answer to a prompt that names a relative date
+        expires at the end of that period (`service.relative_time`)."""
         now = self._clock()
+        expires = now + (self._cfg.default_ttl_seconds if ttl is None else ttl)
+        if ttl is None and self._cfg.expire_relative_dates and keys.semantic_text:
+            period_end = relative_expiry(keys.semantic_text, now, self.settings.timezone)
+            if period_end is not None:
+                expires = min(expires, period_end)
         embedding = None
         if keys.semantic_text and not exact_only:
             embedding = self._embed_one(keys.semantic_text)[0]
@@ -483,7 +491,7 @@ class SemanticCache:
                 semantic_text=keys.semantic_text,
                 response=response,
                 created=now,
-                expires=now + ttl,
+                expires=expires,
                 tags=tuple(dict.fromkeys(tags)),
                 usage=usage or {},
                 cost_micros=cost_micros,

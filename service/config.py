@@ -78,6 +78,10 @@ class CacheSettings(_Frozen):
     fallback_min_similarity: float = Field(default=0.98, ge=-1.0, le=1.0)
     default_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
     max_ttl_seconds: int = Field(default=365 * 24 * 3600, gt=0)
+    # An entry whose prompt names a relative date ("today", "내일", "next week") expires at
+    # the end of that day, week, month or year in `timezone` (service/relative_time.py),
+    # unless the caller gave its TTL.
+    expire_relative_dates: bool = True
     max_entries: int = Field(default=100_000, ge=1)
     max_bytes: int = Field(default=2 * 1024**3, ge=1024)
     max_prompt_chars: int = Field(default=200_000, ge=1)

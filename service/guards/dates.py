@@ -78,6 +78,25 @@ _KO_RELATIVE: Final = re.compile(
     "|".join(f"(?P<k{i}>{pattern})" for i, (_, pattern) in enumerate(_KO_RELATIVE_LABELS))
 )
 _PRESENT: Final = frozenset({"today", "this week", "this weekend", "this month", "this year"})
+# Dates that mean something else depending on when they are said, and the calendar period
+# they move with ("tomorrow" names another day each day; "Friday" another one each week).
+RELATIVE_PERIODS: Final = {
+    **dict.fromkeys(
+        ("today", "yesterday", "tomorrow", "day after tomorrow", "day before yesterday"), "day"
+    ),
+    **dict.fromkeys(
+        (
+            *(f"{w} {u}" for w in ("this", "next", "last") for u in ("week", "weekend")),
+            *_WEEKDAYS,
+        ),
+        "week",
+    ),
+    **dict.fromkeys(("this month", "next month", "last month"), "month"),
+    **dict.fromkeys(
+        ("this year", "next year", "last year", "year before last", "year after next"), "year"
+    ),
+}
+_TODAYS: Final = re.compile(r"\b(?:today|tonight)'s\b", re.IGNORECASE)
 
 
 def _month_mentions(text: str) -> Iterator[str]:
@@ -163,3 +182,13 @@ def check_dates(cached: str, new: str) -> GuardVerdict:
     if not a_only and not b_only:
         return accept("dates")
     return refuse("dates", "dates", a_only, b_only)
+
+
+def relative_periods(text: str) -> set[str]:
+    """The calendar periods ("day", "week", "month", "year") that `text`'s dates move with:
+    "What should I cook today?" gives {"day"}, "이번 주 일정" {"week"}, "What is a mutex?" none."""
+    norm = normalize(text)
+    found = {RELATIVE_PERIODS[label] for label in _dates(norm) if label in RELATIVE_PERIODS}
+    if _TODAYS.search(norm):
+        found.add("day")
+    return found
