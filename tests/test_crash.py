@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,10 +12,15 @@ import textwrap
 import time
 from pathlib import Path
 
+import httpx
+import pytest
+
 from embeddings.routed import RoutedEmbedder
+from service.api.app import create_app
 from service.maintenance import check_data_dir, rebuild
 from service.store import EntryStore
 from tests.conftest import make_settings
+from tests.servers import running
 
 WRITER = textwrap.dedent(
     """
@@ -88,3 +95,31 @@ def test_sigkill_while_writing_leaves_a_consistent_or_rebuildable_data_dir(
         report = check_data_dir(settings, routed.model_id, [m for m, _ in routed.blocks])
     assert report.consistent, report.problems
     assert report.index_entries == len(entries)
+
+
+def test_an_index_that_cannot_be_saved_at_shutdown_is_repaired_at_the_next_start(
+    tmp_path: Path, routed: RoutedEmbedder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A full disk at shutdown loses the index file, not the entries, and not the rest of the
+    shutdown: the alert worker and the ledger still close, and the next start rebuilds."""
+    settings = make_settings(tmp_path / "data")
+    body = {"prompt": "How do I reset my password?", "model": "m", "response": "Use the link."}
+    with caplog.at_level(logging.INFO), running(create_app(settings, embedder=routed)) as url:
+        assert httpx.post(f"{url}/v1/cache/entries", json=body, timeout=30).status_code == 201
+        block = settings.index_dir / "block-0"
+        shutil.rmtree(block, ignore_errors=True)
+        block.parent.mkdir(parents=True, exist_ok=True)
+        block.write_text("not a folder: saving the index here fails as a full disk would")
+    assert "could not close the cache at shutdown" in caplog.text
+    assert "could not close the alert worker" not in caplog.text
+
+    block.unlink()
+    caplog.clear()
+    with caplog.at_level(logging.INFO), running(create_app(settings, embedder=routed)) as url:
+        found = httpx.post(
+            f"{url}/v1/cache/lookup",
+            json={"prompt": "How can I reset my password?", "model": "m"},
+            timeout=30,
+        ).json()
+    assert "index rebuilt from the store" in caplog.text
+    assert found["status"] == "hit-semantic"

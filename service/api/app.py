@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -67,6 +67,15 @@ def _settle_interrupted(ledger: Ledger) -> None:
         )
     if len(rows) > len(cut_off):
         logger.warning("recorded %d row(s) the ledger had refused", len(rows) - len(cut_off))
+
+
+async def _close_in_turn(*steps: tuple[str, Callable[[], Awaitable[None]]]) -> None:
+    """Run every close step, whatever the ones before it raised (logged)."""
+    for what, close in steps:
+        try:
+            await close()
+        except Exception:
+            logger.exception("could not close %s at shutdown", what)
 
 
 def create_app(
@@ -135,9 +144,13 @@ def create_app(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await upstream.aclose()
-            await run_in_threadpool(cache.close)
-            await run_in_threadpool(alerts.close)
+            await _close_in_turn(
+                ("the upstream client", upstream.aclose),
+                # An index that cannot be saved (a full disk) is repaired from the store at
+                # the next start; it must not keep the alert worker and ledger from closing.
+                ("the cache", lambda: run_in_threadpool(cache.close)),
+                ("the alert worker", lambda: run_in_threadpool(alerts.close)),
+            )
             ledger.close()
 
     app = FastAPI(
