@@ -36,6 +36,7 @@ CUT_OFF = [
     "Summarize the plot of Hamlet in two sentences.",
 ]
 LAST = "Name a prime number between 20 and 30."
+STREAMED = "Describe the water cycle briefly."
 PROMPTCACHE = Path(sys.executable).with_name("promptcache")
 
 
@@ -71,6 +72,16 @@ class Service:
     def ask(self, text: str) -> httpx.Response:
         body = {"model": MODEL, "max_tokens": 50, "messages": [{"role": "user", "content": text}]}
         return httpx.post(f"{self.url}/v1/messages", json=body, timeout=30)
+
+    def stream(self, text: str) -> str:
+        body = {
+            "model": MODEL,
+            "max_tokens": 50,
+            "stream": True,
+            "messages": [{"role": "user", "content": text}],
+        }
+        with httpx.stream("POST", f"{self.url}/v1/messages", json=body, timeout=30) as r:
+            return "\n".join(r.iter_lines())
 
     def end(self, sig: signal.Signals) -> int:
         self.proc.send_signal(sig)
@@ -119,16 +130,20 @@ def test_a_killed_service_keeps_every_answer_it_gave_and_a_stopped_one_saves_its
             assert second.ask("How can I reset my password?").headers["x-cache"] == ("hit-semantic")
             for text in CUT_OFF:  # never answered, so never cached
                 assert second.ask(text).headers["x-cache"] == "miss", text
-            # A miss upstream when SIGTERM comes is finished, answered and recorded first.
+            # A miss upstream and a stream half relayed when SIGTERM comes are finished,
+            # answered and recorded first.
             standin.state.latency_seconds = 2.0
-            with ThreadPoolExecutor(1) as pool:
+            standin.state.stream_event_delay = 0.2
+            with ThreadPoolExecutor(2) as pool:
                 last = pool.submit(second.ask, LAST)
+                streamed = pool.submit(second.stream, STREAMED)
                 deadline = time.monotonic() + 20
-                while standin.state.in_flight < 1:
-                    assert time.monotonic() < deadline, "the miss did not reach upstream"
+                while standin.state.in_flight < 2:
+                    assert time.monotonic() < deadline, "the misses did not reach upstream"
                     time.sleep(0.05)
                 code = second.end(signal.SIGTERM)
                 assert last.result(timeout=30).status_code == 200
+                assert "event: message_stop" in streamed.result(timeout=30)
             calls = standin.state.messages_calls
         finally:
             if second.proc.poll() is None:
@@ -137,7 +152,7 @@ def test_a_killed_service_keeps_every_answer_it_gave_and_a_stopped_one_saves_its
     # stores), then ends the process by the signal it got, as supervisors expect.
     assert code == -signal.SIGTERM, log.read_text()[-3000:]
     assert "Application shutdown complete" in log.read_text()
-    assert calls == len(ANSWERED) + 2 * len(CUT_OFF) + 1
+    assert calls == len(ANSWERED) + 2 * len(CUT_OFF) + 2
 
     # The ledger holds one row per answer given, and one per miss the kill cut off: upstream
     # may have billed those, so they are counted at their bound, marked as such.
@@ -145,7 +160,7 @@ def test_a_killed_service_keeps_every_answer_it_gave_and_a_stopped_one_saves_its
         rows = ledger.rows(0, time.time() + 60)
         assert ledger.upstream_pending() == []
     assert Counter(row.kind for row in rows) == {
-        "miss": len(ANSWERED) + len(CUT_OFF) + 1,
+        "miss": len(ANSWERED) + len(CUT_OFF) + 2,
         "hit-exact": len(ANSWERED),
         "hit-semantic": 1,
         "error": len(CUT_OFF),
@@ -179,5 +194,5 @@ def test_a_killed_service_keeps_every_answer_it_gave_and_a_stopped_one_saves_its
 
     # SIGTERM saved the index with the store: the check finds them in step, no rebuild.
     check = command("index", "check")
-    stored = len(ANSWERED) + len(CUT_OFF) + 1  # the index saved at start held five
+    stored = len(ANSWERED) + len(CUT_OFF) + 2  # the index saved at start held five
     assert check.stdout.strip() == f"ok: {stored} entries, {stored} in the index"
