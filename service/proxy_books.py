@@ -4,7 +4,8 @@ Every answer writes one ledger row (`record`), an upstream error too (`record_er
 stream that ended early is billed for what it consumed (`cut_short`). Before a miss goes
 upstream, `send_off` checks the budgets and holds its cost bound, and notes in the ledger, at
 that bound, that it is upstream: if the process dies before the answer's row is written, the
-next start bills the note (`Ledger.settle_interrupted`). The proxy decides what happens to a
+next start bills the note (`Ledger.settle_interrupted`). A row the ledger refuses takes its
+request's note's place, to be written at the next start. The proxy decides what happens to a
 request; this decides what it costs.
 """
 
