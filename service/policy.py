@@ -303,11 +303,15 @@ def cacheability(message: Mapping[str, Any]) -> Storability:
     Finished answers are stored. An answer cut off by `max_tokens` is stored but serves only
     requests with the same `max_tokens`. An answer that calls a tool depends on the exact
     request, so it serves exact hits only. Refusals, paused turns and anything unknown are
-    not stored.
+    not stored, and so is a message not shaped as the API documents (`content` a list of
+    typed blocks): replayed later, it would break the client's SDK on every hit.
     """
     stop = message.get("stop_reason")
     content = message.get("content")
     blocks = content if isinstance(content, list) else []
+    typed = [b for b in blocks if isinstance(b, Mapping) and isinstance(b.get("type"), str)]
+    if not isinstance(content, list) or len(typed) != len(blocks):
+        return Storability(False, False, False, "not stored: content is not a list of blocks")
     calls_tool = any(isinstance(b, Mapping) and b.get("type") in _TOOL_BLOCKS for b in blocks)
     if stop in ("end_turn", "stop_sequence"):
         return Storability(True, calls_tool, False, "stored")

@@ -428,10 +428,10 @@ class Proxy:
         assembler = MessageAssembler()
         upstream_started = time.perf_counter()
         try:
-            assembler.feed(first)
+            _feed(assembler, first)
             yield first.encode()
             async for event in events:
-                assembler.feed(event)
+                _feed(assembler, event)
                 yield event.encode()
             message = assembler.message
             if message is None:
@@ -467,6 +467,15 @@ class Proxy:
     def _observe_upstream(self, started: float) -> None:
         if self.metrics is not None:
             self.metrics.observe_upstream(time.perf_counter() - started)
+
+
+def _feed(assembler: MessageAssembler, event: StreamEvent) -> None:
+    """An event of the wrong shape (a delta for a block never started) is upstream's fault:
+    the stream ends with an `error` event and a 502 row, as a broken stream does."""
+    try:
+        assembler.feed(event)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        raise StreamBroken(f"upstream sent a malformed {event.event} event ({exc!r})") from exc
 
 
 class Relay:

@@ -49,6 +49,9 @@ from service.standin_wire import (
 #   broken_stream  a stream stops after two deltas, no message_stop (not streaming: half a body)
 #   stream_error   a stream sends an `error` event (overloaded_error) after two deltas;
 #                  a non-streaming call gets the 529
+#   bad_event      well-formed JSON of the wrong shape: a stream sends, after two deltas, a
+#                  delta for a content block that was never started; a non-streaming call
+#                  gets a message whose `content` is a string, not a list of blocks
 FaultKind = Literal[
     "rate_limit",
     "server_error",
@@ -58,6 +61,7 @@ FaultKind = Literal[
     "broken_stream",
     "stream_error",
     "auth",
+    "bad_event",
 ]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 
@@ -350,12 +354,15 @@ async def _stream_body(
         if fault == "malformed":
             yield f'event: {event}\ndata: {{"type": "{event}", "message": \n\n'.encode()
             return
-        if fault in ("broken_stream", "stream_error") and event == "content_block_delta":
-            if deltas_sent == 2:
+        if event == "content_block_delta":
+            if deltas_sent == 2 and fault in ("broken_stream", "stream_error"):
                 if fault == "stream_error":
                     error = {"type": "overloaded_error", "message": "Overloaded (stand-in fault)"}
                     yield sse("error", {"type": "error", "error": error})
                 return
+            if deltas_sent == 2 and fault == "bad_event":
+                stray = {"type": "text_delta", "text": "?"}
+                yield sse(event, {"type": event, "index": 7, "delta": stray})
             deltas_sent += 1
         yield sse(event, data)
         await asyncio.sleep(delay)
@@ -564,6 +571,8 @@ def create_standin_app(state: StandinState | None = None) -> FastAPI:
             raw = "<html>502 Bad Gateway (stand-in fault)</html>"
         elif fault == "broken_stream":
             raw = raw[: len(raw) // 2]
+        elif fault == "bad_event":
+            raw = json.dumps({**message, "content": "not a list of blocks"})
         return Response(raw, media_type="application/json")
 
     @app.post("/v1/messages/count_tokens")

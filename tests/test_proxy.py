@@ -702,3 +702,39 @@ def test_a_miss_cancelled_while_upstream_is_billed_at_its_bound(
     assert (row.kind, row.status, row.tenant) == ("error", 0, "t")
     assert row.error is not None and row.error.startswith("it was cancelled while")
     assert row.cost_micros > 0
+
+
+def test_an_upstream_answer_of_the_wrong_shape_is_never_stored(
+    service: Service, standin: RunningStandin
+) -> None:
+    """Well-formed JSON in a shape the API does not send: a stream ends with an `error` event
+    and a 502 row (before, the relay broke off mid-body as if on a bug of ours); a message
+    whose `content` is not a list of blocks reaches the client as upstream sent it, but is
+    not stored, since every later hit would replay it."""
+    headers = {"x-api-key": "tenant-a-key-1"}
+    body = {
+        "model": MODEL,
+        "max_tokens": 300,
+        "stream": True,
+        "messages": [{"role": "user", "content": "Describe the water cycle briefly."}],
+    }
+    standin.state.inject("bad_event")
+    broken = httpx.post(f"{service.url}/v1/messages", json=body, headers=headers, timeout=30)
+    assert broken.status_code == 200 and "event: error" in broken.text
+    assert "malformed content_block_delta event" in broken.text
+    assert "message_stop" not in broken.text
+    [row] = service.ledger_rows()
+    assert (row.kind, row.status) == ("error", 502) and row.cost_micros > 0
+
+    standin.state.inject("bad_event")
+    odd = httpx.post(
+        f"{service.url}/v1/messages", json={**body, "stream": False}, headers=headers, timeout=30
+    )
+    assert odd.status_code == 200 and odd.json()["content"] == "not a list of blocks"
+    assert odd.headers["x-cache"] == "miss" and "x-cache-entry" not in odd.headers
+    again = httpx.post(
+        f"{service.url}/v1/messages", json={**body, "stream": False}, headers=headers, timeout=30
+    )
+    assert again.headers["x-cache"] == "miss"  # neither answer was stored (same key)
+    assert again.json()["content"][0]["type"] == "text"
+    assert standin.state.messages_calls == 3
