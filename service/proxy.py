@@ -32,12 +32,13 @@ from service.keys import cache_keys
 from service.ledger import Kind, Ledger
 from service.metrics import Metrics
 from service.policy import Bypass, Hit, LookupOptions, cacheability
-from service.pricing import PriceTable, usage_from_message
+from service.pricing import PriceTable, Usage, usage_from_message
 from service.prompt_caching import add_breakpoints
 from service.proxy_books import ProxyBooks, Sent
 from service.proxy_types import Answer, Controls, Levers, Prepared
 from service.router import RouteDecision, Router
 from service.sse import MessageAssembler, message_to_events
+from service.store import Entry
 from service.upstream import StreamBroken, StreamEvent, Upstream
 
 logger = logging.getLogger(__name__)
@@ -48,18 +49,26 @@ class LeaderGone(Exception):
     cancelled (its client hung up): not an answer, and no fault of theirs."""
 
 
-def _text_message(text: str, model: str, entry_id: int) -> dict[str, Any]:
-    """A stored plain-text answer (cache API) in Messages form."""
-    return {
-        "id": f"msg_pc_{entry_id}",
+def _hit_message(entry: Entry) -> dict[str, Any]:
+    """A stored answer as a whole Messages object, which the SDK needs to parse a hit.
+
+    Upstream's answers are stored whole. One stored through the cache API is plain text, or
+    a message that may lack what upstream always sends (`id`, `role`, `usage`, ...): those
+    are filled in, the usage from the entry's own `usage` (the token counts the caller
+    gave, which price the hit's saving) or else zeros (no saving claimed)."""
+    usage = entry.usage or {"input_tokens": 0, "output_tokens": 0}
+    filled = {
+        "id": f"msg_pc_{entry.id}",
         "type": "message",
         "role": "assistant",
-        "model": model,
-        "content": [{"type": "text", "text": text}],
+        "model": entry.model,
         "stop_reason": "end_turn",
         "stop_sequence": None,
-        "usage": {"input_tokens": 0, "output_tokens": 0},
+        "usage": usage,
     }
+    if isinstance(entry.response, dict):
+        return {**filled, **entry.response}
+    return {**filled, "content": [{"type": "text", "text": str(entry.response)}]}
 
 
 def validate_request(
@@ -197,12 +206,12 @@ class Proxy:
                 logger.warning("semantic lookup off: %s", decision.reason)
             return None
         entry = result.entry
-        message = (
-            entry.response
-            if isinstance(entry.response, dict)
-            else _text_message(str(entry.response), entry.model, entry.id)
-        )
-        usage = usage_from_message(message)
+        message = _hit_message(entry)
+        try:
+            usage = usage_from_message(message)
+        except InvalidRequest:  # counts the caller stored: a hit must not fail on them
+            logger.warning("entry %d has no usable token counts: its hit claims none", entry.id)
+            usage = Usage()
         charge = self.prices.charge(
             usage,
             baseline_model=prepared.baseline_model,

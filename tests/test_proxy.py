@@ -738,3 +738,47 @@ def test_an_upstream_answer_of_the_wrong_shape_is_never_stored(
     assert again.headers["x-cache"] == "miss"  # neither answer was stored (same key)
     assert again.json()["content"][0]["type"] == "text"
     assert standin.state.messages_calls == 3
+
+
+def test_an_answer_stored_through_the_cache_api_is_a_whole_message_on_a_hit(
+    service: Service,
+) -> None:
+    """The cache API takes a message with only `content` (and the usage beside it); a hit on
+    /v1/messages must still be a message the SDK parses, streamed or not. Before, such a hit
+    was a 400 ("message has no usage object") on a request that was valid."""
+    client = service.sdk()
+    stored = httpx.post(
+        f"{service.url}/v1/cache/entries",
+        json={
+            "prompt": "What is the boiling point of water at sea level?",
+            "model": MODEL,
+            "response": {"content": [{"type": "text", "text": "100 °C."}]},
+            "usage": {"input_tokens": 12, "output_tokens": 5},
+        },
+        headers={"x-api-key": "tenant-a-key-1"},
+        timeout=30,
+    )
+    assert stored.status_code == 201, stored.text
+    hit = ask(client, "What is the boiling point of water at sea level?")
+    assert hit.headers["x-cache"] == "hit-exact"
+    message = hit.parse()  # the SDK's own model of a message: every field it needs is there
+    assert (message.role, message.content[0].text, message.usage.output_tokens) == (
+        "assistant",
+        "100 °C.",
+        5,
+    )
+    # The saving is priced from the usage the caller stored: 12 x 3 + 5 x 15 micro-dollars.
+    assert hit.headers["x-promptcache-saved-usd"] == "0.000111"
+    with client.messages.stream(
+        model=MODEL,
+        max_tokens=300,
+        messages=[{"role": "user", "content": "What is the boiling point of water at sea level?"}],
+    ) as stream:
+        assert stream.get_final_message().content[0].text == "100 °C."
+    untyped = httpx.post(
+        f"{service.url}/v1/cache/entries",
+        json={"prompt": "x?", "model": MODEL, "response": {"content": [{"text": "no type"}]}},
+        headers={"x-api-key": "tenant-a-key-1"},
+        timeout=30,
+    )
+    assert untyped.status_code == 422 and "needs a `type`" in untyped.text

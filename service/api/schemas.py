@@ -96,6 +96,13 @@ class StoreBody(PromptFields):
             raise ValueError("`response` is empty")
         if isinstance(response, dict) and not isinstance(response.get("content"), list):
             raise ValueError("a message `response` needs a `content` list (Anthropic format)")
+        if isinstance(response, dict):
+            for i, block in enumerate(response["content"]):
+                if not (isinstance(block, dict) and isinstance(block.get("type"), str)):
+                    raise ValueError(
+                        f"response.content[{i}]: each block needs a `type` "
+                        '(e.g. {"type": "text", "text": "..."})'
+                    )
         return response
 
 
