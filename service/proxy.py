@@ -32,7 +32,7 @@ from service.keys import cache_keys
 from service.ledger import Kind, Ledger
 from service.metrics import Metrics
 from service.policy import Bypass, Hit, LookupOptions, cacheability
-from service.pricing import PriceTable, Usage, usage_from_message
+from service.pricing import PriceTable, Usage, usage_counts, usage_from_message
 from service.prompt_caching import add_breakpoints
 from service.proxy_books import ProxyBooks, Sent
 from service.proxy_types import Answer, Controls, Levers, Prepared
@@ -212,6 +212,7 @@ class Proxy:
         except InvalidRequest:  # counts the caller stored: a hit must not fail on them
             logger.warning("entry %d has no usable token counts: its hit claims none", entry.id)
             usage = Usage()
+            message = {**message, "usage": usage_counts(usage)}
         charge = self.prices.charge(
             usage,
             baseline_model=prepared.baseline_model,

@@ -172,6 +172,18 @@ BAD_INPUTS: list[tuple[str, str, Any, int, str]] = [
         422,
         "tag",
     ),
+    *(
+        ("post", "/v1/cache/entries", {"prompt": "hi", "model": "m", "response": r}, 422, w)
+        for r, w in [
+            ({"content": "text"}, "`content` list"),
+            ({"content": [{"text": "untyped"}]}, "needs a `type`"),
+            ({"content": [{"type": "text", "text": 5}]}, "`text` as a string"),
+            ({"content": [{"type": "tool_use", "id": "t", "name": "f", "input": "x"}]}, "`input`"),
+            ({"content": [], "model": 7}, "response.model"),
+            ({"content": [], "stop_reason": 1}, "stop_reason"),
+            ({"content": [], "usage": {"input_tokens": -5}}, "response.usage"),
+        ]
+    ),
     ("get", "/v1/cache/entries/12345", None, 404, "no cache entry"),
     ("get", "/v1/cache/entries/not-a-number", None, 422, "entry_id"),
     ("delete", "/v1/cache/entries/777", None, 404, "no cache entry"),

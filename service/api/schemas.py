@@ -12,6 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from service.errors import InvalidRequest
+from service.pricing import usage_from_message
+
 NAMESPACE_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -97,13 +100,32 @@ class StoreBody(PromptFields):
         if isinstance(response, dict) and not isinstance(response.get("content"), list):
             raise ValueError("a message `response` needs a `content` list (Anthropic format)")
         if isinstance(response, dict):
-            for i, block in enumerate(response["content"]):
-                if not (isinstance(block, dict) and isinstance(block.get("type"), str)):
-                    raise ValueError(
-                        f"response.content[{i}]: each block needs a `type` "
-                        '(e.g. {"type": "text", "text": "..."})'
-                    )
+            _check_message(response)
         return response
+
+
+def _check_message(message: dict[str, Any]) -> None:
+    """What every hit replays must parse in the client's SDK: typed blocks, text as text,
+    tool input as an object, the message's own fields as strings, token counts as counts."""
+    for i, block in enumerate(message["content"]):
+        where = f"response.content[{i}]"
+        if not (isinstance(block, dict) and isinstance(block.get("type"), str)):
+            raise ValueError(f'{where}: each block needs a `type` (e.g. {{"type": "text"}})')
+        if block["type"] == "text" and not isinstance(block.get("text"), str):
+            raise ValueError(f"{where}: a text block needs `text` as a string")
+        if block["type"] == "tool_use" and not isinstance(block.get("input"), dict):
+            raise ValueError(f"{where}: a tool_use block needs `input` as an object")
+    for name in ("id", "type", "role", "model"):
+        if name in message and not isinstance(message[name], str):
+            raise ValueError(f"response.{name}: must be a string")
+    stop = message.get("stop_reason")
+    if stop is not None and not isinstance(stop, str):
+        raise ValueError("response.stop_reason: must be a string or null")
+    if "usage" in message:
+        try:
+            usage_from_message(message)
+        except InvalidRequest as exc:
+            raise ValueError(f"response.usage: {exc.message}") from exc
 
 
 class InvalidateBody(_Body):
