@@ -25,7 +25,8 @@ from pydantic import (
     field_validator,
 )
 
-from service.errors import ConfigError
+from service.errors import ConfigError, InvalidRequest
+from service.periods import zone
 
 BUNDLED_MODEL = "bundled:all-MiniLM-L6-v2"
 MULTILINGUAL_E5 = "bundled:multilingual-e5-small"
@@ -163,6 +164,15 @@ class BudgetSettings(_Frozen):
     alert_only: bool = False
 
 
+def _known_zone(name: str) -> str:
+    """An unknown zone stops the start with one line, before anything is opened."""
+    try:
+        zone(name)
+    except InvalidRequest as exc:
+        raise ValueError(exc.message) from exc
+    return name
+
+
 def _unique_budget_names(budgets: tuple[BudgetSettings, ...]) -> tuple[BudgetSettings, ...]:
     names = [budget.name for budget in budgets]
     duplicates = sorted({name for name in names if names.count(name) > 1})
@@ -282,8 +292,8 @@ class Settings(_Frozen):
     proxy: ProxySettings = ProxySettings()
     # A TOML/JSON price file whose models replace or add to the shipped table.
     prices_file: Path | None = None
-    # Day boundaries of reports and budgets.
-    timezone: str = "UTC"
+    # Day boundaries of reports and budgets, and of answers about "today" (an IANA name).
+    timezone: Annotated[str, AfterValidator(_known_zone)] = "UTC"
     budgets: Annotated[tuple[BudgetSettings, ...], AfterValidator(_unique_budget_names)] = ()
     alerts: AlertSettings = AlertSettings()
     anomaly: AnomalySettings = AnomalySettings()

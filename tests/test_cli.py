@@ -71,6 +71,10 @@ def test_errors_are_one_line_and_non_zero(
     assert "invalid setting cache.min_similarity" in capsys.readouterr().err
     assert main(["serve", "--host", "0.0.0.0", "--data-dir", str(data)]) == 1
     assert "refusing to listen on 0.0.0.0" in capsys.readouterr().err
+    bad.write_text('timezone = "Mars/Olympus"\n')
+    assert main(["serve", "--config", str(bad), "--data-dir", str(data)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown time zone 'Mars/Olympus'" in err
 
 
 def test_switching_to_ivf_takes_a_rebuild(
