@@ -69,7 +69,8 @@ class SentenceTransformerEmbedder:
             self._model: Any = SentenceTransformer(target, device=device)
         except OSError as exc:
             raise ValueError(
-                f"cannot load embedding model {model!r}: {exc}. Use a local folder or the "
+                f"cannot load embedding model {model!r}: {str(exc).rstrip('.')}. Use a local "
+                "folder or the "
                 "bundled default (bundled:all-MiniLM-L6-v2); the model hub is not reachable."
             ) from exc
         dimension = getattr(self._model, "get_embedding_dimension", None)

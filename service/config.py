@@ -119,11 +119,11 @@ class UpstreamSettings(_Frozen):
 class RouterSettings(_Frozen):
     # Requests whose `model` is one of these aliases are routed; any other model is kept.
     aliases: tuple[str, ...] = ("auto",)
-    cheap_model: str = "claude-haiku-4-5"
-    standard_model: str = "claude-sonnet-4-6"
-    strong_model: str = "claude-opus-4-6"
+    cheap_model: str = Field(default="claude-haiku-4-5", min_length=1)
+    standard_model: str = Field(default="claude-sonnet-4-6", min_length=1)
+    strong_model: str = Field(default="claude-opus-4-6", min_length=1)
     # The model a routed request's baseline cost is priced at (what the team would otherwise use).
-    baseline_model: str = "claude-sonnet-4-6"
+    baseline_model: str = Field(default="claude-sonnet-4-6", min_length=1)
 
 
 class ProxySettings(_Frozen):

@@ -71,10 +71,17 @@ def test_errors_are_one_line_and_non_zero(
     assert "invalid setting cache.min_similarity" in capsys.readouterr().err
     assert main(["serve", "--host", "0.0.0.0", "--data-dir", str(data)]) == 1
     assert "refusing to listen on 0.0.0.0" in capsys.readouterr().err
-    bad.write_text('timezone = "Mars/Olympus"\n')
-    assert main(["serve", "--config", str(bad), "--data-dir", str(data)]) == 1
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "unknown time zone 'Mars/Olympus'" in err
+    # What the settings name and cannot load stops `serve` with one line, before it listens
+    # (these were tracebacks from inside the app's start-up, exit status 3).
+    for setting, words in [
+        ('timezone = "Mars/Olympus"', "unknown time zone 'Mars/Olympus'"),
+        (f'prices_file = "{tmp_path / "none.json"}"', "cannot read price file"),
+        ('[router]\ncheap_model = ""', "router.cheap_model"),
+    ]:
+        bad.write_text(setting + "\n")
+        assert main(["serve", "--config", str(bad), "--data-dir", str(data)]) != 0
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and words in err, err
 
 
 def test_switching_to_ivf_takes_a_rebuild(

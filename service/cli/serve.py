@@ -56,11 +56,17 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.api.app import create_app
+    from service.embedder_factory import build_embedder
+    from service.pricing import load_prices
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     with DataDirLock(settings.data_dir, f"promptcache serve on {host}:{port}"):
+        # What the settings name and cannot be loaded (a price file, an embedding model) stops
+        # the start here, in one line, not as a traceback from inside the app's start-up.
+        load_prices(settings.prices_file)
+        embedder = build_embedder(settings.embedding)
         print(
             f"promptcache: serving on http://{host}:{port} (data dir {settings.data_dir}, "
             f"model {settings.embedding.model})",
@@ -68,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
             flush=True,
         )
         uvicorn.run(
-            create_app(settings),
+            create_app(settings, embedder=embedder),
             host=host,
             port=port,
             log_level=args.log_level,
