@@ -477,7 +477,8 @@ class EntryStore:
         return connection, rows
 
     def _connect_read_only(self) -> sqlite3.Connection:
-        database = Path(self._cache.directory) / "cache.db"
+        # absolute(): a relative data dir (the default `.promptcache`) has no file URI.
+        database = Path(self._cache.directory).absolute() / "cache.db"
         return sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)
 
     def _ids(self, prefix: str, prefix_end: str) -> frozenset[str]:

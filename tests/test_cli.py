@@ -146,3 +146,22 @@ def test_check_names_unreadable_entries_and_record_drift_and_rebuild_mends_both(
     )
     assert main(["index", "check", "--json", "--data-dir", str(data)]) == 0
     assert json.loads(capsys.readouterr().out) == {"consistent": True, "problems": [], "notes": []}
+
+
+def test_a_relative_data_dir_works_and_check_never_creates_one(
+    tmp_path: Path,
+    routed: RoutedEmbedder,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The default `./.promptcache` is relative: its read-only SQLite URI once failed."""
+    seed(tmp_path / ".promptcache", routed)
+    monkeypatch.chdir(tmp_path)
+    assert main(["index", "check"]) == 0
+    assert "ok: 2 entries" in capsys.readouterr().out
+    assert main(["index", "stats", "--data-dir", "typo"]) == 2
+    assert "data dir typo does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists()
+    (tmp_path / "a-file").write_text("x")
+    assert main(["index", "check", "--data-dir", "a-file"]) == 2
+    assert "is not a directory" in capsys.readouterr().err

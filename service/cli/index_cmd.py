@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from service.cli.common import add_common, settings_from
 from service.config import Settings
+from service.errors import NotFound
 
 if TYPE_CHECKING:
     from service.maintenance import CheckReport
@@ -66,6 +67,13 @@ def run_rebuild(args: argparse.Namespace) -> int:
 def _check(settings: Settings) -> CheckReport:
     from service.embedder_factory import configured_block_models, configured_model_id
     from service.maintenance import check_data_dir
+
+    # check and stats change nothing: a mistyped path must not become a new, empty data dir.
+    if not settings.data_dir.is_dir():
+        what = "is not a directory" if settings.data_dir.exists() else "does not exist"
+        raise NotFound(
+            f"data dir {settings.data_dir} {what} (`promptcache serve --data-dir DIR` creates one)"
+        )
 
     embedding = settings.embedding
     return check_data_dir(
