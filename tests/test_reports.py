@@ -240,7 +240,14 @@ def test_periods_from_request_parameters() -> None:
     december = resolve_period(None, "2026-12", TZ, 0)
     assert december.end_ts - december.start_ts == 31 * 86_400
     assert december.end_ts == datetime.fromisoformat("2027-01-01T00:00:00+09:00").timestamp()
-    for day, month in (("2026-03-10", "2026-03"), ("10/03/2026", None), (None, "2026-13")):
+    for day, month in (
+        ("2026-03-10", "2026-03"),
+        ("10/03/2026", None),
+        (None, "2026-13"),
+        ("9999-12-31", None),  # was a 500: no next midnight to end the day
+        (None, "9999-12"),
+        (None, "0000-01"),
+    ):
         with pytest.raises(InvalidRequest):
             resolve_period(day, month, TZ, 0)
 
