@@ -23,6 +23,9 @@ from service.jsoncodec import dumps
 # the output, an effort level) may change the answer, and an unknown field must cost a hit
 # rather than serve a wrong one. `max_tokens` is left to the policy (`LookupOptions`).
 TRANSPORT_FIELDS = frozenset({"stream", "metadata", "max_tokens", "service_tier"})
+# Where a routed request's task hint goes in its canonical form: not a Messages API field name
+# (those never contain "-"), so no request field can collide with it.
+ROUTE_HINT_FIELD = "x-promptcache-task"
 # Keys removed wherever they appear inside system/messages/tools.
 _VOLATILE_BLOCK_KEYS = frozenset({"cache_control"})
 
@@ -71,6 +74,13 @@ def _normalize_block(block: Any) -> Any:
     return out
 
 
+def _normalize_message(message: Any) -> Any:
+    """Fields beside `role` and `content` stay: unknown to this module, they may matter."""
+    if not isinstance(message, Mapping):
+        return message
+    return {**message, "content": _normalize_content(message.get("content"))}
+
+
 def canonical_request(request: Mapping[str, Any]) -> dict[str, Any]:
     """The answer-relevant part of a Messages request in one normal form."""
     canonical: dict[str, Any] = {}
@@ -82,12 +92,7 @@ def canonical_request(request: Mapping[str, Any]) -> dict[str, Any]:
             if value == [{"type": "text", "text": ""}]:
                 continue
         elif field == "messages":
-            value = [
-                {"role": m.get("role"), "content": _normalize_content(m.get("content"))}
-                if isinstance(m, Mapping)
-                else m
-                for m in value
-            ]
+            value = [_normalize_message(m) for m in value]
         elif field == "tools" and isinstance(value, list):
             value = [_normalize_block(tool) for tool in value]
         canonical[field] = value
@@ -116,11 +121,20 @@ def semantic_text_of(message: Mapping[str, Any]) -> str | None:
 
 
 def cache_keys(
-    request: Mapping[str, Any], *, tenant: str, namespace: str | None = None
+    request: Mapping[str, Any],
+    *,
+    tenant: str,
+    namespace: str | None = None,
+    route_hint: str | None = None,
 ) -> CacheKeys:
-    """Derive the exact key, the context fingerprint and the semantic text of a request."""
+    """Derive the exact key, the context fingerprint and the semantic text of a request.
+
+    `route_hint`: the `x-promptcache-task` of a request to a router alias. The router may
+    send it to another model than the same request without it, so it is part of the key."""
     scope = scoped_namespace(tenant, namespace)
     canonical = canonical_request(request)
+    if route_hint is not None:
+        canonical[ROUTE_HINT_FIELD] = route_hint
     messages = canonical.get("messages") or []
     context = dict(canonical)
     context["messages"] = messages[:-1]

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -70,6 +71,8 @@ from service.ledger_values import (
 )
 from service.periods import day_window
 from service.sqlite_threads import ThreadConnections
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "GROUP_COLUMNS",
@@ -205,7 +208,7 @@ class Ledger:
         try:
             with self._db.using() as conn:
                 cursor = conn.execute(_INSERT, astuple(row))
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OverflowError) as exc:  # OverflowError: an int past 64 bits
             raise StorageError(f"cannot write ledger {self._path}: {exc}") from exc
         return cursor.lastrowid or 0
 
@@ -255,13 +258,19 @@ class Ledger:
             noted = conn.execute("SELECT row FROM upstream_pending ORDER BY ts").fetchall()
             written = []
             for (text,) in noted:
-                row = LedgerRow(**json.loads(text))
-                known = conn.execute(
-                    "SELECT 1 FROM ledger WHERE request_id = ? LIMIT 1", (row.request_id,)
-                ).fetchone()
-                if known is None:
-                    conn.execute(_INSERT, astuple(row))
-                    written.append(row)
+                try:
+                    row = LedgerRow(**json.loads(text))
+                    known = conn.execute(
+                        "SELECT 1 FROM ledger WHERE request_id = ? LIMIT 1", (row.request_id,)
+                    ).fetchone()
+                    if known is None:
+                        conn.execute(_INSERT, astuple(row))
+                        written.append(row)
+                except (ValueError, TypeError, OverflowError, sqlite3.IntegrityError) as exc:
+                    # One row the ledger cannot hold must not stop every later start.
+                    logger.error(
+                        "cannot write a noted ledger row (%s), to be added by hand: %s", exc, text
+                    )
             conn.execute("DELETE FROM upstream_pending")
         return written
 
@@ -278,7 +287,7 @@ class Ledger:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OverflowError) as exc:  # OverflowError: an int past 64 bits
             raise StorageError(f"cannot write ledger {self._path}: {exc}") from exc
 
     # --- reading ------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from service.errors import ConfigError, InvalidRequest
+from service.request_checks import MAX_TOKEN_COUNT
 
 CacheTtl = Literal["5m", "1h"]
 HitKind = Literal["exact", "semantic"]
@@ -409,8 +410,10 @@ def _count(raw: Mapping[str, Any], key: str) -> int:
     value: object = raw.get(key)
     if value is None:
         return 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidRequest(f"usage.{key} must be a non-negative integer, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TOKEN_COUNT:
+        raise InvalidRequest(
+            f"usage.{key} must be a whole number from 0 to {MAX_TOKEN_COUNT:,}, got {value!r}"
+        )
     return value
 
 

@@ -36,6 +36,7 @@ from service.pricing import PriceTable, Usage, usage_counts, usage_from_message
 from service.prompt_caching import add_breakpoints
 from service.proxy_books import ProxyBooks, Sent
 from service.proxy_types import Answer, Controls, Levers, Prepared
+from service.request_checks import validate_request
 from service.router import RouteDecision, Router
 from service.sse import MessageAssembler, message_to_events
 from service.store import Entry
@@ -69,48 +70,6 @@ def _hit_message(entry: Entry) -> dict[str, Any]:
     if isinstance(entry.response, dict):
         return {**filled, **entry.response}
     return {**filled, "content": [{"type": "text", "text": str(entry.response)}]}
-
-
-def validate_request(
-    body: Any, task_max_tokens: Mapping[str, int], task: str | None
-) -> dict[str, Any]:
-    """The checks the Messages API makes before anything else, as 400s with its wording."""
-    if not isinstance(body, dict):
-        raise InvalidRequest("request body must be a JSON object")
-    model = body.get("model")
-    if not isinstance(model, str) or not model.strip():
-        raise InvalidRequest(
-            "model: field required (a model id, or `auto` to let promptcache route)"
-        )
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise InvalidRequest("messages: at least one message is required")
-    for position, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
-            raise InvalidRequest(f"messages.{position}: needs role `user` or `assistant`")
-        if not isinstance(message.get("content"), (str, list)):
-            raise InvalidRequest(
-                f"messages.{position}.content: must be a string or a list of blocks"
-            )
-    request = dict(body)
-    max_tokens = request.get("max_tokens")
-    if max_tokens is None:
-        if task is None or task not in task_max_tokens:
-            raise InvalidRequest(
-                "max_tokens: field required (or send x-promptcache-task with one of "
-                f"{', '.join(sorted(task_max_tokens))} to use its default)"
-            )
-        request["max_tokens"] = task_max_tokens[task]
-    elif isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-        raise InvalidRequest("max_tokens: must be a positive integer")
-    if "stream" in request and not isinstance(request["stream"], bool):
-        raise InvalidRequest("stream: must be true or false")
-    temperature = request.get("temperature")
-    if temperature is not None and (
-        isinstance(temperature, bool) or not isinstance(temperature, (int, float))
-    ):
-        raise InvalidRequest("temperature: must be a number")
-    return request
 
 
 class Proxy:
@@ -154,7 +113,14 @@ class Proxy:
     ) -> Prepared:
         started = time.perf_counter()
         request = validate_request(body, self.settings.proxy.task_max_tokens, controls.task)
-        keys = cache_keys(request, tenant=tenant, namespace=controls.namespace)
+        model = str(request["model"])
+        routed = model in self.settings.router.aliases
+        keys = cache_keys(
+            request,
+            tenant=tenant,
+            namespace=controls.namespace,
+            route_hint=controls.task if routed else None,
+        )
         size = len(keys.semantic_text or "")
         if size > self.settings.cache.max_prompt_chars:
             raise PayloadTooLarge(
@@ -175,8 +141,6 @@ class Proxy:
                     "(send x-cache-semantic: on to allow semantic hits)"
                 ),
             )
-        model = str(request["model"])
-        routed = model in self.settings.router.aliases
         return Prepared(
             request=request,
             keys=keys,

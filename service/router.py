@@ -117,6 +117,7 @@ HINT_CHEAP_WEIGHT = -2.0
 STANDARD_FLOOR_HINTS = frozenset({"code_review", "code_generation"})
 # Added for code_generation on top of its floor: generation with any difficulty signal goes strong.
 HINT_CODE_GENERATION_WEIGHT = 0.5
+TASK_HINTS = CHEAP_HINTS | STANDARD_FLOOR_HINTS
 
 _TIER_ORDER: tuple[Tier, ...] = ("cheap", "standard", "strong")
 

@@ -306,15 +306,15 @@ def test_hits_only_errors_cancel_and_validation(service: Service, standin: Runni
     served = [text_of(r) for r in client.messages.batches.results(only_hits.id)]
     assert served == [original.content[0].text] * 2
 
-    # Upstream refuses a request (stop_sequences must be a list): passed through, not stored.
+    # Upstream refuses a request (tool_choice must be an object): passed through, not stored.
     # Its paraphrase was merged into it; an error is not an answer for another text, so the
     # paraphrase goes upstream on its own in a second upstream batch (and errors too).
     mixed = submit(
         client,
         [
-            ("bad", params(do(TOPICS[6]), stop_sequences="oops")),
+            ("bad", params(do(TOPICS[6]), tool_choice="oops")),
             ("good", params(do(TOPICS[7]))),
-            ("bad2", params(can(TOPICS[6]), stop_sequences="oops")),
+            ("bad2", params(can(TOPICS[6]), tool_choice="oops")),
         ],
     )
     wait_ended(client, mixed.id)

@@ -127,3 +127,16 @@ def test_citations_asked_for_count_and_citations_echoed_back_do_not() -> None:
     bare = _req()
     bare["messages"][1] = {"role": "assistant", "content": "It rains."}
     assert cache_keys(echoed, tenant="t").exact_key == cache_keys(bare, tenant="t").exact_key
+
+
+def test_a_routed_task_hint_and_unknown_message_fields_change_the_key() -> None:
+    plain = cache_keys(_req(model="auto"), tenant="t")
+    hinted = cache_keys(_req(model="auto"), tenant="t", route_hint="code_generation")
+    assert plain.exact_key != hinted.exact_key and plain.fingerprint != hinted.fingerprint
+    assert hinted == cache_keys(_req(model="auto"), tenant="t", route_hint="code_generation")
+    messages = _req()["messages"]
+    named = [*messages[:-1], {**messages[-1], "name": "bob"}]
+    # A message field this module does not know may change the answer (it was dropped).
+    assert cache_keys(_req(messages=named), tenant="t").exact_key != (
+        cache_keys(_req(), tenant="t").exact_key
+    )

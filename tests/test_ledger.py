@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import sqlite3
 import subprocess
@@ -746,3 +747,40 @@ def test_close_while_other_threads_write_neither_crashes_nor_loses_rows(tmp_path
     assert all("is closed" in message for message in outcome) and len(outcome) == 4
     with Ledger(tmp_path / "ledger.sqlite3") as reopened:
         assert reopened.totals(0, 2e9).requests == sum(written)
+
+
+def test_a_row_past_sqlite_integers_is_refused_as_storage_and_never_blocks_a_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cost past 2**63 micro-dollars once stayed noted and made every start fail."""
+    huge = 2**70
+
+    def noted(request_id: str, cost: int) -> LedgerRow:
+        return make_row(
+            request_id=request_id,
+            kind="error",
+            status=0,
+            error="interrupted",
+            cost_micros=cost,
+            baseline_micros=cost,
+            saved_routing_micros=0,
+        )
+
+    path = tmp_path / "ledger.sqlite3"
+    with Ledger(path) as ledger:
+        with pytest.raises(StorageError, match="cannot write ledger"):
+            ledger.record(noted("direct", huge))
+        ledger.note_upstream(noted("absurd", huge))
+        ledger.note_upstream(noted("plain", 120))
+    with Ledger(path) as ledger, caplog.at_level(logging.ERROR):
+        assert [r.request_id for r in ledger.settle_interrupted()] == ["plain"]
+        assert ledger.upstream_pending() == []
+    assert "to be added by hand" in caplog.text and '"absurd"' in caplog.text
+
+
+def test_periods_past_the_calendar_are_a_bad_request_not_a_crash() -> None:
+    """9999-12-31 has no next midnight: it was an OverflowError (a 500, a traceback)."""
+    for day in (date(9999, 12, 31), date(1, 1, 1)):
+        with pytest.raises(InvalidRequest, match="year must be"):
+            day_window(day)
+    assert day_window(date(9998, 12, 31))[1] > day_window(date(9998, 12, 30))[1]

@@ -551,3 +551,11 @@ def test_charges_always_balance_and_fit_a_ledger_row(
         status=200,
         **asdict(charge),
     )
+
+
+def test_token_counts_past_any_request_are_refused() -> None:
+    """Priced, a count near 2**63 overflowed the ledger's integers (a 500, a lost row)."""
+    assert usage_from_message({"usage": {"input_tokens": 10_000_000, "output_tokens": 0}})
+    for count in (10_000_001, 2**63, -1):
+        with pytest.raises(InvalidRequest, match="input_tokens"):
+            usage_from_message({"usage": {"input_tokens": count, "output_tokens": 1}})

@@ -212,6 +212,20 @@ def test_router_picks_a_tier_and_never_changes_an_explicit_model(
     assert rows[0].model_requested == "auto" and rows[0].baseline_micros > rows[0].cost_micros
     assert rows[0].saved_routing_micros == rows[0].baseline_micros - rows[0].cost_micros
     assert rows[2].route_tier is None and rows[2].model_used == "claude-opus-4-6"
+    # A task hint can send the same request to another tier: it is part of a routed key
+    # (the cheap answer above was served to a code_generation request before).
+    hint = {"x-promptcache-task": "code-generation"}
+    hinted = ask(client, "Translate 'good morning' into French.", model="auto", extra_headers=hint)
+    assert hinted.headers["x-cache"] == "miss"
+    assert hinted.headers["x-promptcache-model"] != service.settings.router.cheap_model
+    again = ask(client, "Translate 'good morning' into French.", model="auto", extra_headers=hint)
+    assert again.headers["x-cache"] == "hit-exact"
+    assert again.headers["x-promptcache-model"] == hinted.headers["x-promptcache-model"]
+    # A named model goes where it is named, hint or not: the hint stays out of its key.
+    pinned = ask(
+        client, "Translate 'good night' into French.", model="claude-opus-4-6", extra_headers=hint
+    )
+    assert pinned.headers["x-cache"] == "hit-exact"
 
 
 @pytest.mark.parametrize(
@@ -346,10 +360,20 @@ def test_request_controls_and_bad_requests(service: Service, standin: RunningSta
         (body, {"x-cache-min-similarity": "2"}, "x-cache-min-similarity"),
         (body, {"cache-control": "max-age=soon"}, "max-age"),
         (body, {"x-cache-ttl": "0"}, "x-cache-ttl"),
+        (body, {"x-cache-min-similarity": "0.9_5"}, "not a number"),
+        (body, {"x-promptcache-task": "poetry"}, "unknown task 'poetry'"),
+        # Past 2**63 the bound reached SQLite and the row was lost (a 500), with the note
+        # left behind at 1.4e20 micro-dollars stopping every later start.
+        ({**body, "max_tokens": 2**63}, {}, "max_tokens"),
+        ({**body, "temperature": 5}, {}, "temperature"),
+        ({**body, "system": 5}, {}, "system"),
+        ({**body, "messages": [{"role": "user", "content": [1, 2]}]}, {}, "messages.0.content.0"),
     ]:
+        calls = standin.state.messages_calls
         reply = httpx.post(url, json=bad_body, headers={**headers, **bad_headers})
         assert reply.status_code == 400, (bad_body, reply.text)
         assert words in reply.json()["error"]["message"]
+        assert standin.state.messages_calls == calls  # refused before anything went upstream
     garbage = httpx.post(
         url, content=b"{oops", headers={**headers, "content-type": "application/json"}
     )

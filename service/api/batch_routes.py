@@ -58,7 +58,9 @@ async def create_batch(request: Request) -> Response:
         body = orjson.loads(await request.body())
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
-    controls = parse_controls(request.headers, state.settings.cache.max_ttl_seconds)
+    controls = parse_controls(
+        request.headers, state.settings.cache.max_ttl_seconds, state.known_tasks
+    )
     view = await _service(request).submit(body, tenant=tenant, controls=controls)
     return JSONBytes(view.to_json(_base_url(request)))
 

@@ -26,16 +26,16 @@ from service.upstream import FORWARDED_HEADERS
 router = APIRouter()
 
 _NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+_DECIMAL = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
 
 
 def _number(headers: Any, name: str, low: float, high: float) -> float | None:
     raw = headers.get(name)
     if raw is None:
         return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise InvalidRequest(f"{name}: not a number: {raw!r}") from None
+    if not _DECIMAL.match(raw):  # float() would also take "1_0", "nan", "inf"
+        raise InvalidRequest(f"{name}: not a number: {raw!r}")
+    value = float(raw)
     if not low <= value <= high:
         raise InvalidRequest(f"{name}: must be between {low:g} and {high:g}, got {value:g}")
     return value
@@ -50,7 +50,20 @@ def _name(headers: Any, header: str) -> str | None:
     return str(raw)
 
 
-def parse_controls(headers: Any, max_ttl: float) -> Controls:
+def _task(headers: Any, known: frozenset[str]) -> str | None:
+    raw = headers.get("x-promptcache-task")
+    if raw is None:
+        return None
+    task = raw.strip().lower().replace("-", "_")
+    if task not in known:
+        raise InvalidRequest(
+            f"x-promptcache-task: unknown task {raw[:40]!r} (use one of {', '.join(sorted(known))})"
+        )
+    return str(task)
+
+
+def parse_controls(headers: Any, max_ttl: float, tasks: frozenset[str]) -> Controls:
+    """`tasks`: the `x-promptcache-task` values this service knows (`AppState.known_tasks`)."""
     no_cache = no_store = False
     max_age: float | None = None
     raw_directives = str(headers.get("cache-control", "")).split(",")
@@ -87,7 +100,7 @@ def parse_controls(headers: Any, max_ttl: float) -> Controls:
         namespace=_name(headers, "x-cache-namespace"),
         min_similarity=_number(headers, "x-cache-min-similarity", -1.0, 1.0),
         feature=_name(headers, "x-promptcache-feature"),
-        task=_name(headers, "x-promptcache-task"),
+        task=_task(headers, tasks),
         semantic_opt_in=semantic == "on",
         context_budget=None if budget is None else int(budget),
         forward_headers={k: v for k, v in headers.items() if k.lower() in FORWARDED_HEADERS},
@@ -132,7 +145,9 @@ async def messages(request: Request) -> Response:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
-    controls = parse_controls(request.headers, state.settings.cache.max_ttl_seconds)
+    controls = parse_controls(
+        request.headers, state.settings.cache.max_ttl_seconds, state.known_tasks
+    )
     options = state.lookup_options(min_similarity=controls.min_similarity, max_age=controls.max_age)
     proxy = state.proxy
     prepared = proxy.prepare(body, tenant=principal.tenant, controls=controls, options=options)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from service.ledger import Ledger
 from service.metrics import Metrics
 from service.policy import LookupOptions
 from service.proxy import Proxy
+from service.router import TASK_HINTS
 
 
 @dataclass
@@ -33,6 +35,12 @@ class AppState:
     clock: Callable[[], float] = time.time
     budget_statuses: Callable[[], Sequence[Any]] = field(default=lambda: ())
     recent_alerts: Callable[[], Sequence[Mapping[str, Any]]] = field(default=lambda: ())
+
+    @functools.cached_property
+    def known_tasks(self) -> frozenset[str]:
+        """`x-promptcache-task` values: the router's hints and every task with a default
+        `max_tokens` (`[proxy] task_max_tokens` may add tasks of a team's own)."""
+        return TASK_HINTS | frozenset(self.settings.proxy.task_max_tokens)
 
     def lookup_options(
         self, *, min_similarity: float | None = None, max_age: float | None = None
