@@ -88,6 +88,9 @@ class MemoEmbedder:
     def covered_scripts(self) -> frozenset[str] | None:
         return self.inner.covered_scripts
 
+    def reads_whole(self, text: str) -> bool:
+        return self.inner.reads_whole(text)
+
     def embed(self, texts: Sequence[str]) -> Vectors:
         with self._lock:
             missing = list(dict.fromkeys(t for t in texts if t not in self._rows))

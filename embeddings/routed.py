@@ -58,6 +58,9 @@ class RoutedEmbedder:
     def uses_fallback(self, text: str) -> bool:
         return self._rule(text)
 
+    def reads_whole(self, text: str) -> bool:
+        return (self.fallback if self._rule(text) else self.primary).reads_whole(text)
+
     @property
     def blocks(self) -> tuple[tuple[str, int], ...]:
         return (

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from embeddings.base import Vectors, normalize_rows
+from embeddings.base import Vectors, fits_by_length, normalize_rows
 
 BUNDLED_PREFIX = "bundled:"
 BUNDLED_MODELS = {"all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2"}
@@ -91,6 +91,17 @@ class SentenceTransformerEmbedder:
     @property
     def covered_scripts(self) -> frozenset[str] | None:
         return self._covered
+
+    def reads_whole(self, text: str) -> bool:
+        """The model's tokenizer, untruncated, against its `max_seq_length`."""
+        limit = getattr(self._model, "max_seq_length", None)
+        tokenizer = getattr(self._model, "tokenizer", None)
+        if not isinstance(limit, int) or tokenizer is None:
+            return True  # a model without a declared window: nothing known to cut
+        if fits_by_length(text, limit):
+            return True
+        ids = tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"]
+        return len(ids) <= limit
 
     def embed(self, texts: Sequence[str]) -> Vectors:
         if not texts:

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from embeddings.base import Vectors
+from embeddings.base import Embedder, Vectors
 from service.batch_store import DupKind, RequestRow
 from service.policy import EntryFacts, Hit, Query, decide_semantic, precheck_semantic
 from service.proxy_types import Prepared
@@ -51,7 +51,7 @@ class DedupSettings:
 
 def plan_follows(
     misses: Sequence[Miss],
-    embed: Callable[[list[str]], Vectors],
+    embedder: Embedder,
     settings: DedupSettings,
     now: float,
 ) -> dict[int, Follow]:
@@ -66,7 +66,7 @@ def plan_follows(
         else:
             first[key] = row.position
             leaders.append((row, item))
-    semantic = _semantic_follows(leaders, embed, settings, now) if settings.semantic else {}
+    semantic = _semantic_follows(leaders, embedder, settings, now) if settings.semantic else {}
     for position, exact in list(follows.items()):
         twin = semantic.get(exact.leader)
         if twin is not None:  # its identical twin follows another text: so does it
@@ -77,13 +77,13 @@ def plan_follows(
 
 def _semantic_follows(
     leaders: list[Miss],
-    embed: Callable[[list[str]], Vectors],
+    embedder: Embedder,
     settings: DedupSettings,
     now: float,
 ) -> dict[int, Follow]:
     groups: dict[tuple[str, int | None], list[Miss]] = {}
     for row, item in leaders:
-        query = _query(item)
+        query = _query(item, embedder)
         if item.controls.no_cache or item.request.get("tools"):
             continue  # no-cache wants fresh answers; tool answers serve exact hits only
         if precheck_semantic(query, item.options) is None:
@@ -96,7 +96,9 @@ def _semantic_follows(
         )
     if not chosen:
         return {}
-    vectors = embed([_query(item).text or "" for group in chosen for _, item in group])
+    vectors = embedder.embed(
+        [item.keys.semantic_text or "" for group in chosen for _, item in group]
+    )
     follows: dict[int, Follow] = {}
     offset = 0
     for group in chosen:
@@ -125,7 +127,7 @@ def _greedy(group: list[Miss], vectors: Vectors, top_k: int, now: float) -> dict
             if ids:
                 best = np.argsort(-sims)[:top_k]
                 candidates = [(_facts(group[ids[b]], now), float(sims[b])) for b in best]
-                decision = decide_semantic(_query(item), candidates, item.options, now)
+                decision = decide_semantic(_query(item, None), candidates, item.options, now)
             if isinstance(decision, Hit):
                 follows[row.position] = Follow(decision.entry_id, "semantic", decision.similarity)
             else:
@@ -136,9 +138,12 @@ def _greedy(group: list[Miss], vectors: Vectors, top_k: int, now: float) -> dict
     return follows
 
 
-def _query(item: Prepared) -> Query:
+def _query(item: Prepared, embedder: Embedder | None) -> Query:
+    """`embedder` None: the text was read whole (only such texts are embedded here)."""
     keys = item.keys
-    return Query(keys.fingerprint, keys.namespace, keys.semantic_text, keys.max_tokens)
+    text = keys.semantic_text
+    whole = embedder is None or text is None or embedder.reads_whole(text)
+    return Query(keys.fingerprint, keys.namespace, text, keys.max_tokens, read_whole=whole)
 
 
 def _facts(leader: Miss, now: float) -> EntryFacts:

@@ -320,7 +320,7 @@ class BatchService:
             group_max=self._cfg.semantic_group_max,
             top_k=self._settings.cache.top_k,
         )
-        follows = plan_follows(misses, cache.embedder.embed, dedup, self._clock())
+        follows = plan_follows(misses, cache.embedder, dedup, self._clock())
         out: list[RequestRow] = []
         for row, item in zip(rows, prepared, strict=True):
             answer = answers.get(row.position)

@@ -135,6 +135,10 @@ def _query(keys: CacheKeys) -> Query:
     return Query(keys.fingerprint, keys.namespace, keys.semantic_text, keys.max_tokens)
 
 
+def reads_whole(embedder: Embedder, text: str | None) -> bool:
+    return text is None or embedder.reads_whole(text)
+
+
 @contextlib.contextmanager
 def _collector_paused() -> Iterator[None]:
     """Opening a large cache builds millions of objects in one go, none of them in a reference
@@ -357,6 +361,16 @@ class SemanticCache:
         self._last_used[decision.entry_id] = now
         return self._counted(keys.tenant, LookupResult(decision, entry))
 
+    def _semantic_query(self, keys: CacheKeys) -> Query:
+        return replace(_query(keys), read_whole=reads_whole(self.embedder, keys.semantic_text))
+
+    def _read_whole(self, facts: EntryFacts) -> EntryFacts:
+        """Serves exact hits only when the model read only part of its prompt. Entries
+        stored since that rule are not indexed at all; older ones are caught here."""
+        if facts.exact_only or reads_whole(self.embedder, facts.text):
+            return facts
+        return replace(facts, exact_only=True)
+
     def _exact_decision(
         self, keys: CacheKeys, options: LookupOptions, now: float
     ) -> Decision | None:
@@ -370,7 +384,7 @@ class SemanticCache:
     def _lookup(self, keys: CacheKeys, options: LookupOptions) -> LookupResult:
         """Everything after `lookup_exact` found no servable exact hit."""
         now = self._clock()
-        query = _query(keys)
+        query = self._semantic_query(keys)
         exact_reason = ""
         decision = self._exact_decision(keys, options, now)
         if isinstance(decision, Hit):
@@ -404,7 +418,7 @@ class SemanticCache:
         rows = [(self._rows.get(n.id), n.similarity) for n in neighbours]
         # An unfiltered search may meet a row of a context created since the check above.
         candidates = [
-            (row.facts, similarity)
+            (self._read_whole(row.facts), similarity)
             for row, similarity in rows
             if row is not None and row.facts.fingerprint == keys.fingerprint
         ]
@@ -477,6 +491,8 @@ class SemanticCache:
             if period_end is not None:
                 expires = min(expires, period_end)
         embedding = None
+        # A prompt longer than the model reads would match prompts that differ past its window.
+        exact_only = exact_only or not reads_whole(self.embedder, keys.semantic_text)
         if keys.semantic_text and not exact_only:
             embedding = self._embed_one(keys.semantic_text)[0]
         with self._lock:
@@ -599,7 +615,8 @@ class SemanticCache:
         matched = [i for i in ids if self._rows[i].facts.text == text]
         identical = set(matched)
         allowed = [i for i in ids if self._rows[i].indexed and i not in identical]
-        if not allowed or precheck_semantic(Query("", "", text, None), options) is not None:
+        probe = Query("", "", text, None, read_whole=reads_whole(self.embedder, text))
+        if not allowed or precheck_semantic(probe, options) is not None:
             return matched
         vector = self._embed_one(text)
         neighbours = self._index.search(vector, len(allowed), allowed_ids=allowed)[0]
@@ -610,7 +627,8 @@ class SemanticCache:
             if row is None or similarity_to(row.facts.text, text, n.similarity) < threshold:
                 continue  # the decision's first rule, cheap enough to ask of every entry
             query = Query(row.facts.fingerprint, row.facts.namespace, text, None)
-            if isinstance(decide_semantic(query, [(row.facts, n.similarity)], options, now), Hit):
+            candidate = [(self._read_whole(row.facts), n.similarity)]
+            if isinstance(decide_semantic(query, candidate, options, now), Hit):
                 matched.append(n.id)
         return matched
 

@@ -66,6 +66,8 @@ class Query:
     namespace: str
     text: str | None
     max_tokens: int | None = None
+    # False: the embedding model reads only part of `text` (Embedder.reads_whole).
+    read_whole: bool = True
 
 
 @dataclass(frozen=True)
@@ -132,9 +134,9 @@ class Bypass:
     """Semantic lookup skipped on purpose; `code` lets callers react (the API maps codes)."""
 
     reason: str
-    code: Literal["not-text", "uncovered-script", "disabled", "model-changed", "empty"] = field(
-        default="disabled"
-    )
+    code: Literal[
+        "not-text", "too-long", "uncovered-script", "disabled", "model-changed", "empty"
+    ] = field(default="disabled")
 
 
 Decision = Hit | Miss | Bypass
@@ -174,6 +176,12 @@ def precheck_semantic(query: Query, options: LookupOptions) -> Bypass | None:
         return Bypass(options.semantic_off_reason or "semantic lookup disabled", "disabled")
     if query.text is None:
         return Bypass("last turn is not plain text: exact hits only", "not-text")
+    if not query.read_whole:
+        return Bypass(
+            "last turn is longer than the embedding model reads at once (prompts that differ "
+            "past that point would look the same): exact hits only",
+            "too-long",
+        )
     if options.covered_scripts is not None:
         uncovered = uncovered_scripts(query.text, options.covered_scripts)
         if uncovered:

@@ -53,6 +53,9 @@ class CountingEmbedder:
     def covered_scripts(self) -> frozenset[str] | None:
         return self.inner.covered_scripts
 
+    def reads_whole(self, text: str) -> bool:
+        return self.inner.reads_whole(text)
+
     def embed(self, texts: Any) -> Any:
         self.calls += 1
         self.texts += len(texts)

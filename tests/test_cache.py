@@ -462,3 +462,66 @@ def test_concurrent_lookups_share_one_embedding_and_one_search(
         ]
     finally:
         cache.close()
+
+
+# The model reads 256 word pieces (MiniLM) or one 512-token window (e5): past that, two prompts
+# that differ only at the end got one vector, and a cosine of 1.0 served the wrong answer.
+REPORT = "The quarterly report shows revenue growth across all regions this year. " * 30
+
+
+class _OldEmbedder(CountingEmbedder):
+    """The embedder as it was before `reads_whole`: every prompt counted as read whole."""
+
+    def reads_whole(self, text: str) -> bool:
+        return True
+
+
+def test_a_prompt_longer_than_the_model_reads_gets_exact_hits_only(
+    cache: SemanticCache, embedder: CountingEmbedder
+) -> None:
+    asked, other = REPORT + " Summarize it.", REPORT + " Criticize it."
+    assert embedder.reads_whole(REPORT[:600]) and not embedder.reads_whole(asked)
+    stored = cache.store(keys(asked), "A summary.")
+    assert stored.exact_only and stored.embedding is None
+    calls = embedder.calls
+    result = cache.lookup(keys(other), OPTIONS)
+    assert isinstance(result.decision, Bypass) and result.decision.code == "too-long"
+    assert embedder.calls == calls  # nothing embedded: a long prompt costs no model time
+    exact = cache.lookup(keys(asked), OPTIONS)
+    assert isinstance(exact.decision, Hit) and exact.decision.kind == "exact"
+
+
+def test_a_long_prompt_indexed_before_the_rule_is_never_a_semantic_candidate(
+    tmp_path: Path, model: SentenceTransformerEmbedder
+) -> None:
+    settings = make_settings(tmp_path / "data")
+    old = SemanticCache(settings, _OldEmbedder(model))
+    old.store(keys(REPORT + " Summarize it."), "A summary.")
+    old.close()
+    reopened = SemanticCache(settings, CountingEmbedder(model))
+    try:
+        result = reopened.lookup(keys(REPORT + " Criticize it."), OPTIONS)
+        assert isinstance(result.decision, Bypass)  # the new prompt is too long itself
+        shorter = " ".join(REPORT.split(". ")[:8]) + ". Summarize it."
+        assert model.reads_whole(shorter)
+        near = LookupOptions(min_similarity=0.8, covered_scripts=frozenset({"Latin"}))
+        result = reopened.lookup(keys(shorter), near)
+        assert isinstance(result.decision, Miss), result.decision
+        assert "serves exact hits only" in result.decision.reason
+    finally:
+        reopened.close()
+
+
+def test_each_embedder_says_when_it_reads_only_part_of_a_prompt(
+    model: SentenceTransformerEmbedder, routed: RoutedEmbedder
+) -> None:
+    from embeddings.numpy_minilm import NumpyMiniLMEmbedder
+    from embeddings.sentence_transformer import resolve_model
+
+    folder, model_id = resolve_model("bundled:all-MiniLM-L6-v2")
+    fast = NumpyMiniLMEmbedder(Path(folder), model_id)
+    korean = "서울에서 부산까지 가는 가장 빠른 방법은 무엇인가요? " * 80
+    for text, whole in ((REPORT[:500], True), (REPORT, False), ("짧은 질문", True)):
+        assert model.reads_whole(text) is whole and fast.reads_whole(text) is whole, text
+    assert routed.reads_whole(korean[:300]) and not routed.reads_whole(korean)
+    assert routed.fallback.reads_whole(REPORT) and not routed.fallback.reads_whole(REPORT * 2)
