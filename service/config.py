@@ -256,6 +256,8 @@ class PolicySettings(_Frozen):
         "comparatives",
         "swapped_roles",
         "word_order",
+        "spelling",
+        "mood",
     )
     # "off", "bundled" (service/data/verifier.json) or the path of a JSON file of the same shape.
     verifier: str = "off"

@@ -39,6 +39,8 @@ DEFAULT_GUARDS: tuple[str, ...] = (
     "comparatives",
     "swapped_roles",
     "word_order",
+    "spelling",
+    "mood",
 )
 
 DEFAULT_SCRIPT_FLOORS: tuple[tuple[str, float], ...] = (("Hangul", 0.98),)

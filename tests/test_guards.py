@@ -105,6 +105,27 @@ REFUSE: dict[str, list[Pair]] = {
         ("고양이가 강아지를 쫓는 이유", "강아지가 고양이를 쫓는 이유"),
         ("한국어보다 영어가 어려운가요?", "영어보다 한국어가 어려운가요?"),
     ],
+    "spelling": [
+        ("Draw a 🍎", "Draw a 🚗"),
+        ("Reply with 👍 if it builds", "Reply with 👎 if it builds"),
+        ("Prove that ∀x P(x) holds", "Prove that ∃x P(x) holds"),
+        ("Translate pêcheur into English", "Translate pécheur into English"),
+        ("¿Cuántos años tienes?", "¿Cuántos añós tienes?"),
+        ("Is the WHO behind this?", "Is who behind this?"),
+        ("Is the US safe for travel?", "Is it safe for us to travel?"),
+        ("How do I get into IT?", "How do I get into it?"),
+        ("Price in € please", "Price in £ please"),
+    ],
+    "mood": [
+        ("Delete the branch?", "Delete the branch."),
+        ("Merge it now?", "Merge it now!"),
+        ("You can restart the server?", "You can restart the server."),
+        ("The tests pass?", "The tests pass."),
+        ("Push to main?", "push to main!"),
+        ("브랜치를 삭제해?", "브랜치를 삭제해."),
+        ("서버를 재시작할까?", "서버를 재시작할까."),
+        ("It is safe to drop the table？", "It is safe to drop the table。"),
+    ],
     "word_order": [
         (
             "2019년에 김민수가 회장이고 이지은이 부회장이었다",
@@ -211,6 +232,30 @@ PASS: dict[str, list[Pair]] = {
         ("고양이가 강아지를 쫓는 이유", "강아지를 고양이가 쫓는 이유"),
         ("엑셀을 PDF로 변환하는 방법", "PDF로 엑셀 파일을 변환하려면?"),
     ],
+    "spelling": [
+        ("How do I reset my password?", "how do i reset my password"),
+        ("What is a good café in Paris?", "Recommend a café in Paris"),
+        ("Explain the CAP theorem", "What is the CAP theorem?"),
+        ("Rate this idea 👍", "Rate this idea please 👍"),
+        ("How hot is 30°C?", "How hot is 30 degrees C?"),
+        ("Catch a pokemon", "Catch a Pokémon"),
+        ("Is JAVA hard to learn?", "Is Java hard to learn?"),
+        ("Is 5 ≤ 7?", "Is 5 ≤ 7 true?"),
+        ("HOW DO I EXIT VIM", "How do I exit vim?"),
+        ("what is sql injection", "Explain SQL injection"),
+        ("파이썬에서 리스트를 정렬하는 방법", "파이썬 리스트 정렬은 어떻게 하나요?"),
+        ("Can you help us plan a trip?", "Could you help us plan a trip?"),
+    ],
+    "mood": [
+        ("What is a mutex?", "What is a mutex"),
+        ("Delete the branch.", "Delete the branch"),
+        ("Delete the branch?", "Should I delete the branch?"),
+        ("Summarize this article.", "Summarize this article!"),
+        ("Is it safe?", "is it safe??"),
+        ("오늘 날씨 어때?", "오늘 날씨 어때"),
+        ("Explain recursion.", "Explain recursion…"),
+        ("Why is the sky blue?", "What makes the sky look blue?"),
+    ],
     "word_order": [
         ("커피를 하루에 몇 잔까지 마셔도 괜찮나요?", "하루에 커피 몇 잔까지 마셔도 돼요?"),
         ("주말에 서울에서 할 만한 것", "서울에서 주말에 할 거리 추천"),
@@ -315,7 +360,8 @@ def test_guard_passes_paraphrase(name: str, cached: str, new: str) -> None:
 def test_case_punctuation_and_spacing_do_not_matter(name: str, cached: str, new: str) -> None:
     shouted = "  " + new.upper().replace(" ", "   ") + "!!"
     assert GUARDS[name](cached, new.lower().rstrip("?.!")).passed
-    if name != "entities":  # ALL-CAPS text turns off the capital-letter rules, by design
+    # ALL-CAPS text turns off the capital-letter rules, and "!!" is a mood, by design.
+    if name not in ("entities", "mood"):
         assert GUARDS[name](cached, shouted).passed
 
 

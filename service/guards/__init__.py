@@ -23,9 +23,11 @@ from service.guards.amounts import check_amounts
 from service.guards.comparatives import check_comparatives
 from service.guards.dates import check_dates
 from service.guards.entities import check_entities
+from service.guards.mood import check_mood
 from service.guards.negation import check_negation
 from service.guards.numbers import check_numbers
 from service.guards.roles import check_swapped_roles
+from service.guards.spelling import check_spelling
 from service.guards.text import Guard, GuardVerdict, normalize
 from service.guards.word_order import check_word_order
 
@@ -38,8 +40,10 @@ __all__ = [
     "check_comparatives",
     "check_dates",
     "check_entities",
+    "check_mood",
     "check_negation",
     "check_numbers",
+    "check_spelling",
     "check_swapped_roles",
     "check_word_order",
     "normalize",
@@ -55,6 +59,8 @@ GUARDS: Final[Mapping[str, Guard]] = MappingProxyType(
         "comparatives": check_comparatives,
         "swapped_roles": check_swapped_roles,
         "word_order": check_word_order,
+        "spelling": check_spelling,
+        "mood": check_mood,
     }
 )
 
