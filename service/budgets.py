@@ -295,14 +295,23 @@ class BudgetBook:
 
     # -- the seams the proxy calls ---------------------------------------------------------
 
-    def check_before_miss(self, tenant: str, feature: str | None, estimate_micros: int) -> None:
+    def check_before_miss(
+        self,
+        tenant: str,
+        feature: str | None,
+        estimate_micros: int,
+        *,
+        then: Callable[[], None] | None = None,
+    ) -> None:
         """Raise `RateLimited` (`budget_exceeded`, 429) if this miss could pass a hard limit.
 
         Refused when the period's spend, plus the bounds other misses hold, plus
         `estimate_micros` would pass `amount * hard_limit` of any budget whose scope matches,
-        or when the spend already reached it.
+        or when the spend already reached it. `then` runs once admitted, before any other
+        check: where it registers the spend with `count_pending`'s source, two concurrent
+        checks cannot both count on the same headroom.
         """
-        self._admit(tenant, feature, estimate_micros, hold=False)
+        self._admit(tenant, feature, estimate_micros, hold=False, then=then)
 
     def hold_before_miss(self, tenant: str, feature: str | None, estimate_micros: int) -> Hold:
         """`check_before_miss`, then hold `estimate_micros` against the matching budgets
@@ -327,7 +336,15 @@ class BudgetBook:
             held += sum(m for t, f, m in self._pending() if _matches(budget, t, f))
         return held
 
-    def _admit(self, tenant: str, feature: str | None, estimate_micros: int, *, hold: bool) -> Hold:
+    def _admit(
+        self,
+        tenant: str,
+        feature: str | None,
+        estimate_micros: int,
+        *,
+        hold: bool,
+        then: Callable[[], None] | None = None,
+    ) -> Hold:
         periods: list[tuple[str, str]] = []
         with self._lock:
             for budget in self._budgets:
@@ -368,6 +385,8 @@ class BudgetBook:
             held_now = Hold(tuple(periods), estimate_micros, self._clock() + HOLD_SECONDS)
             if hold:
                 self._holds[id(held_now)] = held_now
+            if then is not None:
+                then()
         return held_now
 
     def on_row(self, row: LedgerRow, row_id: int | None = None) -> None:

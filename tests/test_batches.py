@@ -13,6 +13,7 @@ import random
 import sqlite3
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -552,3 +553,39 @@ def _hold_across_a_restart(
         wait_ended(client, first.id)
         third = submit(client, [("e", params(do(TOPICS[16])))])
         assert wait_ended(client, third.id).request_counts.succeeded == 1
+
+
+def test_batches_dispatched_at_once_never_pass_the_hard_limit_together(
+    tmp_path: Path, embedder: CountingEmbedder, standin: RunningStandin
+) -> None:
+    """Each dispatch checked the budget, then held its bound: checks that ran side by side
+    all counted on the same headroom (5 of 8 batches went where 3 fitted)."""
+    standin.state.batch_ready_after_polls = None
+    standin.state.batch_ready_after_seconds = 3600.0  # every batch stays in flight
+    # Each one-request batch holds about $0.00227 (300 output tokens at the batch price).
+    budget = {"name": "cap", "scope": "tenant:acme", "period": "daily", "amount_usd": 0.006}
+    settings = batch_settings(tmp_path / "data", standin).model_copy(
+        update={"budgets": make_settings(tmp_path, budgets=[budget]).budgets}
+    )
+    try:
+        with ExitStack() as stack, ThreadPoolExecutor(16) as pool:
+            service = start(stack, settings, embedder)
+            clients = [service.sdk() for _ in range(16)]
+            created = list(
+                pool.map(
+                    lambda i: submit(clients[i], [(f"r{i}", params(do(TOPICS[20 + i])))]),
+                    range(16),
+                )
+            )
+            deadline = time.monotonic() + 30
+            while True:  # each batch is either refused (ended) or upstream (in flight)
+                views = [clients[0].messages.batches.retrieve(b.id) for b in created]
+                ended = [v for v in views if v.processing_status == "ended"]
+                if len(ended) + standin.state.batches_created >= len(created):
+                    break
+                assert time.monotonic() < deadline, "batches neither refused nor sent"
+                time.sleep(0.05)
+            assert standin.state.batches_created == 2
+            assert len(ended) == 14 and all(v.request_counts.errored == 1 for v in ended)
+    finally:
+        standin.state.batch_ready_after_seconds = None

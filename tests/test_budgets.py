@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -463,3 +465,28 @@ def test_a_request_bound_follows_its_cache_markers() -> None:
     # The stand-in Anthropic server never counts more prompt tokens than the bound.
     for request in (plain, marked, hour):
         assert count_input_tokens(dict(request)) <= prompt_token_bound(request)
+
+
+def test_what_a_check_registers_in_then_is_counted_by_every_check_after_it(
+    seoul: Books,
+) -> None:
+    """The batch service registers its spend in `then`, under the book's lock: a check that
+    starts while another is registering waits, and sees the spend (without `then` both
+    counted on the same headroom)."""
+    in_flight: list[tuple[str, str | None, int]] = []
+    seoul.book.count_pending(lambda: list(in_flight))
+    registering = threading.Event()
+
+    def register() -> None:
+        registering.set()
+        time.sleep(0.2)  # a slow registration: the second check must not slip in before it
+        in_flight.append(("acme", None, 600_000))
+
+    first = threading.Thread(
+        target=seoul.book.check_before_miss, args=("acme", None, 600_000), kwargs={"then": register}
+    )
+    first.start()
+    assert registering.wait(5)
+    with pytest.raises(RateLimited, match="held by requests in flight"):
+        seoul.book.check_before_miss("acme", None, 600_000)
+    first.join()
