@@ -339,6 +339,21 @@ def test_metrics_endpoint_needs_no_key(ops: OpsState) -> None:
         assert client.get("/dashboard/data").status_code == 401
 
 
+def test_with_client_keys_metrics_need_the_admin_key(ops: OpsState) -> None:
+    """Metrics name every tenant's spend: once tenants have keys, only an admin reads them."""
+    keys = [
+        {"key": ADMIN_KEY, "role": "admin", "tenant": "ops"},
+        {"key": "client-key-acme", "role": "client", "tenant": "acme"},
+    ]
+    settings = make_settings(ops.settings.data_dir, auth={"keys": keys})
+    shared = OpsState(**{**vars(ops), "settings": settings, "keyring": KeyRing(settings.auth)})
+    with TestClient(ops_app(shared)) as client:
+        assert client.get("/metrics").status_code == 401
+        assert client.get("/metrics", headers={"x-api-key": "client-key-acme"}).status_code == 403
+        admin = client.get("/metrics", headers={"authorization": f"Bearer {ADMIN_KEY}"})
+        assert admin.status_code == 200 and "promptcache_cache_entries" in admin.text
+
+
 # --- through the real app, once `create_app` wires metrics ------------------------------
 
 

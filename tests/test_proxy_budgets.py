@@ -145,7 +145,7 @@ def test_budgets_endpoint_shows_spend_and_what_a_miss_in_flight_holds(
                 assert held["all"]["held_micros"] == held["acme"]["held_micros"] > 0
                 assert held["globex"]["held_micros"] == 0
                 assert held["acme"]["spent_micros"] == 0
-                scraped = httpx.get(f"{url}/metrics", timeout=10).text
+                scraped = httpx.get(f"{url}/metrics", headers=admin, timeout=10).text
                 assert 'promptcache_budget_held_usd{budget="globex"} 0.0' in scraped
                 gauge = re.search(r'promptcache_budget_held_usd\{budget="acme"\} (\S+)', scraped)
                 assert gauge is not None and float(gauge.group(1)) > 0

@@ -1,10 +1,12 @@
 """Operator endpoints: Prometheus `/metrics` and the dashboard page with its data.
 
-`/metrics` is open, as scrapers expect (it shows tenant names, models and spend, never keys or
-prompts); put it behind the network boundary the service already needs. The dashboard is
-admin only. Scripts send the admin key as a header like every other admin call. A browser
-cannot, so `GET /dashboard?key=ADMIN_KEY` checks the key, sets a cookie and redirects to the
-bare `/dashboard`. The cookie holds no key: it is `expiry.HMAC(admin key, expiry)`, valid for
+`/metrics` shows tenant names, models and spend (never keys or prompts). It is open while no
+client key is configured (one team, loopback), as scrapers expect; once client keys exist it
+needs an admin key, or every tenant could read every other's spend (Prometheus sends one with
+`authorization: {credentials: KEY}`). The dashboard is admin only. Scripts send the admin
+key as a header like every other admin call. A browser cannot, so
+`GET /dashboard?key=ADMIN_KEY` checks the key, sets a cookie and redirects to the bare
+`/dashboard`. The cookie holds no key: it is `expiry.HMAC(admin key, expiry)`, valid for
 12 hours and only for `/dashboard*` (HttpOnly, SameSite=Strict, Secure over https), and it dies
 when that key is removed from the config. The risk left: the key travels once in a URL, so it
 lands in the browser history and in access logs that record query strings (uvicorn's does).
@@ -89,6 +91,9 @@ def _sources(request: Request) -> _Sources:
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
+    keyring = _sources(request).keyring
+    if not keyring.anonymous_allowed:
+        require_admin(keyring.authenticate(request))
     body = await run_in_threadpool(_sources(request).metrics.render)
     return Response(body, media_type=CONTENT_TYPE)
 
