@@ -660,12 +660,15 @@ class SemanticCache:
             if tenant is None:
                 entries = len(self._rows)
                 size = self._bytes
+                indexed = len(self._index)
             else:
+                # The tenant's own rows: the whole index's size would let it watch others grow.
                 rows = [r for r in self._rows.values() if r.tenant == tenant]
                 entries, size = len(rows), sum(r.size for r in rows)
+                indexed = sum(r.indexed for r in rows)
             return CacheStats(
                 entries=entries,
-                index_entries=len(self._index),
+                index_entries=indexed,
                 bytes=size,
                 hits_exact=counts["hit-exact"],
                 hits_semantic=counts["hit-semantic"],

@@ -94,12 +94,23 @@ class CacheSettings(_Frozen):
 
 class ApiKey(_Frozen):
     key: str = Field(min_length=8)
-    tenant: str = Field(default="default", min_length=1, max_length=128)
+    # Entries are kept under "<tenant>/<namespace>": a "/" in a name would blur the two.
+    tenant: str = Field(default="default", pattern=r"^[A-Za-z0-9_.:\-]{1,128}$")
     role: Literal["client", "admin"] = "client"
 
 
 class AuthSettings(_Frozen):
     keys: tuple[ApiKey, ...] = ()
+
+    @field_validator("keys")
+    @classmethod
+    def _each_key_once(cls, value: tuple[ApiKey, ...]) -> tuple[ApiKey, ...]:
+        seen: set[str] = set()
+        for position, key in enumerate(value):
+            if key.key in seen:  # the last one silently won, role and tenant included
+                raise ValueError(f"key {position} is listed twice: each key names one tenant")
+            seen.add(key.key)
+        return value
 
 
 class ServerSettings(_Frozen):

@@ -77,6 +77,13 @@ def test_errors_are_one_line_and_non_zero(
         ('timezone = "Mars/Olympus"', "unknown time zone 'Mars/Olympus'"),
         (f'prices_file = "{tmp_path / "none.json"}"', "cannot read price file"),
         ('[router]\ncheap_model = ""', "router.cheap_model"),
+        # The last of two entries for one key silently won, role and tenant included.
+        (
+            '[[auth.keys]]\nkey = "same-key-1"\ntenant = "a"\n'
+            '[[auth.keys]]\nkey = "same-key-1"\ntenant = "b"\nrole = "admin"',
+            "key 1 is listed twice",
+        ),
+        ('[[auth.keys]]\nkey = "slash-key-1"\ntenant = "acme/prod"', "auth.keys.0.tenant"),
     ]:
         bad.write_text(setting + "\n")
         assert main(["serve", "--config", str(bad), "--data-dir", str(data)]) != 0
