@@ -60,6 +60,7 @@ from service.errors import (
     PromptCacheError,
     RateLimited,
     StorageError,
+    Unprocessable,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
@@ -448,12 +449,13 @@ class BatchService:
                         record.tenant,
                         record.controls.feature,
                         sum(bounds),
+                        unpriced=self._unpriced_model(queued),
                         # Held inside the check: two batches dispatched at once each saw the
                         # other's headroom and both went (5 of 8 admitted where 3 fitted).
                         then=lambda: self._hold(record, queued, bounds),
                     )
                 )
-        except RateLimited as exc:  # a refusal lasts the period: no retry
+        except (RateLimited, Unprocessable) as exc:  # a refusal lasts: no retry
             await self._settle(record, [(r, errored(exc.error_type, exc.message)) for r in queued])
             return "again"
         try:
@@ -502,6 +504,14 @@ class BatchService:
     def _pending_spend(self) -> list[tuple[str, str | None, int]]:
         with self._in_flight_lock:
             return list(self._in_flight.values())
+
+    def _unpriced_model(self, rows: Sequence[RequestRow]) -> str | None:
+        """A model of these requests the price table does not know: no bound is possible."""
+        for row in rows:
+            model = str((row.upstream_params or {}).get("model"))
+            if self._proxy.prices.get(model) is None:
+                return model
+        return None
 
     def _bound(self, params: Mapping[str, Any]) -> int:
         """What one request can cost at most, at the batch price of its model."""

@@ -34,7 +34,7 @@ from typing import Any
 
 from service.alerts import AlertSink
 from service.config import BudgetSettings, Settings
-from service.errors import ConfigError, InvalidRequest, RateLimited, StorageError
+from service.errors import ConfigError, InvalidRequest, RateLimited, StorageError, Unprocessable
 from service.ledger import Ledger, LedgerRow
 from service.periods import day_window, month_window, zone
 from service.pricing import CacheTtl, PriceTable, Usage, format_usd
@@ -302,6 +302,7 @@ class BudgetBook:
         estimate_micros: int,
         *,
         then: Callable[[], None] | None = None,
+        unpriced: str | None = None,
     ) -> None:
         """Raise `RateLimited` (`budget_exceeded`, 429) if this miss could pass a hard limit.
 
@@ -309,14 +310,21 @@ class BudgetBook:
         `estimate_micros` would pass `amount * hard_limit` of any budget whose scope matches,
         or when the spend already reached it. `then` runs once admitted, before any other
         check: where it registers the spend with `count_pending`'s source, two concurrent
-        checks cannot both count on the same headroom.
+        checks cannot both count on the same headroom. `unpriced`: as `hold_before_miss`'s
+        `model`.
         """
-        self._admit(tenant, feature, estimate_micros, hold=False, then=then)
+        self._admit(tenant, feature, estimate_micros, hold=False, then=then, unpriced=unpriced)
 
-    def hold_before_miss(self, tenant: str, feature: str | None, estimate_micros: int) -> Hold:
+    def hold_before_miss(
+        self, tenant: str, feature: str | None, estimate_micros: int, *, model: str | None = None
+    ) -> Hold:
         """`check_before_miss`, then hold `estimate_micros` against the matching budgets
-        until `release`: call that once the miss's row is recorded (or it failed)."""
-        return self._admit(tenant, feature, estimate_micros, hold=True)
+        until `release`: call that once the miss's row is recorded (or it failed).
+
+        `model`: the model the miss goes to, when the price table does not know it. Its cost
+        cannot be bounded, so a budget with a hard limit refuses it (`Unprocessable`, naming
+        the model and the fix) rather than let it pass at an estimate of zero."""
+        return self._admit(tenant, feature, estimate_micros, hold=True, unpriced=model)
 
     def count_pending(self, source: Callable[[], Iterable[tuple[str, str | None, int]]]) -> None:
         """Count `source`'s spend in flight like a hold (the batch service's requests sent
@@ -344,6 +352,7 @@ class BudgetBook:
         *,
         hold: bool,
         then: Callable[[], None] | None = None,
+        unpriced: str | None = None,
     ) -> Hold:
         periods: list[tuple[str, str]] = []
         with self._lock:
@@ -354,6 +363,12 @@ class BudgetBook:
                 if budget.alert_only:  # never refuses; the hold only shows in its status
                     periods.append((budget.name, current.window.key))
                     continue
+                if unpriced is not None:
+                    raise Unprocessable(
+                        f"model {unpriced!r} has no price, so budget {budget.name!r} "
+                        f"({budget.scope}) cannot bound what this request costs: add the model "
+                        "to the price file (prices_file) or make the budget alert_only"
+                    )
                 status = self._status(budget, current)
                 hard = status.hard_limit_micros
                 assert hard is not None

@@ -121,7 +121,10 @@ class ProxyBooks:
             hold = None
             if self.budgets is not None:
                 hold = self.budgets.hold_before_miss(
-                    prepared.tenant, prepared.controls.feature, bound
+                    prepared.tenant,
+                    prepared.controls.feature,
+                    bound,
+                    model=model if self.prices.get(model) is None else None,
                 )
             try:
                 self.ledger.note_upstream(row)

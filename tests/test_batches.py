@@ -589,3 +589,20 @@ def test_batches_dispatched_at_once_never_pass_the_hard_limit_together(
             assert len(ended) == 14 and all(v.request_counts.errored == 1 for v in ended)
     finally:
         standin.state.batch_ready_after_seconds = None
+
+
+def test_a_batch_for_a_model_without_a_price_is_refused_under_a_hard_limit(
+    tmp_path: Path, embedder: CountingEmbedder, standin: RunningStandin
+) -> None:
+    budget = {"name": "cap", "scope": "tenant:acme", "period": "daily", "amount_usd": 1.0}
+    settings = batch_settings(tmp_path / "data", standin).model_copy(
+        update={"budgets": make_settings(tmp_path, budgets=[budget]).budgets}
+    )
+    with ExitStack() as stack:
+        client = start(stack, settings, embedder).sdk()
+        unknown = {**params(do(TOPICS[40])), "model": "claude-unreleased-9"}
+        batch = submit(client, [("u", unknown), ("k", params(do(TOPICS[41])))])
+        assert wait_ended(client, batch.id).request_counts.errored == 2
+        [first, _] = list(client.messages.batches.results(batch.id))
+        assert "'claude-unreleased-9' has no price" in first.result.error.error.message  # type: ignore[union-attr]
+        assert standin.state.batches_created == 0

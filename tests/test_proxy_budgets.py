@@ -161,3 +161,55 @@ def test_budgets_endpoint_shows_spend_and_what_a_miss_in_flight_holds(
     # A client sees the budgets that can refuse its requests, not another tenant's.
     assert sorted(mine) == ["acme", "all"]
     assert nobody.status_code == 401
+
+
+def test_a_model_without_a_price_cannot_pass_a_hard_limit_at_an_estimate_of_zero(
+    tmp_path: Path, embedder: CountingEmbedder
+) -> None:
+    """Its bound was 0, so it always fitted: a spent budget still let unknown models through."""
+    with running_standin() as standin:
+        settings = make_settings(
+            tmp_path / "data",
+            upstream={"base_url": standin.base_url, "api_key": "k", "max_retries": 0},
+            budgets=[
+                {"name": "cap", "scope": "feature:search", "period": "daily", "amount_usd": 1},
+                {
+                    "name": "watch",
+                    "scope": "feature:chat",
+                    "period": "daily",
+                    "amount_usd": 1,
+                    "alert_only": True,
+                },
+            ],
+        )
+        with running(create_app(settings, embedder=embedder)) as url:
+
+            def ask(feature: str) -> httpx.Response:
+                body = {
+                    "model": "claude-unreleased-9",
+                    "max_tokens": 50,
+                    "messages": [{"role": "user", "content": f"Hello from {feature}?"}],
+                }
+                headers = {"x-promptcache-feature": feature}
+                return httpx.post(f"{url}/v1/messages", json=body, headers=headers, timeout=30)
+
+            refused = ask("search")
+            assert refused.status_code == 422, refused.text
+            message = refused.json()["error"]["message"]
+            assert "'claude-unreleased-9' has no price" in message and "'cap'" in message
+            assert standin.state.messages_calls == 0
+            for feature in ("chat", "other"):  # alert-only, or no budget: served, and marked
+                served = ask(feature)
+                assert served.status_code == 200 and served.headers["x-cache"] == "miss"
+                assert served.headers["x-promptcache-unpriced"] == "true"
+            priced = httpx.post(
+                f"{url}/v1/messages",
+                json={
+                    "model": MODEL,
+                    "max_tokens": 50,
+                    "messages": [{"role": "user", "content": "Hi?"}],
+                },
+                headers={"x-promptcache-feature": "search"},
+                timeout=30,
+            )
+            assert priced.status_code == 200 and "x-promptcache-unpriced" not in priced.headers

@@ -116,6 +116,8 @@ def answer_headers(answer: Answer | None, request_id: str) -> dict[str, str]:
     headers["x-promptcache-model"] = answer.model_used
     headers["x-promptcache-cost-usd"] = format_usd(answer.charge.cost_micros)
     headers["x-promptcache-saved-usd"] = format_usd(answer.charge.saved_micros)
+    if not answer.charge.priced:  # the figures above are not a price: say so
+        headers["x-promptcache-unpriced"] = "true"
     if answer.similarity is not None and answer.kind.startswith("hit-"):
         headers["x-cache-similarity"] = f"{answer.similarity:.4f}"
     if answer.entry_id is not None:
