@@ -449,7 +449,9 @@ def _feed(assembler: MessageAssembler, event: StreamEvent) -> None:
     try:
         assembler.feed(event)
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
-        raise StreamBroken(f"upstream sent a malformed {event.event} event ({exc!r})") from exc
+        # The parser's words are for the log; the client hears what happened.
+        logger.warning("malformed %s event from upstream: %r", event.event, exc)
+        raise StreamBroken(f"upstream sent a malformed {event.event} event") from exc
 
 
 class Relay:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -40,6 +41,8 @@ from service.errors import (
 
 if TYPE_CHECKING:
     import anthropic
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 NO_KEY_MESSAGE = (
@@ -175,7 +178,8 @@ def translate_error(exc: Exception) -> PromptCacheError:
             return InvalidRequest(detail)
         return UpstreamError(f"upstream answered {status}: {detail}")
     if isinstance(exc, anthropic.APIResponseValidationError | ValueError):
-        return UpstreamError(f"upstream returned a malformed response: {exc}")
+        logger.warning("malformed response from upstream: %s", exc)
+        return UpstreamError("upstream returned a malformed response (see the service log)")
     if isinstance(exc, httpx2.HTTPError):
         return UpstreamUnavailable(f"upstream connection failed: {exc!r}")
     return UpstreamError(f"upstream call failed: {exc!r}")
@@ -185,7 +189,8 @@ def _decode_object(raw: bytes | str) -> dict[str, Any]:
     try:
         value = json.loads(raw)
     except ValueError as exc:
-        raise UpstreamError(f"upstream returned a malformed response: {exc}") from exc
+        logger.warning("upstream body is not JSON: %s", exc)
+        raise UpstreamError("upstream returned a malformed response: not JSON") from exc
     if not isinstance(value, dict):
         raise UpstreamError("upstream returned a malformed response: not a JSON object")
     return value

@@ -746,6 +746,7 @@ def test_an_upstream_answer_of_the_wrong_shape_is_never_stored(
     broken = httpx.post(f"{service.url}/v1/messages", json=body, headers=headers, timeout=30)
     assert broken.status_code == 200 and "event: error" in broken.text
     assert "malformed content_block_delta event" in broken.text
+    assert "IndexError" not in broken.text  # the parser's words stay in the log
     assert "message_stop" not in broken.text
     [row] = service.ledger_rows()
     assert (row.kind, row.status) == ("error", 502) and row.cost_micros > 0
