@@ -406,7 +406,7 @@ def parse_requests(body: Any, limit: int = MAX_REQUESTS) -> list[tuple[str, dict
         if not isinstance(item, dict) or set(item) - {"custom_id", "params"}:
             raise InvalidRequest(f"requests.{i}: must be an object with custom_id and params only")
         custom_id = item.get("custom_id")
-        if not isinstance(custom_id, str) or not _CUSTOM_ID.match(custom_id):
+        if not isinstance(custom_id, str) or not _CUSTOM_ID.fullmatch(custom_id):
             raise InvalidRequest(f"requests.{i}.custom_id: use 1-64 letters, digits, _ or -")
         if custom_id in seen:
             raise InvalidRequest(

@@ -88,7 +88,7 @@ def parse_day(text: str) -> date:
 
 def parse_month(text: str) -> tuple[int, int]:
     """`YYYY-MM` as (year, month), or `InvalidRequest` saying so."""
-    found = _MONTH.match(text)
+    found = _MONTH.fullmatch(text)
     if found is None or not 1 <= int(found.group(2)) <= 12:
         raise InvalidRequest(f"month must be YYYY-MM, got {text!r}")
     return int(found.group(1)), int(found.group(2))

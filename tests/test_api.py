@@ -174,6 +174,13 @@ BAD_INPUTS: list[tuple[str, str, Any, int, str]] = [
         422,
         "tag",
     ),
+    (
+        "post",
+        "/v1/cache/entries",
+        {"prompt": "hi", "model": "m", "response": "r", "tags": ["ok\n"]},
+        422,
+        "tag",
+    ),
     *(
         ("post", "/v1/cache/entries", {"prompt": "hi", "model": "m", "response": r}, 422, w)
         for r, w in [

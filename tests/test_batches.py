@@ -391,6 +391,11 @@ def test_custom_ids_must_be_unique(custom_ids: list[str]) -> None:
             parse_requests(body)
 
 
+def test_a_custom_id_with_a_trailing_newline_is_refused() -> None:
+    with pytest.raises(InvalidRequest, match="custom_id"):  # re.match let "a\n" through
+        parse_requests({"requests": [{"custom_id": "a\n", "params": {}}]})
+
+
 def test_request_limit() -> None:
     body = {"requests": [{"custom_id": f"r{i}", "params": {}} for i in range(3)]}
     with pytest.raises(InvalidRequest, match="at most 2 requests"):

@@ -33,7 +33,7 @@ def _number(headers: Any, name: str, low: float, high: float) -> float | None:
     raw = headers.get(name)
     if raw is None:
         return None
-    if not _DECIMAL.match(raw):  # float() would also take "1_0", "nan", "inf"
+    if not _DECIMAL.fullmatch(raw):  # float() would also take "1_0", "nan", "inf"
         raise InvalidRequest(f"{name}: not a number: {raw!r}")
     value = float(raw)
     if not low <= value <= high:
@@ -45,7 +45,7 @@ def _name(headers: Any, header: str) -> str | None:
     raw = headers.get(header)
     if raw is None:
         return None
-    if not _NAME.match(raw):
+    if not _NAME.fullmatch(raw):
         raise InvalidRequest(f"{header}: use 1-128 letters, digits, _ . : -")
     return str(raw)
 

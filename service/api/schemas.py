@@ -88,7 +88,7 @@ class StoreBody(PromptFields):
     @classmethod
     def _tags(cls, tags: list[str]) -> list[str]:
         for tag in tags:
-            if not re.match(NAMESPACE_PATTERN, tag):
+            if not re.fullmatch(NAMESPACE_PATTERN, tag):  # match() let "ok\n" through
                 raise ValueError(f"tag {tag!r}: use 1-128 letters, digits, _ . : -")
         return tags
 
