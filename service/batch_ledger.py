@@ -122,6 +122,9 @@ class BatchRows:
             entry_id=entry_id,
             status=status,
             error=error,
+            # As the proxy's rows: the report's max_tokens opportunities read these two.
+            task=record.controls.task,
+            max_tokens=prepared.keys.max_tokens,
             **asdict(charge),
         )
 

@@ -218,6 +218,7 @@ def test_hundred_requests_thirty_cached_twenty_duplicates_fifty_go_upstream(
     assert kinds.count("batch") == 50
     assert kinds.count("hit-exact") == 25 + 10
     assert kinds.count("hit-semantic") == 5 + 10
+    assert {row.max_tokens for row in rows} == {300}  # for the report's max_tokens advice
     by_id: dict[str, Any] = {r.custom_id: r for r in results}
     for row in rows:
         assert row.tenant == "acme" and row.status == 200
