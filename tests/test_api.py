@@ -276,3 +276,26 @@ def test_a_store_that_refuses_writes_is_503_and_reads_go_on(
         assert lookup(client, "What is a mutex?")["status"] == "miss"
         stats = client.get("/v1/cache/stats", headers=CLIENT_A).json()
         assert (stats["entries"], stats["index_entries"]) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        ({"ttl": True}, "ttl"),  # strict: `true` was a TTL of one second
+        ({"ttl": 400 * 86400}, "at most 31536000 seconds"),  # was cut to a year silently
+        ({"usage": {"input_tokens": -1, "output_tokens": 5}}, "usage"),
+        ({"usage": {"input_tokens": 1, "tokens": 5}}, "unknown count(s) tokens"),
+    ],
+)
+def test_store_takes_values_as_typed_and_refuses_what_it_would_change(
+    server: httpx.Client, extra: dict[str, Any], words: str
+) -> None:
+    body = {"prompt": "What is a mutex?", "model": "m", "response": "A lock.", **extra}
+    reply = server.post("/v1/cache/entries", json=body, headers=CLIENT_A)
+    assert reply.status_code == 422, reply.text
+    assert words in reply.json()["error"]["message"]
+    untyped = {"messages": [{"role": "user", "content": [{"text": "hi"}]}], "model": "m"}
+    reply = server.post("/v1/cache/entries", json={**untyped, "response": "r"}, headers=CLIENT_A)
+    assert reply.status_code == 422 and '"type"' in reply.json()["error"]["message"]
+    everything = server.post("/v1/cache/invalidate", json={"all": "yes"}, headers=ADMIN)
+    assert everything.status_code == 422

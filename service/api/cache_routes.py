@@ -21,7 +21,7 @@ from service.api.schemas import InvalidateBody, LookupBody, PromptFields, StoreB
 from service.api.state import AppState
 from service.api.strict_json import StrictJSONRoute
 from service.cache import InvalidateFilter
-from service.errors import Conflict, NotFound, PayloadTooLarge
+from service.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable
 from service.keys import CacheKeys, prompt_keys
 from service.policy import Bypass, Hit
 from service.store import Entry
@@ -104,8 +104,9 @@ async def store(body: StoreBody, request: Request) -> JSONBytes:
     principal = state.keyring.authenticate(request)
     keys = _keys_for(body, body.model, principal, state)
     ttl = body.ttl
-    if ttl is not None and ttl > state.settings.cache.max_ttl_seconds:
-        ttl = float(state.settings.cache.max_ttl_seconds)
+    longest = state.settings.cache.max_ttl_seconds
+    if ttl is not None and ttl > longest:  # as x-cache-ttl: refused, never cut silently
+        raise Unprocessable(f"ttl: at most {longest} seconds (cache.max_ttl_seconds)")
     response = body.response
     exact_only = isinstance(response, dict) and any(
         isinstance(b, dict) and b.get("type") == "tool_use" for b in response.get("content", [])

@@ -29,6 +29,11 @@ _NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 _DECIMAL = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
 
 
+def _plain(value: float) -> str:
+    """31536000, not 3.1536e+07."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
 def _number(headers: Any, name: str, low: float, high: float) -> float | None:
     raw = headers.get(name)
     if raw is None:
@@ -37,7 +42,9 @@ def _number(headers: Any, name: str, low: float, high: float) -> float | None:
         raise InvalidRequest(f"{name}: not a number: {raw!r}")
     value = float(raw)
     if not low <= value <= high:
-        raise InvalidRequest(f"{name}: must be between {low:g} and {high:g}, got {value:g}")
+        raise InvalidRequest(
+            f"{name}: must be between {_plain(low)} and {_plain(high)}, got {_plain(value)}"
+        )
     return value
 
 

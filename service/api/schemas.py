@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from service.errors import InvalidRequest
 from service.pricing import usage_from_message
+from service.request_checks import check_fields
 
 NAMESPACE_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
@@ -35,7 +36,8 @@ def parse_duration(value: str | float | int) -> float:
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: `true` is not a TTL of 1 s, nor "yes" a request to remove everything.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Message(_Body):
@@ -63,6 +65,10 @@ class PromptFields(_Body):
             last = self.messages[-1].content
             if isinstance(last, str) and not last.strip():
                 raise ValueError("the last user message is empty")
+            try:  # the Messages API's own rules: typed blocks, no empty turn
+                check_fields({"model": "m", "messages": self.as_messages()})
+            except InvalidRequest as exc:
+                raise ValueError(exc.message) from exc
         return self
 
     def as_messages(self) -> list[dict[str, Any]]:
@@ -91,6 +97,21 @@ class StoreBody(PromptFields):
             if not re.fullmatch(NAMESPACE_PATTERN, tag):  # match() let "ok\n" through
                 raise ValueError(f"tag {tag!r}: use 1-128 letters, digits, _ . : -")
         return tags
+
+    @field_validator("usage")
+    @classmethod
+    def _usage(cls, usage: dict[str, int] | None) -> dict[str, int] | None:
+        if usage is not None:
+            known = {"input_tokens", "output_tokens"}
+            known |= {"cache_creation_input_tokens", "cache_read_input_tokens"}
+            unknown = sorted(set(usage) - known)
+            if unknown:
+                raise ValueError(f"usage: unknown count(s) {', '.join(unknown)}")
+            try:  # the counts a hit's saving is priced from: as a message's usage is checked
+                usage_from_message({"usage": usage})
+            except InvalidRequest as exc:
+                raise ValueError(f"usage: {exc.message}") from exc
+        return usage
 
     @field_validator("response")
     @classmethod
