@@ -320,12 +320,16 @@ class BatchStore:
             where.append("tenant = ?")
             params.append(tenant)
         order = "DESC"
+        # A cursor is looked up among the tenant's own batches: another tenant's id must read
+        # as unknown (an empty page), not tell that it exists.
+        owned = "" if tenant is None else " AND tenant = ?"
+        mine = [] if tenant is None else [tenant]
         if after_id is not None:
-            where.append("rowid < COALESCE((SELECT rowid FROM batches WHERE id = ?), -1)")
-            params.append(after_id)
+            where.append(f"rowid < COALESCE((SELECT rowid FROM batches WHERE id = ?{owned}), -1)")
+            params += [after_id, *mine]
         if before_id is not None:
-            where.append("rowid > COALESCE((SELECT rowid FROM batches WHERE id = ?), 1e18)")
-            params.append(before_id)
+            where.append(f"rowid > COALESCE((SELECT rowid FROM batches WHERE id = ?{owned}), 1e18)")
+            params += [before_id, *mine]
             order = "ASC"
         sql = f"SELECT * FROM batches WHERE {' AND '.join(where)} ORDER BY rowid {order} LIMIT ?"
         records = [_record_from(r) for r in self._read(sql, [*params, limit])]

@@ -458,6 +458,9 @@ def test_store_pages_newest_first_and_survives_reopening(tmp_path: Path) -> None
         assert [r.id for r in store.page("acme", 5, None, "b1")] == ["b0"]
         assert [r.id for r in store.page("acme", 5, "b0", None)] == ["b3", "b1"]
         assert [r.id for r in store.page(None, 2, "b0", None)] == ["b2", "b1"]
+        # Another tenant's id is no cursor: it paged acme's batches, telling it exists.
+        assert store.page("acme", 5, None, "b2") == store.page("acme", 5, None, "nope") == []
+        assert store.page("acme", 5, "b2", None) == store.page("acme", 5, "nope", None) == []
         assert sorted(store.unfinished()) == ["b0", "b2", "b3"]
         assert store.get("b0") == BatchRecord("b0", "acme", Controls(feature="f"), 0.0, 10.0)
         assert store.counts("b1").processing == 1
