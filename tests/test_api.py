@@ -299,3 +299,18 @@ def test_store_takes_values_as_typed_and_refuses_what_it_would_change(
     assert reply.status_code == 422 and '"type"' in reply.json()["error"]["message"]
     everything = server.post("/v1/cache/invalidate", json={"all": "yes"}, headers=ADMIN)
     assert everything.status_code == 422
+
+
+def test_a_missing_or_non_json_body_is_a_400_and_a_wrong_scheme_is_named(
+    server: httpx.Client,
+) -> None:
+    empty = server.post("/v1/cache/lookup", headers=CLIENT_A)
+    assert empty.status_code == 400 and "empty" in empty.json()["error"]["message"]
+    text = server.post(
+        "/v1/cache/lookup",
+        content=b"prompt=hi",
+        headers={**CLIENT_A, "content-type": "text/plain"},
+    )
+    assert text.status_code == 400 and "JSON object" in text.json()["error"]["message"]
+    basic = server.get("/v1/cache/stats", headers={"authorization": "Basic YWJjOmRlZg=="})
+    assert basic.status_code == 401 and "Bearer scheme (got Basic)" in basic.text

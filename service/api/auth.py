@@ -55,6 +55,11 @@ class KeyRing:
             # An unknown key gets no more than no key: the SDK always sends one.
             return Principal("default", "client", False)
         if not key:
+            scheme = request.headers.get("authorization", "").partition(" ")[0]
+            if scheme and scheme.lower() != "bearer":
+                raise AuthenticationFailed(
+                    f"Authorization: use the Bearer scheme (got {scheme[:20]}), or x-api-key"
+                )
             raise AuthenticationFailed(
                 "missing API key: send it as x-api-key or Authorization: Bearer"
             )

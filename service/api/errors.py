@@ -43,6 +43,10 @@ def _describe(errors: list[dict[str, Any]]) -> tuple[int, str]:
         return 400, f"request body is not valid JSON: {reason}"
     location = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
     kind = first.get("type", "")
+    if location == "body" and kind == "missing":  # malformed, not a bad field
+        return 400, "request body is empty: send a JSON object"
+    if location == "body" and kind in ("model_attributes_type", "model_type", "dict_type"):
+        return 400, "request body must be a JSON object (content-type: application/json)"
     if kind == "extra_forbidden":
         return 422, f"{location}: unknown field"
     if kind == "missing":
