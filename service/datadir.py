@@ -16,11 +16,34 @@ from types import TracebackType
 
 from service.errors import Conflict
 
+ADMIN_API_ADVICE = "or use the HTTP admin API (POST /v1/cache/invalidate) while it runs"
+
+
+def lock_holder(data_dir: Path) -> str | None:
+    """Who holds `data_dir`'s lock ("promptcache serve on ... (pid N)"), or None; takes no
+    lock that lasts, and creates nothing."""
+    path = data_dir / "lock"
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
 
 class DataDirLock:
-    def __init__(self, data_dir: Path, purpose: str) -> None:
+    def __init__(self, data_dir: Path, purpose: str, *, advice: str = ADMIN_API_ADVICE) -> None:
+        """`advice`: what to do instead while another process holds the lock."""
         self._path = data_dir / "lock"
         self._purpose = purpose
+        self._advice = advice
         self._fd: int | None = None
 
     def __enter__(self) -> DataDirLock:
@@ -32,8 +55,7 @@ class DataDirLock:
             holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
             os.close(fd)
             raise Conflict(
-                f"{self._path.parent} is in use by {holder}; stop it first, or use the "
-                "HTTP admin API (POST /v1/cache/invalidate) while it runs"
+                f"{self._path.parent} is in use by {holder}; stop it first, {self._advice}"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{self._purpose} (pid {os.getpid()})".encode(), 0)

@@ -65,6 +65,18 @@ def test_errors_are_one_line_and_non_zero(
         assert main(["invalidate", "--all", "--data-dir", str(data)]) == 2
         err = capsys.readouterr().err
         assert "in use by promptcache serve" in err and "POST /v1/cache/invalidate" in err
+        # A second serve is told to pick another data dir, not to use the admin API.
+        assert main(["serve", "--data-dir", str(data)]) == 2
+        err = capsys.readouterr().err
+        assert "another --data-dir" in err and "invalidate" not in err
+        # check reads beside a running service: it says whose index it compares with.
+        (data / "index" / "block-0" / "index.faiss").unlink()
+        assert main(["index", "check", "--data-dir", str(data)]) == 1
+        out = capsys.readouterr().out
+        assert "note: promptcache serve on 127.0.0.1:8080 (pid" in out
+        assert "fix: stop the service, then promptcache index rebuild" in out
+    assert main(["index", "rebuild", "--data-dir", str(data)]) == 0
+    capsys.readouterr()
     bad = tmp_path / "bad.toml"
     bad.write_text("[cache]\nmin_similarity = 3\n")
     assert main(["index", "check", "--config", str(bad), "--data-dir", str(data)]) == 1

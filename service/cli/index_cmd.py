@@ -95,6 +95,16 @@ def run_check(args: argparse.Namespace) -> int:
             )
         )
         return 0 if report.consistent else 1
+    from service.datadir import lock_holder
+
+    running = lock_holder(settings.data_dir)
+    if running is not None:
+        # Its index lives in memory and is saved from time to time: the saved copy read here
+        # may lag it, which is not a fault of the store.
+        print(
+            f"note: {running} holds this data dir; this compares the store with the index it "
+            "last saved, which may lag the one it serves"
+        )
     if report.consistent:
         print(f"ok: {report.entries} entries, {report.index_entries or 0} in the index")
         if report.manifest_kind and report.manifest_kind != settings.index.kind:
@@ -108,7 +118,8 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     if not report.consistent:
         print(
-            "fix: promptcache index rebuild"
+            ("fix: stop the service, then " if running is not None else "fix: ")
+            + "promptcache index rebuild"
             + (" --reembed" if "reembed" in " ".join(report.problems) else "")
         )
     return 0 if report.consistent else 1

@@ -62,7 +62,11 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    with DataDirLock(settings.data_dir, f"promptcache serve on {host}:{port}"):
+    with DataDirLock(
+        settings.data_dir,
+        f"promptcache serve on {host}:{port}",
+        advice="or give this one another --data-dir",
+    ):
         # What the settings name and cannot be loaded (a price file, an embedding model) stops
         # the start here, in one line, not as a traceback from inside the app's start-up.
         load_prices(settings.prices_file)
