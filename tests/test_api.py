@@ -99,6 +99,9 @@ def test_tenants_never_see_each_other(server: httpx.Client) -> None:
     assert server.delete(f"/v1/cache/entries/{entry_id}", headers=CLIENT_B).status_code == 404
     assert server.get("/v1/cache/stats?tenant=acme", headers=CLIENT_B).status_code == 403
     assert server.get("/v1/cache/stats?tenant=acme", headers=ADMIN).json()["entries"] == 1
+    every = server.get("/v1/cache/stats?tenant=*", headers=ADMIN).json()
+    assert (every["tenant"], every["entries"]) == ("*", 1)  # `*` was a tenant named "*"
+    assert server.get("/v1/cache/stats?tenant=*", headers=CLIENT_B).status_code == 403
     own = server.get("/v1/cache/stats", headers=CLIENT_B).json()
     assert (own["entries"], own["index_entries"]) == (0, 0)  # not the whole index's size
 

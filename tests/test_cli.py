@@ -184,3 +184,16 @@ def test_a_relative_data_dir_works_and_check_never_creates_one(
     (tmp_path / "a-file").write_text("x")
     assert main(["index", "check", "--data-dir", "a-file"]) == 2
     assert "is not a directory" in capsys.readouterr().err
+
+
+def test_invalidate_reads_tenant_as_the_http_api_does(
+    tmp_path: Path, routed: RoutedEmbedder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    seed(data, routed)
+    # A tenant alone is no filter: it removed all of that tenant's entries.
+    assert main(["invalidate", "--tenant", "default", "--data-dir", str(data)]) == 1
+    assert "give at least one filter" in capsys.readouterr().err
+    # `*` is every tenant, as over HTTP; it was read as a tenant named "*" (0 removed).
+    assert main(["invalidate", "--tag", "auth", "--tenant", "*", "--data-dir", str(data)]) == 0
+    assert "removed 1 entries" in capsys.readouterr().out

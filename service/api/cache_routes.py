@@ -185,6 +185,8 @@ async def stats(request: Request, tenant: str | None = None) -> JSONBytes:
     principal = state.keyring.authenticate(request)
     if tenant is not None and tenant != principal.tenant:
         require_admin(principal)
+    if tenant == "*":  # every tenant, as invalidate reads it
+        tenant = None
     scope = tenant if tenant is not None else (None if principal.is_admin else principal.tenant)
     numbers = await run_in_threadpool(state.cache.stats, scope)
     return JSONBytes(

@@ -15,7 +15,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser = subparsers.add_parser("invalidate", help="remove cached entries")
     add_common(parser)
     parser.add_argument("--id", type=int, action="append", default=[], dest="ids")
-    parser.add_argument("--tenant", help="only this tenant (default: all tenants)")
+    parser.add_argument(
+        "--tenant", help="only this tenant (default, or `*`: all tenants); not a filter alone"
+    )
     parser.add_argument("--namespace")
     parser.add_argument("--tag", action="append", default=[], dest="tags")
     parser.add_argument("--model", help="entries answered by this model")
@@ -32,21 +34,17 @@ def run(args: argparse.Namespace) -> int:
     from service.datadir import DataDirLock
     from service.embedder_factory import build_embedder
 
+    # As the HTTP API: a tenant narrows the other filters and is not one (`--tenant acme`
+    # alone removing all of acme's entries surprised as much as it would over HTTP).
     given = (
-        args.ids
-        or args.namespace
-        or args.tags
-        or args.model
-        or args.older_than
-        or args.similar_to
-        or args.tenant
+        args.ids or args.namespace or args.tags or args.model or args.older_than or args.similar_to
     )
     if not given and not args.all:
         raise ValueError("give at least one filter, or --all to remove every entry")
     if args.min_similarity is not None and not -1.0 <= args.min_similarity <= 1.0:
         raise ValueError("--min-similarity must be in [-1, 1]")
     what = InvalidateFilter(
-        tenant=args.tenant,
+        tenant=None if args.tenant == "*" else args.tenant,
         namespace=args.namespace,
         tags=tuple(args.tags),
         model=args.model,
