@@ -34,6 +34,8 @@ class PromptCacheError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        # Response headers the HTTP layer adds (`request-id`, upstream's `retry-after`).
+        self.headers: dict[str, str] = {}
 
 
 class InvalidRequest(PromptCacheError):

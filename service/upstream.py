@@ -158,7 +158,10 @@ def translate_error(exc: Exception) -> PromptCacheError:
         if status == 429:
             retry_after = exc.response.headers.get("retry-after")
             hint = f" (retry after {retry_after} s)" if retry_after else ""
-            return RateLimited(f"upstream rate limit: {detail}{hint}")
+            limited = RateLimited(f"upstream rate limit: {detail}{hint}")
+            if retry_after:  # the SDK waits this long before its retry
+                limited.headers["retry-after"] = retry_after
+            return limited
         if status in (401, 403):
             return UpstreamAuthError(
                 "the upstream Anthropic API rejected promptcache's key: check ANTHROPIC_API_KEY "

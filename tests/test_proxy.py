@@ -267,6 +267,10 @@ def test_upstream_faults_map_to_statuses_and_store_nothing(
         assert stats["entries"] == 0
         assert service.ledger_rows()[-1].kind == "error"
         assert service.ledger_rows()[-1].status == status
+        # The client can find the error's ledger row, and waits as upstream asked.
+        assert reply.headers["request-id"] == service.ledger_rows()[-1].request_id
+        if fault == "rate_limit":
+            assert reply.headers["retry-after"] == str(standin.state.retry_after_seconds)
 
 
 def test_twenty_concurrent_identical_misses_make_one_upstream_call(

@@ -72,8 +72,10 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status >= 500:
             logger.warning("%s %s -> %d: %s", request.method, request.url.path, exc.status, exc)
         # A spent budget does not come back on a retry: tell the SDK not to try again.
-        headers = {"x-should-retry": "false"} if exc.error_type == "budget_exceeded" else None
-        return error_response(exc.status, exc.error_type, exc.message, headers)
+        headers = dict(exc.headers)
+        if exc.error_type == "budget_exceeded":
+            headers["x-should-retry"] = "false"
+        return error_response(exc.status, exc.error_type, exc.message, headers or None)
 
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
