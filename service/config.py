@@ -376,16 +376,25 @@ def load_settings(
             raise ConfigError(f"config file not found: {path}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file {path} is not UTF-8 text (TOML)") from exc
+        except OSError as exc:  # a directory, no permission, ...
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
     raw = _deep_merge(raw, _from_env(env))
     raw = _deep_merge(raw, overrides or {})
     admin_key = env.get("PROMPTCACHE_ADMIN_KEY")
+    env_key_at: int | None = None  # where the environment's admin key sits in auth.keys
     if admin_key:
         keys = list(raw.get("auth", {}).get("keys", []))
+        env_key_at = len(keys)
         keys.append({"key": admin_key, "tenant": "default", "role": "admin"})
         raw = _deep_merge(raw, {"auth": {"keys": keys}})
     try:
         return Settings.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "settings"
+        loc = tuple(first["loc"])
+        where = ".".join(str(part) for part in loc) or "settings"
+        if env_key_at is not None and loc[:3] == ("auth", "keys", env_key_at):
+            where = "PROMPTCACHE_ADMIN_KEY"
         raise ConfigError(f"invalid setting {where}: {first['msg']}") from exc

@@ -317,3 +317,12 @@ def test_a_missing_or_non_json_body_is_a_400_and_a_wrong_scheme_is_named(
     assert text.status_code == 400 and "JSON object" in text.json()["error"]["message"]
     basic = server.get("/v1/cache/stats", headers={"authorization": "Basic YWJjOmRlZg=="})
     assert basic.status_code == 401 and "Bearer scheme (got Basic)" in basic.text
+
+
+def test_similar_to_is_held_to_the_prompt_limit(tmp_path: Path, embedder: CountingEmbedder) -> None:
+    """A 240k-character Korean similar_to held every semantic lookup for minutes."""
+    settings = keyed_settings(tmp_path / "data", cache={"max_prompt_chars": 1000})
+    with running(create_app(settings, embedder=embedder)) as url:
+        body = {"similar_to": "가" * 1001}
+        reply = httpx.post(f"{url}/v1/cache/invalidate", json=body, headers=ADMIN, timeout=30)
+    assert reply.status_code == 413 and "cache.max_prompt_chars" in reply.text

@@ -197,3 +197,17 @@ def test_invalidate_reads_tenant_as_the_http_api_does(
     # `*` is every tenant, as over HTTP; it was read as a tenant named "*" (0 removed).
     assert main(["invalidate", "--tag", "auth", "--tenant", "*", "--data-dir", str(data)]) == 0
     assert "removed 1 entries" in capsys.readouterr().out
+
+
+def test_config_problems_name_the_file_or_the_variable(tmp_path: Path) -> None:
+    from service.config import load_settings
+    from service.errors import ConfigError
+
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    for path, words in ((tmp_path, "cannot read config file"), (binary, "not UTF-8 text")):
+        with pytest.raises(ConfigError, match=words) as raised:
+            load_settings(path, env={})
+        assert str(path) in raised.value.message
+    with pytest.raises(ConfigError, match="invalid setting PROMPTCACHE_ADMIN_KEY"):
+        load_settings(None, env={"PROMPTCACHE_ADMIN_KEY": "abc"})  # was auth.keys.0.key

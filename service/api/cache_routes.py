@@ -165,6 +165,12 @@ async def invalidate(body: InvalidateBody, request: Request) -> JSONBytes:
     tenant: str | None = principal.tenant if body.tenant is None else body.tenant
     if tenant == "*":
         tenant = None
+    limit = state.settings.cache.max_prompt_chars
+    if body.similar_to is not None and len(body.similar_to) > limit:  # as a prompt's limit
+        raise PayloadTooLarge(
+            f"similar_to has {len(body.similar_to):,} characters; the limit is {limit:,} "
+            "(cache.max_prompt_chars)"
+        )
     what = InvalidateFilter(
         tenant=tenant,
         namespace=body.namespace,
