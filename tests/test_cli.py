@@ -211,3 +211,18 @@ def test_config_problems_name_the_file_or_the_variable(tmp_path: Path) -> None:
         assert str(path) in raised.value.message
     with pytest.raises(ConfigError, match="invalid setting PROMPTCACHE_ADMIN_KEY"):
         load_settings(None, env={"PROMPTCACHE_ADMIN_KEY": "abc"})  # was auth.keys.0.key
+
+
+def test_serve_on_a_taken_port_stops_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(["serve", "--port", str(port), "--data-dir", str(tmp_path / "data")])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"cannot listen on 127.0.0.1:{port}" in err, err

@@ -34,6 +34,22 @@ def is_loopback(host: str) -> bool:
             return False
 
 
+def check_port_free(host: str, port: int) -> None:
+    """One line for a port that is taken, before the models load: uvicorn found out only
+    after a slow start, in several log lines, and exited with status 3."""
+    if port == 0:
+        return
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind((host, port))
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc} (choose another --port)"
+        ) from exc
+
+
 def run(args: argparse.Namespace) -> int:
     from service.api.auth import KeyRing
     from service.datadir import DataDirLock
@@ -69,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     ):
         # What the settings name and cannot be loaded (a price file, an embedding model) stops
         # the start here, in one line, not as a traceback from inside the app's start-up.
+        check_port_free(host, port)
         load_prices(settings.prices_file)
         embedder = build_embedder(settings.embedding)
         print(
