@@ -138,6 +138,14 @@ def batch_settings(data_dir: Path, standin: RunningStandin) -> Settings:
     return make_settings(data_dir, auth={"keys": KEYS}, upstream=upstream, batches=polling)
 
 
+def acme_budget_settings(tmp_path: Path, standin: RunningStandin, usd: float) -> Settings:
+    """`batch_settings` with one daily hard-limit budget of `usd` on tenant acme."""
+    budget = {"name": "cap", "scope": "tenant:acme", "period": "daily", "amount_usd": usd}
+    return batch_settings(tmp_path / "data", standin).model_copy(
+        update={"budgets": make_settings(tmp_path, budgets=[budget]).budgets}
+    )
+
+
 def start(stack: ExitStack, settings: Settings, embedder: CountingEmbedder) -> Service:
     app = create_app(settings, embedder=embedder)
     install_batches(app)  # a no-op once create_app installs it itself
@@ -536,10 +544,7 @@ def _hold_across_a_restart(
     tmp_path: Path, embedder: CountingEmbedder, standin: RunningStandin
 ) -> None:
     # Each request's bound at the batch price is about $0.00227 (300 output tokens).
-    budget = {"name": "cap", "scope": "tenant:acme", "period": "daily", "amount_usd": 0.006}
-    settings = batch_settings(tmp_path / "data", standin).model_copy(
-        update={"budgets": make_settings(tmp_path, budgets=[budget]).budgets}
-    )
+    settings = acme_budget_settings(tmp_path, standin, 0.006)
     two = [("a", params(do(TOPICS[12]))), ("b", params(do(TOPICS[13])))]
     with ExitStack() as stack:
         service = start(stack, settings, embedder)
@@ -572,10 +577,7 @@ def test_batches_dispatched_at_once_never_pass_the_hard_limit_together(
     standin.state.batch_ready_after_polls = None
     standin.state.batch_ready_after_seconds = 3600.0  # every batch stays in flight
     # Each one-request batch holds about $0.00227 (300 output tokens at the batch price).
-    budget = {"name": "cap", "scope": "tenant:acme", "period": "daily", "amount_usd": 0.006}
-    settings = batch_settings(tmp_path / "data", standin).model_copy(
-        update={"budgets": make_settings(tmp_path, budgets=[budget]).budgets}
-    )
+    settings = acme_budget_settings(tmp_path, standin, 0.006)
     try:
         with ExitStack() as stack, ThreadPoolExecutor(16) as pool:
             service = start(stack, settings, embedder)
@@ -603,10 +605,7 @@ def test_batches_dispatched_at_once_never_pass_the_hard_limit_together(
 def test_a_batch_for_a_model_without_a_price_is_refused_under_a_hard_limit(
     tmp_path: Path, embedder: CountingEmbedder, standin: RunningStandin
 ) -> None:
-    budget = {"name": "cap", "scope": "tenant:acme", "period": "daily", "amount_usd": 1.0}
-    settings = batch_settings(tmp_path / "data", standin).model_copy(
-        update={"budgets": make_settings(tmp_path, budgets=[budget]).budgets}
-    )
+    settings = acme_budget_settings(tmp_path, standin, 1.0)
     with ExitStack() as stack:
         client = start(stack, settings, embedder).sdk()
         unknown = {**params(do(TOPICS[40])), "model": "claude-unreleased-9"}
