@@ -49,14 +49,17 @@ class Service:
         env = {**os.environ, "HF_HUB_OFFLINE": "1"}
         env.pop("ANTHROPIC_API_KEY", None)
         self._log = log.open("a")
+        # A data dir relative to the working directory, as the default ./.promptcache is
+        # (an absolute path hid that serve could not open a relative one).
         self.proc = subprocess.Popen(
             [
                 *(PROMPTCACHE, "serve", "--port", str(self.port)),
-                *("--data-dir", str(data_dir), "--config", str(config)),
+                *("--data-dir", data_dir.name, "--config", str(config)),
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,
+            cwd=data_dir.parent,
         )
         deadline = time.monotonic() + 120
         while True:
