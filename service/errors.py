@@ -34,7 +34,8 @@ class PromptCacheError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-        # Response headers the HTTP layer adds (`request-id`, upstream's `retry-after`).
+        # Response headers the HTTP layer adds (upstream's `retry-after`). Shared by every
+        # request that waited on the same upstream call: nothing per request goes here.
         self.headers: dict[str, str] = {}
 
 

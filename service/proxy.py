@@ -227,7 +227,11 @@ class Proxy:
         return prepared.keys.exact_key, prepared.keys.max_tokens
 
     async def _follow(self, prepared: Prepared, future: asyncio.Future[Answer]) -> Answer:
-        led = await asyncio.shield(future)
+        try:
+            led = await asyncio.shield(future)
+        except PromptCacheError as exc:  # its error is ours too: one row per request, at no cost
+            await self.books.record_error(prepared, exc, None)
+            raise
         message = led.message
         usage = usage_from_message(message)
         charge = self.prices.charge(

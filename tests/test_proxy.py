@@ -811,3 +811,29 @@ def test_an_answer_stored_through_the_cache_api_is_a_whole_message_on_a_hit(
         timeout=30,
     )
     assert untyped.status_code == 422 and "needs a `type`" in untyped.text
+
+
+def test_requests_that_shared_a_failed_call_each_get_their_own_error_row_and_id(
+    service: Service, standin: RunningStandin
+) -> None:
+    """The error was one exception for all: the first handler's request-id went to every
+    response, and the followers wrote no ledger row."""
+    standin.state.latency_seconds = 1.0
+    standin.state.inject("server_error")
+    body = {"model": MODEL, "max_tokens": 50, "messages": [{"role": "user", "content": "Hi?"}]}
+
+    async def three() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=service.url, timeout=30) as client:
+            headers = {"x-api-key": "tenant-a-key-1"}
+            return await asyncio.gather(
+                *(client.post("/v1/messages", json=body, headers=headers) for _ in range(3))
+            )
+
+    replies = asyncio.run(three())
+    assert [r.status_code for r in replies] == [503, 503, 503]
+    assert standin.state.messages_calls == 1
+    ids = {r.headers["request-id"] for r in replies}
+    rows = service.ledger_rows()
+    assert len(ids) == 3 and {row.request_id for row in rows} == ids
+    assert {(row.kind, row.status) for row in rows} == {("error", 503)}
+    assert sum(row.cost_micros for row in rows) == 0

@@ -73,6 +73,9 @@ def install_error_handlers(app: FastAPI) -> None:
             logger.warning("%s %s -> %d: %s", request.method, request.url.path, exc.status, exc)
         # A spent budget does not come back on a retry: tell the SDK not to try again.
         headers = dict(exc.headers)
+        request_id = getattr(request.state, "request_id", None)
+        if request_id is not None:  # the request reached the proxy: its ledger row's id
+            headers["request-id"] = request_id
         if exc.error_type == "budget_exceeded":
             headers["x-should-retry"] = "false"
         return error_response(exc.status, exc.error_type, exc.message, headers or None)

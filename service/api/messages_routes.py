@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from service.api.errors import JSONBytes
 from service.api.state import AppState
-from service.errors import InvalidRequest, PromptCacheError
+from service.errors import InvalidRequest
 from service.pricing import format_usd
 from service.proxy_types import Answer, Controls
 from service.upstream import FORWARDED_HEADERS
@@ -160,16 +160,15 @@ async def messages(request: Request) -> Response:
     options = state.lookup_options(min_similarity=controls.min_similarity, max_age=controls.max_age)
     proxy = state.proxy
     prepared = proxy.prepare(body, tenant=principal.tenant, controls=controls, options=options)
-    try:
-        if prepared.stream:
-            answer, events = await proxy.stream(prepared)
-            headers = answer_headers(answer, prepared.request_id)
-            if answer is None:  # a streamed miss: its cost is known only at the end (ledger)
-                headers["x-cache"] = "bypass" if controls.no_cache else "miss"
-            headers["cache-control"] = "no-cache"
-            return _EventStream(events, media_type="text/event-stream", headers=headers)
-        answer = await proxy.complete(prepared)
-    except PromptCacheError as exc:  # its ledger row carries this id: let the client find it
-        exc.headers.setdefault("request-id", prepared.request_id)
-        raise
+    # An error from here on has a ledger row under this id; the error handler sends it. Not
+    # on the exception: requests that share one upstream call share its exception too.
+    request.state.request_id = prepared.request_id
+    if prepared.stream:
+        answer, events = await proxy.stream(prepared)
+        headers = answer_headers(answer, prepared.request_id)
+        if answer is None:  # a streamed miss: its cost is known only at the end (ledger)
+            headers["x-cache"] = "bypass" if controls.no_cache else "miss"
+        headers["cache-control"] = "no-cache"
+        return _EventStream(events, media_type="text/event-stream", headers=headers)
+    answer = await proxy.complete(prepared)
     return JSONBytes(answer.message, headers=answer_headers(answer, prepared.request_id))
