@@ -9,7 +9,7 @@ here, not at package import, so `promptcache --help` stays instant.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,22 @@ def guess_covered_scripts(model_id: str) -> frozenset[str] | None:
     return LATIN
 
 
+def _token_counter(tokenizer: Any) -> Callable[[str], int] | None:
+    """Tokens of a text, specials included, counted without touching `tokenizer`: calling it
+    with `truncation=False` resets the truncation `encode` relies on in another thread."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:  # a fast tokenizer: count on a private copy of it
+        from tokenizers import Tokenizer
+
+        private = Tokenizer.from_str(backend.to_str())
+        private.no_truncation()
+        private.no_padding()
+        return lambda text: len(private.encode(text).ids)
+    if tokenizer is not None and hasattr(tokenizer, "tokenize"):  # reads no call state
+        return lambda text: len(tokenizer.tokenize(text)) + 2
+    return None
+
+
 class SentenceTransformerEmbedder:
     def __init__(
         self,
@@ -79,6 +95,7 @@ class SentenceTransformerEmbedder:
         self._covered = covered_scripts
         if self._covered is None:
             self._covered = guess_covered_scripts(self._model_id)
+        self._count_tokens = _token_counter(getattr(self._model, "tokenizer", None))
 
     @property
     def model_id(self) -> str:
@@ -95,13 +112,11 @@ class SentenceTransformerEmbedder:
     def reads_whole(self, text: str) -> bool:
         """The model's tokenizer, untruncated, against its `max_seq_length`."""
         limit = getattr(self._model, "max_seq_length", None)
-        tokenizer = getattr(self._model, "tokenizer", None)
-        if not isinstance(limit, int) or tokenizer is None:
+        if not isinstance(limit, int) or self._count_tokens is None:
             return True  # a model without a declared window: nothing known to cut
         if fits_by_length(text, limit):
             return True
-        ids = tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"]
-        return len(ids) <= limit
+        return self._count_tokens(text) <= limit
 
     def embed(self, texts: Sequence[str]) -> Vectors:
         if not texts:

@@ -520,8 +520,28 @@ def test_each_embedder_says_when_it_reads_only_part_of_a_prompt(
 
     folder, model_id = resolve_model("bundled:all-MiniLM-L6-v2")
     fast = NumpyMiniLMEmbedder(Path(folder), model_id)
+    # Counting leaves the model's own tokenizer as encode() needs it in the batcher's thread
+    # (calling it with truncation=False reset its truncation: concurrent embeds then failed).
+    backend = model._model.tokenizer.backend_tokenizer
+    before = backend.truncation
+    assert not model.reads_whole(REPORT * 2) and backend.truncation == before
     korean = "서울에서 부산까지 가는 가장 빠른 방법은 무엇인가요? " * 80
     for text, whole in ((REPORT[:500], True), (REPORT, False), ("짧은 질문", True)):
         assert model.reads_whole(text) is whole and fast.reads_whole(text) is whole, text
     assert routed.reads_whole(korean[:300]) and not routed.reads_whole(korean)
     assert routed.fallback.reads_whole(REPORT) and not routed.fallback.reads_whole(REPORT * 2)
+
+
+def test_a_shared_text_with_another_request_after_it_is_a_miss(cache: SemanticCache) -> None:
+    """Shorter than the model's window, the shared text still outweighs the request: 0.99."""
+    notice = (
+        "The clinic moves to the second floor of the west building on the tenth. Appointments "
+        "keep their times, the pharmacy stays on the ground floor, and the lift by the main "
+        "entrance is the quickest way up. Bring your card to the new reception desk. "
+    )
+    cache.store(keys(notice + "Which floor does the clinic move to?"), "The second floor.")
+    result = cache.lookup(keys(notice + "Which floor does the clinic move from?"), OPTIONS)
+    assert isinstance(result.decision, Miss), result.decision
+    assert "guard" in result.decision.reason and "words shared" in result.decision.reason
+    again = cache.lookup(keys(notice + "Which floor does the clinic move to"), OPTIONS)
+    assert isinstance(again.decision, Hit)  # the same request, its final mark aside
