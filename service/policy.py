@@ -42,6 +42,7 @@ DEFAULT_GUARDS: tuple[str, ...] = (
     "word_order",
     "spelling",
     "mood",
+    "shared_context",
 )
 
 DEFAULT_SCRIPT_FLOORS: tuple[tuple[str, float], ...] = (("Hangul", 0.98),)

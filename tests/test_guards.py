@@ -17,6 +17,18 @@ from service.guards import GUARDS, GuardVerdict, check_all, normalize
 
 Pair = tuple[str, str]
 
+# A long shared text, for the shared_context guard (written for this project).
+NOTICE = (
+    "The library closes for renovation from the first of March. Returned books go in the "
+    "box by the side door, study rooms move to the community centre across the street, and "
+    "the printers stay available in the lobby on weekdays until six. "
+)
+NOTICE_KO = (
+    "다음 달 1일부터 도서관이 리모델링으로 휴관합니다. 반납 도서는 옆문 반납함에 넣어 주시고, "
+    "스터디룸은 길 건너 주민센터로 옮깁니다. 프린터는 평일 오후 6시까지 로비에서 계속 이용할 수 "
+    "있습니다. "
+)
+
 REFUSE: dict[str, list[Pair]] = {
     "numbers": [
         ("What is 15% of 200?", "What is 25% of 200?"),
@@ -125,6 +137,17 @@ REFUSE: dict[str, list[Pair]] = {
         ("브랜치를 삭제해?", "브랜치를 삭제해."),
         ("서버를 재시작할까?", "서버를 재시작할까."),
         ("It is safe to drop the table？", "It is safe to drop the table。"),
+    ],
+    "shared_context": [
+        (NOTICE + "Summarize this notice.", NOTICE + "Translate this notice into French."),
+        (NOTICE + "Write a reply agreeing with it.", NOTICE + "Write a reply objecting to it."),
+        (NOTICE + "What moves?", NOTICE + "What stays?"),
+        ("Summarize this notice: " + NOTICE, "Criticize this notice: " + NOTICE),
+        (NOTICE + "Which room moves to the centre?", NOTICE + "Which room moves from the centre?"),
+        (NOTICE_KO + "위 공지를 요약해 줘.", NOTICE_KO + "위 공지를 영어로 번역해 줘."),
+        (NOTICE_KO + "한 문장으로 정리해 줘.", NOTICE_KO + "세 문장으로 정리해 줘."),
+        (NOTICE_KO + "존댓말로 다시 써 줘.", NOTICE_KO + "반말로 다시 써 줘."),
+        (NOTICE + "Reply in English.", NOTICE.replace("six", "eight") + "Reply in English."),
     ],
     "word_order": [
         (
@@ -255,6 +278,21 @@ PASS: dict[str, list[Pair]] = {
         ("오늘 날씨 어때?", "오늘 날씨 어때"),
         ("Explain recursion.", "Explain recursion…"),
         ("Why is the sky blue?", "What makes the sky look blue?"),
+    ],
+    "shared_context": [
+        (NOTICE + "Summarize this notice.", NOTICE + "summarize this notice"),
+        (NOTICE + "Summarize it!", "  " + NOTICE + "SUMMARIZE IT"),
+        ("How do I learn Python?", "How can I learn Python?"),
+        ("Summarize this notice.", "Translate this notice."),  # short: the cosine judges
+        (
+            "What is the fastest way to get from the airport to the city centre late at night "
+            "when the trains have stopped running?",
+            "What is the quickest way to get from the airport to the city centre late at "
+            "night once the trains have stopped?",
+        ),
+        (NOTICE_KO + "요약해 줘.", NOTICE_KO + "요약해 줘"),
+        ("파이썬 리스트 정렬 방법", "파이썬에서 리스트를 정렬하는 방법"),
+        ("Summarize: " + NOTICE, "Give me a short summary of this: The museum opens late."),
     ],
     "word_order": [
         ("커피를 하루에 몇 잔까지 마셔도 괜찮나요?", "하루에 커피 몇 잔까지 마셔도 돼요?"),

@@ -27,6 +27,7 @@ from service.guards.mood import check_mood
 from service.guards.negation import check_negation
 from service.guards.numbers import check_numbers
 from service.guards.roles import check_swapped_roles
+from service.guards.shared_context import check_shared_context
 from service.guards.spelling import check_spelling
 from service.guards.text import Guard, GuardVerdict, normalize
 from service.guards.word_order import check_word_order
@@ -43,6 +44,7 @@ __all__ = [
     "check_mood",
     "check_negation",
     "check_numbers",
+    "check_shared_context",
     "check_spelling",
     "check_swapped_roles",
     "check_word_order",
@@ -61,6 +63,7 @@ GUARDS: Final[Mapping[str, Guard]] = MappingProxyType(
         "word_order": check_word_order,
         "spelling": check_spelling,
         "mood": check_mood,
+        "shared_context": check_shared_context,
     }
 )
 
