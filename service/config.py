@@ -12,6 +12,7 @@ Sources, later wins: built-in defaults < the TOML file (`--config` or `PROMPTCAC
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -95,7 +96,7 @@ class CacheSettings(_Frozen):
 class ApiKey(_Frozen):
     key: str = Field(min_length=8)
     # Entries are kept under "<tenant>/<namespace>": a "/" in a name would blur the two.
-    tenant: str = Field(default="default", pattern=r"^[A-Za-z0-9_.:\-]{1,128}$")
+    tenant: str = Field(default="default", pattern=r"^[^/\x00-\x1f\x7f]{1,128}$")
     role: Literal["client", "admin"] = "client"
 
 
@@ -151,6 +152,19 @@ class ProxySettings(_Frozen):
             "translation": 1500,
         }
     )
+
+    @field_validator("task_max_tokens")
+    @classmethod
+    def _tasks(cls, value: dict[str, int]) -> dict[str, int]:
+        from service.request_checks import MAX_TOKEN_COUNT
+
+        for task, tokens in value.items():
+            # The header's value is lowercased with "-" read as "_": a task is named so.
+            if not re.fullmatch(r"[a-z0-9_]{1,64}", task):
+                raise ValueError(f"task {task!r}: use 1-64 lowercase letters, digits and _")
+            if not 1 <= tokens <= MAX_TOKEN_COUNT:
+                raise ValueError(f"task {task!r}: max_tokens must be 1 to {MAX_TOKEN_COUNT:,}")
+        return value
 
 
 def _budget_scope(value: str) -> str:
@@ -269,6 +283,7 @@ class PolicySettings(_Frozen):
         "word_order",
         "spelling",
         "mood",
+        "shared_context",
     )
     # "off", "bundled" (service/data/verifier.json) or the path of a JSON file of the same shape.
     verifier: str = "off"
@@ -386,6 +401,10 @@ def load_settings(
     env_key_at: int | None = None  # where the environment's admin key sits in auth.keys
     if admin_key:
         keys = list(raw.get("auth", {}).get("keys", []))
+        if any(isinstance(k, dict) and k.get("key") == admin_key for k in keys):
+            raise ConfigError(
+                "invalid setting PROMPTCACHE_ADMIN_KEY: the config file lists the same key"
+            )
         env_key_at = len(keys)
         keys.append({"key": admin_key, "tenant": "default", "role": "admin"})
         raw = _deep_merge(raw, {"auth": {"keys": keys}})

@@ -139,6 +139,12 @@ def cache_keys(
     context = dict(canonical)
     context["messages"] = messages[:-1]
     last = messages[-1] if messages else {}
+    if isinstance(last, Mapping):
+        # Only the last turn's text may differ between a semantic hit and its entry: any
+        # other field of that turn (one this module does not know) is context.
+        beside = {k: v for k, v in last.items() if k not in ("role", "content")}
+        if beside:
+            context["x-last-turn-fields"] = beside  # no API field has a "-"
     semantic_text = semantic_text_of(last) if isinstance(last, Mapping) else None
     max_tokens = request.get("max_tokens")
     return CacheKeys(

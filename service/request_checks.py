@@ -34,7 +34,10 @@ def validate_request(
             )
         request["max_tokens"] = task_max_tokens[task]
     elif not _is_int(max_tokens) or not 1 <= max_tokens <= MAX_TOKEN_COUNT:
-        raise InvalidRequest(f"max_tokens: must be a whole number from 1 to {MAX_TOKEN_COUNT:,}")
+        limit = f"{MAX_TOKEN_COUNT:,}"
+        raise InvalidRequest(
+            f"max_tokens: must be a whole number from 1 to {limit}, got {_shown(max_tokens)}"
+        )
     return request
 
 
@@ -56,6 +59,11 @@ def check_fields(body: Any) -> None:
         raise InvalidRequest("stop_sequences: must be a list of strings")
     if "stream" in body and not isinstance(body["stream"], bool):
         raise InvalidRequest("stream: must be true or false")
+
+
+def _shown(value: object) -> str:
+    """A value as the client sent it, cut short: 1e+30 read as a float is not "whole"."""
+    return repr(value)[:40]
 
 
 def _is_int(value: object) -> bool:
@@ -118,4 +126,4 @@ def _check_sampling(body: Mapping[str, Any]) -> None:
             raise InvalidRequest(f"{field}: must be a number from 0 to 1")
     top_k = body.get("top_k")
     if top_k is not None and not (_is_int(top_k) and top_k >= 0):
-        raise InvalidRequest("top_k: must be a whole number, 0 or more")
+        raise InvalidRequest(f"top_k: must be a whole number, 0 or more, got {_shown(top_k)}")

@@ -96,6 +96,10 @@ def test_errors_are_one_line_and_non_zero(
             "key 1 is listed twice",
         ),
         ('[[auth.keys]]\nkey = "slash-key-1"\ntenant = "acme/prod"', "auth.keys.0.tenant"),
+        # The header is lowercased, so "Legal-Review" could never be asked for; a value
+        # past the bound went around the checks on max_tokens.
+        ("[proxy.task_max_tokens]\nLegal-Review = 100", "task 'Legal-Review'"),
+        ("[proxy.task_max_tokens]\nlegal = 9223372036854775807", "task 'legal'"),
     ]:
         bad.write_text(setting + "\n")
         assert main(["serve", "--config", str(bad), "--data-dir", str(data)]) != 0
@@ -211,6 +215,10 @@ def test_config_problems_name_the_file_or_the_variable(tmp_path: Path) -> None:
         assert str(path) in raised.value.message
     with pytest.raises(ConfigError, match="invalid setting PROMPTCACHE_ADMIN_KEY"):
         load_settings(None, env={"PROMPTCACHE_ADMIN_KEY": "abc"})  # was auth.keys.0.key
+    listed = tmp_path / "keys.toml"
+    listed.write_text('[[auth.keys]]\nkey = "the-same-key"\n')
+    with pytest.raises(ConfigError, match="PROMPTCACHE_ADMIN_KEY: the config file lists"):
+        load_settings(listed, env={"PROMPTCACHE_ADMIN_KEY": "the-same-key"})
 
 
 def test_serve_on_a_taken_port_stops_in_one_line(

@@ -140,3 +140,7 @@ def test_a_routed_task_hint_and_unknown_message_fields_change_the_key() -> None:
     assert cache_keys(_req(messages=named), tenant="t").exact_key != (
         cache_keys(_req(), tenant="t").exact_key
     )
+    # ... and the context: on the last turn it was served the plain prompt at similarity 1.0.
+    assert cache_keys(_req(messages=named), tenant="t").fingerprint != (
+        cache_keys(_req(), tenant="t").fingerprint
+    )

@@ -363,6 +363,8 @@ def test_request_controls_and_bad_requests(service: Service, standin: RunningSta
         ({"max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}, {}, "model"),
         (body, {"x-cache-min-similarity": "2"}, "x-cache-min-similarity"),
         (body, {"cache-control": "max-age=soon"}, "max-age"),
+        (body, {"cache-control": "max-age=" + "9" * 400}, "max-age"),  # was a 500
+        (body, {"cache-control": "max-age=1_0"}, "max-age"),
         (body, {"x-cache-ttl": "0"}, "x-cache-ttl"),
         (body, {"x-cache-min-similarity": "0.9_5"}, "not a number"),
         (body, {"x-promptcache-task": "poetry"}, "unknown task 'poetry'"),

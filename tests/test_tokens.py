@@ -317,6 +317,12 @@ def test_a_router_alias_is_counted_and_bad_bodies_are_400(tmp_path: Path) -> Non
             f"{url}/v1/messages/count_tokens", json={"model": "claude-sonnet-4-6"}, timeout=10
         )
         not_json = httpx.post(f"{url}/v1/messages/count_tokens", content=b"{nope", timeout=10)
+        # What /v1/messages refuses the estimate does not answer for (it said 200 to these).
+        odd = [
+            httpx.post(f"{url}/v1/messages/count_tokens", json={**BODY, **extra}, timeout=10)
+            for extra in ({"system": 5}, {"tools": "x"}, {"messages": [user("")]})
+        ]
+    assert [reply.status_code for reply in odd] == [400, 400, 400]
     assert routed.status_code == 200 and routed.json()["input_tokens"] > 0
     assert no_messages.status_code == 400
     assert no_messages.json()["error"]["type"] == "invalid_request_error"

@@ -21,6 +21,7 @@ from starlette.responses import Response
 from service.api.errors import JSONBytes
 from service.api.state import AppState
 from service.errors import InvalidRequest, RateLimited, UpstreamError
+from service.request_checks import check_fields
 from service.tokens import estimate_request_tokens
 from service.upstream import FORWARDED_HEADERS
 
@@ -32,22 +33,10 @@ SOURCE_HEADER = "x-promptcache-token-source"
 
 
 def _validate(body: Any) -> dict[str, Any]:
-    """The checks count_tokens makes before anything else, with the Messages API's wording."""
-    if not isinstance(body, dict):
-        raise InvalidRequest("request body must be a JSON object")
-    model = body.get("model")
-    if not isinstance(model, str) or not model.strip():
-        raise InvalidRequest("model: field required (a model id, or `auto`)")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise InvalidRequest("messages: at least one message is required")
-    for position, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
-            raise InvalidRequest(f"messages.{position}: needs role `user` or `assistant`")
-        if not isinstance(message.get("content"), (str, list)):
-            raise InvalidRequest(
-                f"messages.{position}.content: must be a string or a list of blocks"
-            )
+    """The Messages API's checks (but `max_tokens`, which count_tokens does not take): the
+    local estimate must not answer for a body `/v1/messages` would refuse."""
+    check_fields(body)
+    assert isinstance(body, dict)
     return body
 
 

@@ -26,6 +26,7 @@ from service.upstream import FORWARDED_HEADERS
 router = APIRouter()
 
 _NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+_SECONDS = re.compile(r"\d{1,12}")
 _DECIMAL = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
 
 
@@ -81,12 +82,13 @@ def parse_controls(headers: Any, max_ttl: float, tasks: frozenset[str]) -> Contr
         elif directive == "no-store":
             no_store = True
         elif directive.startswith("max-age="):
-            try:
-                max_age = float(int(directive.removeprefix("max-age=")))
-            except ValueError:
-                raise InvalidRequest(f"cache-control: bad max-age in {directive!r}") from None
-            if max_age < 0:
-                raise InvalidRequest("cache-control: max-age must be >= 0")
+            seconds = directive.removeprefix("max-age=")
+            # Digits only (int() takes "1_0" and "+5"), and few enough to be a float.
+            if not _SECONDS.fullmatch(seconds):
+                raise InvalidRequest(
+                    f"cache-control: max-age takes whole seconds (0 to 12 digits), got {seconds!r}"
+                )
+            max_age = float(seconds)
         else:
             raise InvalidRequest(
                 f"cache-control: unknown directive {directive!r} "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
 import logging
 import os
@@ -45,6 +46,8 @@ def check_port_free(host: str, port: int) -> None:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
             probe.bind((host, port))
     except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            return  # another reason (an address family the host lacks): uvicorn decides
         raise ConfigError(
             f"cannot listen on {host}:{port}: {exc.strerror or exc} (choose another --port)"
         ) from exc
