@@ -284,6 +284,7 @@ class PolicySettings(_Frozen):
         "spelling",
         "mood",
         "shared_context",
+        "opposites",
     )
     # "off", "bundled" (service/data/verifier.json) or the path of a JSON file of the same shape.
     verifier: str = "off"

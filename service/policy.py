@@ -43,6 +43,7 @@ DEFAULT_GUARDS: tuple[str, ...] = (
     "spelling",
     "mood",
     "shared_context",
+    "opposites",
 )
 
 DEFAULT_SCRIPT_FLOORS: tuple[tuple[str, float], ...] = (("Hangul", 0.98),)

@@ -149,6 +149,21 @@ REFUSE: dict[str, list[Pair]] = {
         (NOTICE_KO + "존댓말로 다시 써 줘.", NOTICE_KO + "반말로 다시 써 줘."),
         (NOTICE + "Reply in English.", NOTICE.replace("six", "eight") + "Reply in English."),
     ],
+    "opposites": [
+        ("Write a short poem about rain", "Write a long poem about rain"),
+        (
+            "How long do I boil an egg for a soft yolk?",
+            "How long do I boil an egg for a hard yolk?",
+        ),
+        ("Explain TCP briefly", "Explain TCP in detail"),
+        ("When is sunrise in Busan?", "When is sunset in Busan?"),
+        ("Sort the list in ascending order", "Sort the list in descending order"),
+        ("How do I enable two-factor login?", "How do I disable two-factor login?"),
+        ("Write a formal reply to my landlord", "Write an informal reply to my landlord"),
+        ("목록을 오름차순으로 정렬해 줘", "목록을 내림차순으로 정렬해 줘"),
+        ("이 글을 존댓말로 바꿔 줘", "이 글을 반말로 바꿔 줘"),
+        ("저장소를 공개로 바꾸는 방법", "저장소를 비공개로 바꾸는 방법"),
+    ],
     "word_order": [
         (
             "2019년에 김민수가 회장이고 이지은이 부회장이었다",
@@ -293,6 +308,16 @@ PASS: dict[str, list[Pair]] = {
         (NOTICE_KO + "요약해 줘.", NOTICE_KO + "요약해 줘"),
         ("파이썬 리스트 정렬 방법", "파이썬에서 리스트를 정렬하는 방법"),
         ("Summarize: " + NOTICE, "Give me a short summary of this: The museum opens late."),
+    ],
+    "opposites": [
+        ("Write a short poem about rain", "Write a brief short poem on rain"),
+        ("Pros and cons of remote work", "What are the pros and cons of working remotely?"),
+        ("How long does it take to fly to Tokyo?", "How long is the flight to Tokyo?"),
+        ("Is it hard to learn Go?", "Is Go hard to learn?"),
+        ("What is the best way to learn piano?", "Best way to learn the piano?"),
+        ("목록을 오름차순으로 정렬해 줘", "목록을 오름차순 정렬하는 방법"),
+        ("저장소를 비공개로 바꾸는 방법", "저장소 비공개 전환 방법"),
+        ("How do I export a table to CSV?", "Export a table as CSV"),
     ],
     "word_order": [
         ("커피를 하루에 몇 잔까지 마셔도 괜찮나요?", "하루에 커피 몇 잔까지 마셔도 돼요?"),

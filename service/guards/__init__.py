@@ -26,6 +26,7 @@ from service.guards.entities import check_entities
 from service.guards.mood import check_mood
 from service.guards.negation import check_negation
 from service.guards.numbers import check_numbers
+from service.guards.opposites import check_opposites
 from service.guards.roles import check_swapped_roles
 from service.guards.shared_context import check_shared_context
 from service.guards.spelling import check_spelling
@@ -44,6 +45,7 @@ __all__ = [
     "check_mood",
     "check_negation",
     "check_numbers",
+    "check_opposites",
     "check_shared_context",
     "check_spelling",
     "check_swapped_roles",
@@ -64,6 +66,7 @@ GUARDS: Final[Mapping[str, Guard]] = MappingProxyType(
         "spelling": check_spelling,
         "mood": check_mood,
         "shared_context": check_shared_context,
+        "opposites": check_opposites,
     }
 )
 
