@@ -44,6 +44,16 @@ def _block_events(index: int, block: Mapping[str, Any]) -> list[StreamEvent]:
                     {"type": "content_block_delta", "index": index, "delta": delta},
                 )
             )
+        citations = block.get("citations")
+        # The API streams each citation as its own delta; the start block carried none.
+        for citation in citations if isinstance(citations, list) else ():
+            delta = {"type": "citations_delta", "citation": citation}
+            events.append(
+                StreamEvent(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": index, "delta": delta},
+                )
+            )
     elif kind in ("tool_use", "server_tool_use"):
         start = {key: value for key, value in block.items() if key != "input"}
         start["input"] = {}

@@ -771,6 +771,16 @@ def test_an_upstream_answer_of_the_wrong_shape_is_never_stored(
     assert standin.state.messages_calls == 3
 
 
+CITED = {
+    "type": "char_location",
+    "cited_text": "Water boils at 100 °C at sea level.",
+    "document_index": 0,
+    "document_title": "Physics notes",
+    "start_char_index": 0,
+    "end_char_index": 35,
+}
+
+
 def test_an_answer_stored_through_the_cache_api_is_a_whole_message_on_a_hit(
     service: Service,
 ) -> None:
@@ -783,7 +793,7 @@ def test_an_answer_stored_through_the_cache_api_is_a_whole_message_on_a_hit(
         json={
             "prompt": "What is the boiling point of water at sea level?",
             "model": MODEL,
-            "response": {"content": [{"type": "text", "text": "100 °C."}]},
+            "response": {"content": [{"type": "text", "text": "100 °C.", "citations": [CITED]}]},
             "usage": {"input_tokens": 12, "output_tokens": 5},
         },
         headers={"x-api-key": "tenant-a-key-1"},
@@ -805,7 +815,10 @@ def test_an_answer_stored_through_the_cache_api_is_a_whole_message_on_a_hit(
         max_tokens=300,
         messages=[{"role": "user", "content": "What is the boiling point of water at sea level?"}],
     ) as stream:
-        assert stream.get_final_message().content[0].text == "100 °C."
+        final = stream.get_final_message().content[0]
+    assert final.type == "text" and final.text == "100 °C."
+    # Replayed as one citations_delta each (the streamed hit had sent none: citations []).
+    assert [c.model_dump(exclude_none=True) for c in final.citations or []] == [CITED]
     untyped = httpx.post(
         f"{service.url}/v1/cache/entries",
         json={"prompt": "x?", "model": MODEL, "response": {"content": [{"text": "no type"}]}},
