@@ -361,6 +361,14 @@ class SemanticCache:
         self._last_used[decision.entry_id] = now
         return self._counted(keys.tenant, LookupResult(decision, entry))
 
+    def _complete_entry(self, exact_key: str, now: float) -> Entry | None:
+        with self._lock:
+            entry_id = self._by_exact.get(exact_key)
+            row = self._rows.get(entry_id) if entry_id is not None else None
+            if row is None or row.facts.truncated or row.facts.expires <= now:
+                return None
+        return self._read(row.facts.entry_id, served=False)
+
     def _semantic_query(self, keys: CacheKeys) -> Query:
         return replace(_query(keys), read_whole=reads_whole(self.embedder, keys.semantic_text))
 
@@ -480,11 +488,17 @@ class SemanticCache:
         truncated: bool = False,
         exact_only: bool = False,
     ) -> Entry:
-        """Store an answer for `keys`; replaces an entry with the same exact key.
+        """Store an answer for `keys`; replaces an entry with the same exact key, except that
+        an answer cut off by `max_tokens` never replaces a fresh complete one (which serves
+        every request with room for it; that one is returned instead).
 
         Without a `ttl` from the caller, an answer to a prompt that names a relative date
         expires at the end of that period (`service.relative_time`)."""
         now = self._clock()
+        if truncated:
+            kept = self._complete_entry(keys.exact_key, now)
+            if kept is not None:
+                return kept
         expires = now + (self._cfg.default_ttl_seconds if ttl is None else ttl)
         if ttl is None and self._cfg.expire_relative_dates and keys.semantic_text:
             period_end = relative_expiry(keys.semantic_text, now, self.settings.timezone)

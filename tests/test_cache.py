@@ -545,3 +545,19 @@ def test_a_shared_text_with_another_request_after_it_is_a_miss(cache: SemanticCa
     assert "guard" in result.decision.reason and "words shared" in result.decision.reason
     again = cache.lookup(keys(notice + "Which floor does the clinic move to"), OPTIONS)
     assert isinstance(again.decision, Hit)  # the same request, its final mark aside
+
+
+def test_an_answer_cut_off_by_max_tokens_never_replaces_a_complete_one(
+    cache: SemanticCache, clock: FakeClock
+) -> None:
+    """Asked with max_tokens 300, then 10, then 300: the cut-off answer replaced the whole
+    one, and the third request missed."""
+    whole = cache.store(keys(Q, max_tokens=300), "Use the reset link.", output_tokens=40)
+    cut = cache.store(keys(Q, max_tokens=10), "Use the", output_tokens=10, truncated=True)
+    assert cut.id == whole.id and cut.response == "Use the reset link."
+    result = cache.lookup(keys(Q, max_tokens=300), OPTIONS)
+    assert isinstance(result.decision, Hit) and result.entry is not None
+    assert result.entry.id == whole.id
+    clock.advance(8 * 86400)  # the whole answer expired: a cut-off one may take its place
+    late = cache.store(keys(Q, max_tokens=10), "Use the", output_tokens=10, truncated=True)
+    assert late.id != whole.id and late.truncated
