@@ -26,6 +26,7 @@ TRANSPORT_FIELDS = frozenset({"stream", "metadata", "max_tokens", "service_tier"
 # Where a routed request's task hint goes in its canonical form: not a Messages API field name
 # (those never contain "-"), so no request field can collide with it.
 ROUTE_HINT_FIELD = "x-promptcache-task"
+BETAS_FIELD = "anthropic-beta"
 # Keys removed wherever they appear inside system/messages/tools.
 _VOLATILE_BLOCK_KEYS = frozenset({"cache_control"})
 
@@ -126,15 +127,21 @@ def cache_keys(
     tenant: str,
     namespace: str | None = None,
     route_hint: str | None = None,
+    betas: str | None = None,
 ) -> CacheKeys:
     """Derive the exact key, the context fingerprint and the semantic text of a request.
 
     `route_hint`: the `x-promptcache-task` of a request to a router alias. The router may
-    send it to another model than the same request without it, so it is part of the key."""
+    send it to another model than the same request without it, so it is part of the key.
+    `betas`: the `anthropic-beta` header forwarded upstream; a beta feature (interleaved
+    thinking, a longer context) can change the answer, so it is part of the key too."""
     scope = scoped_namespace(tenant, namespace)
     canonical = canonical_request(request)
     if route_hint is not None:
         canonical[ROUTE_HINT_FIELD] = route_hint
+    flags = sorted({b.strip() for b in (betas or "").split(",") if b.strip()})
+    if flags:
+        canonical[BETAS_FIELD] = flags
     messages = canonical.get("messages") or []
     context = dict(canonical)
     context["messages"] = messages[:-1]

@@ -120,6 +120,10 @@ class Proxy:
             tenant=tenant,
             namespace=controls.namespace,
             route_hint=controls.task if routed else None,
+            betas=next(
+                (v for k, v in controls.forward_headers.items() if k.lower() == "anthropic-beta"),
+                None,
+            ),
         )
         size = len(keys.semantic_text or "")
         if size > self.settings.cache.max_prompt_chars:

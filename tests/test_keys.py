@@ -144,3 +144,13 @@ def test_a_routed_task_hint_and_unknown_message_fields_change_the_key() -> None:
     assert cache_keys(_req(messages=named), tenant="t").fingerprint != (
         cache_keys(_req(), tenant="t").fingerprint
     )
+
+
+def test_beta_flags_are_part_of_the_key_in_any_order() -> None:
+    """A beta feature can change the answer: the same body with a beta header was served
+    the answer given without it."""
+    plain = cache_keys(_req(), tenant="t")
+    beta = cache_keys(_req(), tenant="t", betas="context-1m-2025-08-07, fancy-2025")
+    assert plain.exact_key != beta.exact_key and plain.fingerprint != beta.fingerprint
+    assert beta == cache_keys(_req(), tenant="t", betas="fancy-2025,context-1m-2025-08-07")
+    assert plain == cache_keys(_req(), tenant="t", betas=" , ")

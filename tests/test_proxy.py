@@ -350,6 +350,8 @@ def test_request_controls_and_bad_requests(service: Service, standin: RunningSta
         == "bypass"
     )
     assert httpx.post(url, json=body, headers=headers).headers["x-cache"] == "hit-exact"
+    beta = httpx.post(url, json=body, headers={**headers, "anthropic-beta": "some-beta-2025"})
+    assert beta.headers["x-cache"] == "miss"  # a beta may change the answer: its own key
     other_ns = httpx.post(url, json=body, headers={**headers, "x-cache-namespace": "support"})
     assert other_ns.headers["x-cache"] == "miss"
     hot = {**body, "temperature": 1.0, "messages": [{"role": "user", "content": "Name 3 colours."}]}
