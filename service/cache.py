@@ -329,7 +329,8 @@ class SemanticCache:
         # and must not wait behind an index save or an eviction.
         with self._counters_lock:
             self._counters.setdefault(tenant, Counter())[kind] += 1
-        logger.debug("lookup %s: %s", kind, getattr(decision, "reason", ""))
+        # Every decision with its reason, at the default level (README: "logged").
+        logger.info("lookup %s for %s: %s", kind, tenant, getattr(decision, "reason", ""))
         return result
 
     def lookup(self, keys: CacheKeys, options: LookupOptions) -> LookupResult:
