@@ -285,6 +285,7 @@ class PolicySettings(_Frozen):
         "mood",
         "shared_context",
         "opposites",
+        "swapped_words",
     )
     # "off", "bundled" (service/data/verifier.json) or the path of a JSON file of the same shape.
     verifier: str = "off"

@@ -44,6 +44,7 @@ DEFAULT_GUARDS: tuple[str, ...] = (
     "mood",
     "shared_context",
     "opposites",
+    "swapped_words",
 )
 
 DEFAULT_SCRIPT_FLOORS: tuple[tuple[str, float], ...] = (("Hangul", 0.98),)

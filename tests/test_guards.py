@@ -164,6 +164,26 @@ REFUSE: dict[str, list[Pair]] = {
         ("이 글을 존댓말로 바꿔 줘", "이 글을 반말로 바꿔 줘"),
         ("저장소를 공개로 바꾸는 방법", "저장소를 비공개로 바꾸는 방법"),
     ],
+    "swapped_words": [
+        ("How far is 5 miles in kilometers?", "How far is 5 kilometers in miles?"),
+        (
+            "Best way to learn Rust as a Python developer?",
+            "Best way to learn Python as a Rust developer?",
+        ),
+        ("Convert 3 cups to grams of flour", "Convert 3 grams to cups of flour"),
+        ("Is a tomato a fruit for a chef?", "Is a chef a fruit for a tomato?"),
+        (
+            "Write a letter from a manager to a teacher",
+            "Write a letter from a teacher to a manager",
+        ),
+        ("Explain Kotlin to a Java programmer", "Explain Java to a Kotlin programmer"),
+        ("Can a cat eat dog food?", "Can a dog eat cat food?"),
+        ("서울 사람이 부산 사투리를 배우는 법", "부산 사람이 서울 사투리를 배우는 법"),
+        (
+            "Why does my laptop charge my phone slowly?",
+            "Why does my phone charge my laptop slowly?",
+        ),
+    ],
     "word_order": [
         (
             "2019년에 김민수가 회장이고 이지은이 부회장이었다",
@@ -318,6 +338,16 @@ PASS: dict[str, list[Pair]] = {
         ("목록을 오름차순으로 정렬해 줘", "목록을 오름차순 정렬하는 방법"),
         ("저장소를 비공개로 바꾸는 방법", "저장소 비공개 전환 방법"),
         ("How do I export a table to CSV?", "Export a table as CSV"),
+    ],
+    "swapped_words": [
+        ("Difference between TCP and UDP", "Difference between UDP and TCP"),
+        ("Python vs Java for web apps", "Java vs Python for web apps"),
+        ("Cheap flights from Seoul to Tokyo", "Cheap flights to Tokyo from Seoul"),
+        ("salt, pepper and garlic in soup", "pepper, salt and garlic in soup"),
+        ("How do I learn Rust?", "How can I learn Rust?"),
+        ("Is it safe to travel to Egypt?", "Is travel to Egypt safe?"),
+        ("사과와 배 중 어느 것이 더 달아?", "배와 사과 중 어느 것이 더 달아?"),
+        ("What is the capital of France?", "What's the capital of France?"),
     ],
     "word_order": [
         ("커피를 하루에 몇 잔까지 마셔도 괜찮나요?", "하루에 커피 몇 잔까지 마셔도 돼요?"),

@@ -30,6 +30,7 @@ from service.guards.opposites import check_opposites
 from service.guards.roles import check_swapped_roles
 from service.guards.shared_context import check_shared_context
 from service.guards.spelling import check_spelling
+from service.guards.swapped_words import check_swapped_words
 from service.guards.text import Guard, GuardVerdict, normalize
 from service.guards.word_order import check_word_order
 
@@ -49,6 +50,7 @@ __all__ = [
     "check_shared_context",
     "check_spelling",
     "check_swapped_roles",
+    "check_swapped_words",
     "check_word_order",
     "normalize",
 ]
@@ -67,6 +69,7 @@ GUARDS: Final[Mapping[str, Guard]] = MappingProxyType(
         "mood": check_mood,
         "shared_context": check_shared_context,
         "opposites": check_opposites,
+        "swapped_words": check_swapped_words,
     }
 )
 
