@@ -60,7 +60,8 @@ _KO_NATIVE: Final = re.compile(
     r"(?<![가-힣])(?:(?P<tens>" + "|".join(_KO_TENS) + r")\s?)?"
     r"(?P<unit>" + "|".join(_KO_UNITS) + r")?(?P<gap>\s?)"
     r"(?P<counter>번째|째|개월|개|명|번|살|시간|시|달|마리|잔|병|권|장|대|가지|사람|분|그릇|줄"
-    r"|쪽|주|곳|군데|배|켤레|벌|송이|통|칸|끼|판|차례|바퀴|해)" + _KO_AFTER_COUNTER
+    r"|쪽|주|곳|군데|배|켤레|벌|송이|통|칸|끼|판|차례|바퀴|해|문장|문단|단어|글자|페이지|단계)"
+    + _KO_AFTER_COUNTER
 )
 _KO_NATIVE_NOUN: Final = re.compile(
     r"(?<![가-힣])(?P<unit>하나|둘|셋|넷|다섯|여섯|일곱|여덟|아홉)"
