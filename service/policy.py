@@ -29,8 +29,9 @@ from service.scripts import scripts_of, uncovered_scripts
 from service.verifier import Verifier, pair_features
 
 # Guard names (see service.guards); all of them are on by default. The first eight each
-# lowered the false-hit rate on qqp_dev by more than the hit rate; `spelling` and `mood` guard
-# families the dev sets hardly contain, at a cost of one qqp_dev duplicate (docs/benchmarks.md).
+# lowered the false-hit rate on qqp_dev by more than the hit rate; the five added in stop 17
+# guard families the dev sets hardly contain, at a small cost in duplicates there
+# (docs/benchmarks.md, "Ablation").
 DEFAULT_GUARDS: tuple[str, ...] = (
     "numbers",
     "dates",
