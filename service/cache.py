@@ -33,6 +33,14 @@ import numpy as np
 from embeddings.base import Embedder, RoutingEmbedder
 from embeddings.batcher import Coalescer
 from index.base import Neighbour, Vectors
+from service.cache_values import (
+    CacheStats,
+    InvalidateFilter,
+    LookupResult,
+    facts_of,
+    query_of,
+    reads_whole,
+)
 from service.config import Settings
 from service.errors import Conflict
 from service.keys import CacheKeys
@@ -56,6 +64,8 @@ from service.store import Entry, EntryRecord, EntryStore, UnreadableEntry
 from service.verifier import load_verifier
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["CacheStats", "InvalidateFilter", "LookupResult", "SemanticCache", "facts_of"]
 
 
 @dataclass(frozen=True)
@@ -89,56 +99,6 @@ class _Row:
     indexed: bool
 
 
-@dataclass(frozen=True)
-class LookupResult:
-    decision: Decision
-    entry: Entry | None = None
-
-
-@dataclass(frozen=True)
-class InvalidateFilter:
-    """Entries matching every given field are removed; `tenant=None` means all tenants."""
-
-    tenant: str | None = None
-    namespace: str | None = None
-    tags: tuple[str, ...] = ()
-    model: str | None = None
-    older_than: float | None = None  # seconds
-    similar_to: str | None = None
-    min_similarity: float | None = None
-    ids: tuple[int, ...] = ()
-
-
-@dataclass(frozen=True)
-class CacheStats:
-    """Sizes now, and lookups counted since `counted_since` (this process's start, epoch
-    seconds): the ledger holds every answer across restarts."""
-
-    entries: int
-    index_entries: int
-    bytes: int
-    hits_exact: int
-    hits_semantic: int
-    misses: int
-    bypasses: int
-    semantic_available: bool
-    semantic_unavailable_reason: str | None
-    counted_since: float
-
-    @property
-    def hit_rate(self) -> float:
-        lookups = self.hits_exact + self.hits_semantic + self.misses + self.bypasses
-        return (self.hits_exact + self.hits_semantic) / lookups if lookups else 0.0
-
-
-def _query(keys: CacheKeys) -> Query:
-    return Query(keys.fingerprint, keys.namespace, keys.semantic_text, keys.max_tokens)
-
-
-def reads_whole(embedder: Embedder, text: str | None) -> bool:
-    return text is None or embedder.reads_whole(text)
-
-
 @contextlib.contextmanager
 def _collector_paused() -> Iterator[None]:
     """Opening a large cache builds millions of objects in one go, none of them in a reference
@@ -151,22 +111,6 @@ def _collector_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-def facts_of(entry: Entry | EntryRecord) -> EntryFacts:
-    """The policy's view of a stored entry (the benchmarks use the same view)."""
-    return EntryFacts(
-        entry_id=entry.id,
-        fingerprint=entry.fingerprint,
-        namespace=entry.namespace,
-        created=entry.created,
-        expires=entry.expires,
-        text=entry.semantic_text,
-        output_tokens=entry.output_tokens,
-        max_tokens=entry.max_tokens,
-        truncated=entry.truncated,
-        exact_only=entry.exact_only,
-    )
 
 
 class SemanticCache:
@@ -371,7 +315,7 @@ class SemanticCache:
         return self._read(row.facts.entry_id, served=False)
 
     def _semantic_query(self, keys: CacheKeys) -> Query:
-        return replace(_query(keys), read_whole=reads_whole(self.embedder, keys.semantic_text))
+        return replace(query_of(keys), read_whole=reads_whole(self.embedder, keys.semantic_text))
 
     def _read_whole(self, facts: EntryFacts) -> EntryFacts:
         """Serves exact hits only when the model read only part of its prompt. Entries
@@ -388,7 +332,7 @@ class SemanticCache:
         row = self._rows.get(entry_id) if entry_id is not None else None
         if row is None:
             return None
-        return decide_exact(row.facts, _query(keys), options, now)
+        return decide_exact(row.facts, query_of(keys), options, now)
 
     def _lookup(self, keys: CacheKeys, options: LookupOptions) -> LookupResult:
         """Everything after `lookup_exact` found no servable exact hit."""
