@@ -73,10 +73,10 @@ def empty_or_refused(texts: Sequence[str], dim: int) -> Vectors | None:
     return None if texts else np.zeros((0, dim), dtype=np.float32)
 
 
-def fits_by_length(text: str, max_tokens: int) -> bool | None:
-    """True when `text` fits `max_tokens` whatever the tokenizer (no tokenizer makes more
-    than 4 tokens of a character: one per UTF-8 byte, plus two specials); None: count them."""
-    return True if 4 * len(text) + 2 <= max_tokens else None
+def fits_by_length(text: str, max_tokens: int) -> bool:
+    """True: `text` fits `max_tokens` whatever the tokenizer (none makes more than 4 tokens
+    of a character, one per UTF-8 byte, plus two specials). False: count its tokens to know."""
+    return 4 * len(text) + 2 <= max_tokens
 
 
 def normalize_rows(vectors: npt.NDArray[np.floating]) -> Vectors:

@@ -20,7 +20,8 @@ import numpy as np
 
 from embeddings.base import Embedder, Vectors
 from service.batch_store import DupKind, RequestRow
-from service.policy import EntryFacts, Hit, Query, decide_semantic, precheck_semantic
+from service.cache_values import query_of
+from service.policy import EntryFacts, Hit, decide_semantic, precheck_semantic
 from service.proxy_types import Prepared
 
 logger = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ def _semantic_follows(
 ) -> dict[int, Follow]:
     groups: dict[tuple[str, int | None], list[Miss]] = {}
     for row, item in leaders:
-        query = _query(item, embedder)
+        query = query_of(item.keys, embedder)
         if item.controls.no_cache or item.request.get("tools"):
             continue  # no-cache wants fresh answers; tool answers serve exact hits only
         if precheck_semantic(query, item.options) is None:
@@ -127,7 +128,8 @@ def _greedy(group: list[Miss], vectors: Vectors, top_k: int, now: float) -> dict
             if ids:
                 best = np.argsort(-sims)[:top_k]
                 candidates = [(_facts(group[ids[b]], now), float(sims[b])) for b in best]
-                decision = decide_semantic(_query(item, None), candidates, item.options, now)
+                # Only texts read whole were grouped: no need to ask the embedder again.
+                decision = decide_semantic(query_of(item.keys), candidates, item.options, now)
             if isinstance(decision, Hit):
                 follows[row.position] = Follow(decision.entry_id, "semantic", decision.similarity)
             else:
@@ -136,14 +138,6 @@ def _greedy(group: list[Miss], vectors: Vectors, top_k: int, now: float) -> dict
             lead_vectors[len(lead_rows)] = vectors[a]
             lead_rows.append(a)
     return follows
-
-
-def _query(item: Prepared, embedder: Embedder | None) -> Query:
-    """`embedder` None: the text was read whole (only such texts are embedded here)."""
-    keys = item.keys
-    text = keys.semantic_text
-    whole = embedder is None or text is None or embedder.reads_whole(text)
-    return Query(keys.fingerprint, keys.namespace, text, keys.max_tokens, read_whole=whole)
 
 
 def _facts(leader: Miss, now: float) -> EntryFacts:

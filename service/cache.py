@@ -142,6 +142,7 @@ class SemanticCache:
         self._by_exact: dict[str, int] = {}
         self._by_fingerprint: dict[str, set[int]] = {}
         self._last_used: dict[int, float] = {}
+        self._read_whole_by_id: dict[int, bool] = {}  # `_read_whole`'s answers, by entry
         self._bytes = 0
         self._counters: dict[str, Counter[str]] = {}
         self._counters_lock = threading.Lock()
@@ -236,6 +237,7 @@ class SemanticCache:
                 if not ids:
                     del self._by_fingerprint[row.facts.fingerprint]
             self._last_used.pop(entry_id, None)
+            self._read_whole_by_id.pop(entry_id, None)
             self._bytes -= row.size
 
     # -- reads ----------------------------------------------------------------------------
@@ -273,8 +275,8 @@ class SemanticCache:
         # and must not wait behind an index save or an eviction.
         with self._counters_lock:
             self._counters.setdefault(tenant, Counter())[kind] += 1
-        # Every decision with its reason, at the default level (README: "logged").
-        logger.info("lookup %s for %s: %s", kind, tenant, getattr(decision, "reason", ""))
+        # Debug, not info: the exact-hit path runs on the event loop and writes nothing.
+        logger.debug("lookup %s for %s: %s", kind, tenant, getattr(decision, "reason", ""))
         return result
 
     def lookup(self, keys: CacheKeys, options: LookupOptions) -> LookupResult:
@@ -314,15 +316,17 @@ class SemanticCache:
                 return None
         return self._read(row.facts.entry_id, served=False)
 
-    def _semantic_query(self, keys: CacheKeys) -> Query:
-        return replace(query_of(keys), read_whole=reads_whole(self.embedder, keys.semantic_text))
-
     def _read_whole(self, facts: EntryFacts) -> EntryFacts:
         """Serves exact hits only when the model read only part of its prompt. Entries
-        stored since that rule are not indexed at all; older ones are caught here."""
-        if facts.exact_only or reads_whole(self.embedder, facts.text):
+        stored since that rule are not indexed at all; older ones are caught here, each
+        counted once (a candidate's tokens are not counted again on every lookup)."""
+        if facts.exact_only:
             return facts
-        return replace(facts, exact_only=True)
+        whole = self._read_whole_by_id.get(facts.entry_id)
+        if whole is None:
+            whole = reads_whole(self.embedder, facts.text)
+            self._read_whole_by_id[facts.entry_id] = whole
+        return facts if whole else replace(facts, exact_only=True)
 
     def _exact_decision(
         self, keys: CacheKeys, options: LookupOptions, now: float
@@ -337,7 +341,7 @@ class SemanticCache:
     def _lookup(self, keys: CacheKeys, options: LookupOptions) -> LookupResult:
         """Everything after `lookup_exact` found no servable exact hit."""
         now = self._clock()
-        query = self._semantic_query(keys)
+        query = query_of(keys, self.embedder)
         exact_reason = ""
         decision = self._exact_decision(keys, options, now)
         if isinstance(decision, Hit):

@@ -56,8 +56,13 @@ class CacheStats:
         return (self.hits_exact + self.hits_semantic) / lookups if lookups else 0.0
 
 
-def query_of(keys: CacheKeys) -> Query:
-    return Query(keys.fingerprint, keys.namespace, keys.semantic_text, keys.max_tokens)
+def query_of(keys: CacheKeys, embedder: Embedder | None = None) -> Query:
+    """The policy's view of a request; with `embedder`, whether that model reads its last
+    turn whole (without: taken as read whole, for callers past that check)."""
+    whole = embedder is None or reads_whole(embedder, keys.semantic_text)
+    return Query(
+        keys.fingerprint, keys.namespace, keys.semantic_text, keys.max_tokens, read_whole=whole
+    )
 
 
 def reads_whole(embedder: Embedder, text: str | None) -> bool:
