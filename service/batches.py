@@ -65,6 +65,7 @@ from service.errors import (
     UpstreamUnavailable,
 )
 from service.ledger import LedgerRow
+from service.message_ids import with_fresh_id
 from service.policy import cacheability
 from service.proxy import Proxy
 from service.proxy_types import Answer, Controls, Prepared
@@ -587,13 +588,15 @@ class BatchService:
             for follower in followers.get(row.position, ()):
                 mine = await run_in_threadpool(self._prepare, record, follower)
                 if follower.dup_kind == "exact" or servable or result["type"] in LEDGER_STATUS:
-                    writes.append(replace(follower, state="done", result=result))
-                    if result["type"] == "succeeded":
+                    if result["type"] == "succeeded":  # the same answer, its own message id
+                        theirs = {**result, "message": with_fresh_id(result["message"])}
+                        writes.append(replace(follower, state="done", result=theirs))
                         hit = self._ledger_rows.hit(
-                            record, mine, follower, result["message"], entry_id
+                            record, mine, follower, theirs["message"], entry_id
                         )
                         ledger.append(hit)
                     else:
+                        writes.append(replace(follower, state="done", result=result))
                         ledger.append(self._ledger_rows.failed(record, mine, follower, result))
                 else:  # its leader's answer may not serve it: it goes upstream itself
                     writes.append(await run_in_threadpool(self._queued, follower, mine))

@@ -30,6 +30,7 @@ from service.context_budget import fit_context, normalize_whitespace
 from service.errors import InvalidRequest, PayloadTooLarge, PromptCacheError, StorageError
 from service.keys import cache_keys
 from service.ledger import Kind, Ledger
+from service.message_ids import with_fresh_id
 from service.metrics import Metrics
 from service.policy import Bypass, Hit, LookupOptions, cacheability
 from service.pricing import PriceTable, Usage, usage_counts, usage_from_message
@@ -59,7 +60,6 @@ def _hit_message(entry: Entry) -> dict[str, Any]:
     gave, which price the hit's saving) or else zeros (no saving claimed)."""
     usage = entry.usage or {"input_tokens": 0, "output_tokens": 0}
     filled = {
-        "id": f"msg_pc_{entry.id}",
         "type": "message",
         "role": "assistant",
         "model": entry.model,
@@ -68,8 +68,8 @@ def _hit_message(entry: Entry) -> dict[str, Any]:
         "usage": usage,
     }
     if isinstance(entry.response, dict):
-        return {**filled, **entry.response}
-    return {**filled, "content": [{"type": "text", "text": str(entry.response)}]}
+        return with_fresh_id({**filled, **entry.response})
+    return with_fresh_id({**filled, "content": [{"type": "text", "text": str(entry.response)}]})
 
 
 class Proxy:
@@ -236,7 +236,7 @@ class Proxy:
         except PromptCacheError as exc:  # its error is ours too: one row per request, at no cost
             await self.books.record_error(prepared, exc, None)
             raise
-        message = led.message
+        message = with_fresh_id(led.message)
         usage = usage_from_message(message)
         charge = self.prices.charge(
             usage,

@@ -219,6 +219,7 @@ def test_hundred_requests_thirty_cached_twenty_duplicates_fifty_go_upstream(
     for text in identical + paraphrased:  # fanned out from one upstream answer
         assert answers[text] == answers[text.replace("How can I", "How do I")]
     assert len({answers[text] for text in distinct}) == 50
+    assert len({r.result.message.id for r in results}) == 100  # shared answers, own ids
     assert standin.state.batch_requests == 50 and standin.state.messages_calls == 30
 
     rows = service.ledger_rows(created.id)
@@ -440,7 +441,8 @@ def test_cli_submit_status_results(
     assert cli_main.main(["batch", "results", batch["id"], *where]) == 0
     results = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["custom_id"] for r in results] == ["one", "two", "three"]
-    assert results[0]["result"]["message"] == results[2]["result"]["message"]
+    one, three = (results[i]["result"]["message"] for i in (0, 2))
+    assert {**one, "id": ""} == {**three, "id": ""} and one["id"] != three["id"]
 
     out = tmp_path / "results.jsonl"
     assert cli_main.main(["batch", "results", batch["id"], *where, "--out", str(out)]) == 0

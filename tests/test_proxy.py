@@ -120,7 +120,9 @@ def test_miss_then_exact_then_semantic_hit_with_ledger_to_the_micro_dollar(
     assert first.headers["x-promptcache-saved-usd"] == "0.000000"
     exact = ask(client, "How do I reset my password?")
     assert exact.headers["x-cache"] == "hit-exact"
-    assert exact.parse() == original
+    served = exact.parse()
+    assert served.model_dump(exclude={"id"}) == original.model_dump(exclude={"id"})
+    assert served.id != original.id  # its own id, as the API gives; x-cache-entry names the entry
     assert exact.headers["x-cache-entry"] == first.headers["x-cache-entry"]
     assert exact.headers["x-promptcache-saved-usd"] == f"{cost / 1e6:.6f}"
     semantic = ask(client, "How can I reset my password?")
@@ -157,10 +159,12 @@ def test_streaming_relay_store_replay_and_broken_stream(
     assert standin.state.messages_calls == 1
     stored = ask(client, params["messages"][0]["content"])
     assert stored.headers["x-cache"] == "hit-exact"
-    assert stored.parse().model_dump() == streamed.model_dump()
+    same = {"exclude": {"id"}}
+    assert stored.parse().model_dump(**same) == streamed.model_dump(**same)
     with client.messages.stream(**params) as stream:
         replayed = stream.get_final_message()
-    assert replayed.model_dump() == streamed.model_dump()
+    assert replayed.model_dump(**same) == streamed.model_dump(**same)
+    assert len({streamed.id, stored.parse().id, replayed.id}) == 3
     assert standin.state.messages_calls == 1
     raw = httpx.post(
         f"{service.url}/v1/messages",
@@ -296,7 +300,8 @@ def test_twenty_concurrent_identical_misses_make_one_upstream_call(
     finally:
         standin.state.latency_seconds = 0.0
     assert [r.status_code for r in replies] == [200] * 20
-    assert len({r.json()["id"] for r in replies}) == 1
+    assert len({r.json()["id"] for r in replies}) == 20  # one answer, twenty message ids
+    assert len({json.dumps(r.json()["content"]) for r in replies}) == 1
     assert standin.state.messages_calls == 1
     assert sorted(r.headers["x-cache"] for r in replies).count("miss") == 1
     # Each answer names the one entry it was stored as, and the ledger can tie every saving
