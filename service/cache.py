@@ -61,6 +61,7 @@ from service.policy import (
 )
 from service.relative_time import relative_expiry
 from service.store import Entry, EntryRecord, EntryStore, UnreadableEntry
+from service.text_form import reading_form
 from service.verifier import load_verifier
 
 logger = logging.getLogger(__name__)
@@ -573,7 +574,7 @@ class SemanticCache:
         plus every entry whose prompt is that very text (an exact hit in its context)."""
         if self.semantic_block is not None:
             raise Conflict(self.semantic_block)
-        text = (what.similar_to or "").strip()
+        text = reading_form(what.similar_to or "").strip()
         options = self.options(min_similarity=what.min_similarity)
         matched = [i for i in ids if self._rows[i].facts.text == text]
         identical = set(matched)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.jsoncodec import dumps
+from service.text_form import reading_form
 
 # Fields of a Messages request that cannot change the answer. Every other field is part of
 # the key, including fields this release does not know: a new API option (a JSON schema for
@@ -105,7 +106,8 @@ def _digest(*parts: Any) -> str:
 
 
 def semantic_text_of(message: Mapping[str, Any]) -> str | None:
-    """The text of a user turn made only of text blocks; None for tool results, images, ..."""
+    """The text of a user turn made only of text blocks, in the form the embedding model and
+    the policy read (`text_form`); None for tool results, images, ..."""
     if message.get("role") != "user":
         return None
     content = message.get("content")
@@ -117,7 +119,7 @@ def semantic_text_of(message: Mapping[str, Any]) -> str | None:
         if not isinstance(block, Mapping) or block.get("type") != "text":
             return None
         texts.append(str(block.get("text", "")))
-    text = "\n".join(t for t in texts if t)
+    text = reading_form("\n".join(t for t in texts if t))
     return text or None
 
 

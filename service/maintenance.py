@@ -21,6 +21,7 @@ from index.blocks import Block, BlockIndex, load_blocks, read_saved_blocks
 from index.faiss_index import FaissIndex, IndexLoadError, IndexMissing
 from service.config import Settings
 from service.store import Entry, EntryStore, StoreAudit
+from service.text_form import reading_form
 
 logger = logging.getLogger(__name__)
 
@@ -312,7 +313,8 @@ def rebuild(
         fresh: dict[int, Entry] = {}
         for start in range(0, len(stale), batch_size):
             chunk = stale[start : start + batch_size]
-            vectors = embedder.embed([e.semantic_text or "" for e in chunk])
+            # Entries stored before `text_form` existed are read in its form too.
+            vectors = embedder.embed([reading_form(e.semantic_text or "") for e in chunk])
             updated = [
                 e.with_embedding(v, embedder.model_id) for e, v in zip(chunk, vectors, strict=True)
             ]

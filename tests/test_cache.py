@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
+import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -212,6 +214,27 @@ def test_invalidation_by_meaning_removes_exactly_what_a_lookup_would_serve(
         assert cache.get(article.id, None) is None
         assert cache.invalidate(InvalidateFilter(similar_to=question)) == 1
         assert cache.get(served.id, None) is None and cache.get(nearby.id, None) is not None
+    finally:
+        cache.close()
+
+
+def test_decomposed_hangul_is_embedded_as_composed(
+    settings: Settings, routed: RoutedEmbedder, clock: FakeClock
+) -> None:
+    """Hangul in NFD (macOS file names, some input methods) is conjoining jamo, which e5
+    reads as other tokens: two decomposed prompts of opposite meaning scored 0.9985 and were
+    served. Read composed, they score as the composed text does; one prompt in both forms is
+    the same prompt."""
+    cache = SemanticCache(settings, routed, clock=clock)
+    nfd = functools.partial(unicodedata.normalize, "NFD")
+    try:
+        options = cache.options()
+        brighter = cache.store(keys(nfd("모니터 화면을 밝게 하는 방법")), "a")
+        assert cache.lookup(keys(nfd("모니터 화면을 어둡게 하는 방법")), options).entry is None
+        same = cache.lookup(keys("모니터 화면을 밝게 하는 방법"), options)
+        assert same.entry == brighter and same.decision.similarity == pytest.approx(1.0)
+        removed = cache.invalidate(InvalidateFilter(similar_to="모니터 화면을 밝게 하는 방법"))
+        assert removed == 1
     finally:
         cache.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 from service.keys import cache_keys, canonical_request
@@ -154,3 +155,22 @@ def test_beta_flags_are_part_of_the_key_in_any_order() -> None:
     assert plain.exact_key != beta.exact_key and plain.fingerprint != beta.fingerprint
     assert beta == cache_keys(_req(), tenant="t", betas="fancy-2025,context-1m-2025-08-07")
     assert plain == cache_keys(_req(), tenant="t", betas=" , ")
+
+
+def _last_turn(text: str) -> dict[str, Any]:
+    return _req(messages=[{"role": "user", "content": text}])
+
+
+def test_the_semantic_text_is_read_in_one_form_and_the_exact_key_keeps_the_bytes() -> None:
+    composed = "화면을 밝게 하는 방법"
+    decomposed = unicodedata.normalize("NFD", composed)
+    assert decomposed != composed
+    nfc, nfd = (cache_keys(_last_turn(t), tenant="t") for t in (composed, decomposed))
+    assert nfd.semantic_text == nfc.semantic_text == composed
+    assert nfd.exact_key != nfc.exact_key  # upstream sees what was sent
+    hidden = cache_keys(_last_turn("포도 안\u200b줘도 돼요?"), tenant="t")
+    assert hidden.semantic_text == "포도 안줘도 돼요?"
+    wide = cache_keys(_last_turn("ＧＰＵ　１２３개"), tenant="t")
+    assert wide.semantic_text == "GPU 123개"
+    kept = "x² ① 👩\u200d💻"  # not width forms: they keep their meaning
+    assert cache_keys(_last_turn(kept), tenant="t").semantic_text == kept
