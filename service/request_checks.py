@@ -8,6 +8,7 @@ left alone: they are forwarded, and upstream judges them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +18,10 @@ from service.errors import InvalidRequest
 # (upstream enforces that): counts past it cannot be real, and a count held in the ledger's
 # 64-bit columns must stay far below 2**63 once multiplied by a price.
 MAX_TOKEN_COUNT = 10_000_000
+# Model ids (Anthropic's, Bedrock's, Vertex's) are printable ASCII. The model that answered
+# goes back in `x-promptcache-model`, and a header cannot carry other characters.
+MAX_MODEL_CHARS = 256
+_MODEL_ID = re.compile(rf"[\x21-\x7e]{{1,{MAX_MODEL_CHARS}}}")
 
 
 def validate_request(
@@ -49,6 +54,11 @@ def check_fields(body: Any) -> None:
     if not isinstance(model, str) or not model.strip():
         raise InvalidRequest(
             "model: field required (a model id, or `auto` to let promptcache route)"
+        )
+    if not _MODEL_ID.fullmatch(model):  # it goes back in a response header
+        raise InvalidRequest(
+            f"model: {model[:60]!r} is not a model id (printable ASCII without spaces, at most "
+            f"{MAX_MODEL_CHARS} characters, such as claude-sonnet-4-6)"
         )
     _check_messages(body.get("messages"))
     _check_system(body.get("system"))

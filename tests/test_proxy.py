@@ -379,6 +379,9 @@ def test_request_controls_and_bad_requests(service: Service, standin: RunningSta
         # left behind at 1.4e20 micro-dollars stopping every later start.
         ({**body, "max_tokens": 2**63}, {}, "max_tokens"),
         ({**body, "temperature": 5}, {}, "temperature"),
+        # Went upstream, was stored and billed, then failed as a 500 in the response header.
+        ({**body, "model": "클로드"}, {}, "is not a model id"),
+        ({**body, "model": "claude\nx-injected: 1"}, {}, "is not a model id"),
         ({**body, "system": 5}, {}, "system"),
         ({**body, "messages": [{"role": "user", "content": [1, 2]}]}, {}, "messages.0.content.0"),
     ]:
