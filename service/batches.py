@@ -646,4 +646,5 @@ class BatchService:
         except Exception:  # a bug must not cost the caller a paid result either
             logger.exception("batch result delivered but not stored")
             return None
-        return entry.id
+        # A cut-off answer is not stored over a complete one: that entry does not hold this.
+        return entry.id if entry.truncated == storable.truncated else None

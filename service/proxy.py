@@ -260,7 +260,10 @@ class Proxy:
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         # Nobody may be following: mark the exception as seen so asyncio does not log it.
         future.add_done_callback(lambda f: f.cancelled() or f.exception())
-        self._in_flight[self._flight_key(prepared)] = future
+        # A `no-store` answer is kept for its own client only: shared, it would be a hit that
+        # names no entry, with nothing in the books to trace its saving to.
+        if not prepared.controls.no_store:
+            self._in_flight[self._flight_key(prepared)] = future
         return future
 
     def _land(self, prepared: Prepared, future: asyncio.Future[Answer]) -> None:
@@ -344,7 +347,10 @@ class Proxy:
                         exact_only=store.exact_only,
                     )
                 )
-                entry_id = entry.id
+                if entry.truncated == store.truncated:
+                    entry_id = entry.id
+                else:  # the complete answer cached for this request stays; this one is not it
+                    reason = "not stored: a complete answer to this request is cached"
             except StorageError as exc:
                 # The answer is paid for: deliver it and bill it; only the cache loses it.
                 logger.error("answer delivered but not stored: %s", exc.message)

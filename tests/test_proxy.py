@@ -98,6 +98,9 @@ def service(
         yield start(stack, tmp_path, embedder, standin)
 
 
+NO_STORE = {"cache-control": "no-store"}
+
+
 def ask(client: anthropic.Anthropic, text: str, **extra: Any) -> Any:
     return client.messages.with_raw_response.create(
         model=extra.pop("model", MODEL),
@@ -143,6 +146,22 @@ def test_miss_then_exact_then_semantic_hit_with_ledger_to_the_micro_dollar(
     assert semantic_row.cost_micros == 0 and semantic_row.saved_semantic_micros == cost
     assert semantic_row.similarity is not None and semantic_row.similarity >= 0.95
     assert {r.tenant for r in (miss, exact_row, semantic_row)} == {"acme"}
+
+
+def test_a_cut_off_answer_not_stored_over_a_complete_one_names_no_entry(
+    service: Service, standin: RunningStandin
+) -> None:
+    """The complete answer stays cached; the cut-off one is not stored, so its row and its
+    headers must not name the complete entry (whose usage prices other savings)."""
+    client = service.sdk()
+    complete = ask(client, "Tell me about tides and the moon.", max_tokens=300)
+    cut = ask(client, "Tell me about tides and the moon.", max_tokens=5)
+    assert cut.headers["x-cache"] == "miss" and cut.parse().stop_reason == "max_tokens"
+    assert "x-cache-entry" in complete.headers and "x-cache-entry" not in cut.headers
+    first, second = service.ledger_rows()
+    assert first.entry_id == int(complete.headers["x-cache-entry"]) and second.entry_id is None
+    again = ask(client, "Tell me about tides and the moon.", max_tokens=300)
+    assert again.headers["x-cache-entry"] == complete.headers["x-cache-entry"]
 
 
 def test_streaming_relay_store_replay_and_broken_stream(
@@ -311,6 +330,32 @@ def test_twenty_concurrent_identical_misses_make_one_upstream_call(
     assert len(rows) == 20 and {row.entry_id for row in rows} == {
         int(replies[0].headers["x-cache-entry"])
     }
+
+
+def test_an_answer_asked_not_to_be_stored_is_not_shared_with_identical_requests(
+    service: Service, standin: RunningStandin
+) -> None:
+    """Shared, a `no-store` answer was a hit-exact row with a saving and no entry: nothing
+    in the ledger it could be traced to. Now only requests that let it be kept lead."""
+    standin.state.latency_seconds = 0.5
+    body = {"model": MODEL, "max_tokens": 100, "messages": [{"role": "user", "content": "Why?"}]}
+    key = {"x-api-key": "tenant-a-key-1"}
+
+    async def both() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=service.url, timeout=30) as client:
+            private = client.post("/v1/messages", json=body, headers={**key, **NO_STORE})
+            first = asyncio.create_task(private)
+            await asyncio.sleep(0.2)  # the no-store request is upstream
+            second = await client.post("/v1/messages", json=body, headers=key)
+            return [await first, second]
+
+    try:
+        replies = asyncio.run(both())
+    finally:
+        standin.state.latency_seconds = 0.0
+    assert [r.headers["x-cache"] for r in replies] == ["miss", "miss"]
+    assert standin.state.messages_calls == 2
+    assert all(row.kind == "miss" for row in service.ledger_rows())
 
 
 def test_tenants_never_share_answers_and_clients_cannot_invalidate(
