@@ -127,9 +127,17 @@ _COUNTED: tuple[str, ...] = (
     "unpriced",
     "interrupted",
     "interrupted_micros",
+    "stated_micros",
 )
 # An interrupted row (`Totals.interrupted`): what `settle_interrupted` and the proxy write.
 _INTERRUPTED = "kind = 'error' AND status = 0"
+# A hit whose entry no row of the ledger paid for: stored through the cache API, priced from
+# the usage its caller stated (`Totals.stated_micros`).
+_STATED = """
+    CASE WHEN kind IN ('hit-exact', 'hit-semantic') AND NOT EXISTS (
+        SELECT 1 FROM ledger AS paid
+        WHERE paid.entry_id = ledger.entry_id AND paid.kind IN ('miss', 'bypass', 'batch')
+    ) THEN saved_exact_micros + saved_semantic_micros ELSE 0 END"""
 
 
 class Ledger:
@@ -347,12 +355,14 @@ class Ledger:
                    COALESCE(SUM(priced = 0), 0),
                    COALESCE(SUM({_INTERRUPTED}), 0),
                    COALESCE(SUM(CASE WHEN {_INTERRUPTED} THEN cost_micros END), 0),
+                   COALESCE(SUM(stated), 0),
                    MIN(CASE WHEN rn * 100 >= n * 50 THEN latency_ms END),
                    MIN(CASE WHEN rn * 100 >= n * 95 THEN latency_ms END)
             FROM (
                 SELECT *,
                        ROW_NUMBER() OVER ({partition}ORDER BY latency_ms) AS rn,
-                       COUNT(*) OVER ({partition.strip()}) AS n
+                       COUNT(*) OVER ({partition.strip()}) AS n,
+                       {_STATED} AS stated
                 FROM ledger WHERE {where}
             ) {group_clause}
         """

@@ -118,5 +118,13 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             """,
         ),
     ),
+    (
+        7,
+        (
+            # A hit's saving is proven by the row that paid for its entry (`Totals.
+            # stated_micros`): that row is looked up by entry id.
+            "CREATE INDEX ledger_entry ON ledger (entry_id)",
+        ),
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]

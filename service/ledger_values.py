@@ -119,7 +119,9 @@ class Totals:
     there was neither. Latency percentiles are nearest-rank over all rows; None when empty.
     `interrupted` counts the rows of misses the service was cut off from (it stopped while
     they were upstream), whose cost is their upper bound, not what upstream billed:
-    `interrupted_micros` of `cost_micros` is such an estimate.
+    `interrupted_micros` of `cost_micros` is such an estimate. `stated_micros` of the saving
+    was made by hits on entries no ledger row paid for (stored through the cache API): it is
+    priced from the usage their caller stated, and the ledger cannot prove it.
     """
 
     group: tuple[str | None, ...]
@@ -144,6 +146,7 @@ class Totals:
     unpriced: int
     interrupted: int
     interrupted_micros: int
+    stated_micros: int
     latency_p50_ms: float | None
     latency_p95_ms: float | None
     unpriced_models: tuple[str, ...] = ()

@@ -162,6 +162,8 @@ def totals_json(totals: Totals) -> dict[str, Any]:
         "interrupted_requests": totals.interrupted,
         "interrupted_cost_usd": _usd(totals.interrupted_micros),
         "interrupted_cost_micros": totals.interrupted_micros,
+        "saved_stated_usd": _usd(totals.stated_micros),
+        "saved_stated_micros": totals.stated_micros,
     }
 
 
@@ -228,6 +230,8 @@ def _summary(totals: Totals) -> list[tuple[str, str]]:
         (f"  {_SOURCE_LABELS[source]}", _money(micros))
         for source, micros in totals.saved_by_source.items()
     ]
+    # Hits on entries stored through the cache API: priced from the usage their caller gave.
+    lines.append(("  of hits: stated, not paid here", _money(totals.stated_micros)))
     lines += [
         ("tokens in / out", f"{totals.input_tokens:,} / {totals.output_tokens:,}"),
         (
@@ -350,6 +354,7 @@ CSV_FIELDS: tuple[str, ...] = (
     "unpriced_requests",
     "interrupted_requests",
     "interrupted_cost_usd",
+    "saved_stated_usd",
 )
 
 
@@ -384,6 +389,7 @@ def _csv_row(report: Report, breakdown: str, totals: Totals) -> list[object]:
         totals.unpriced,
         totals.interrupted,
         format_usd(totals.interrupted_micros),
+        format_usd(totals.stated_micros),
     ]
 
 

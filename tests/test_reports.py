@@ -8,6 +8,7 @@ import io
 import json
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -215,6 +216,29 @@ def test_a_day_report_against_hand_computed_sums(ledger: Ledger) -> None:
         "miss": 2,
     }
     assert kinds["miss"]["saved_by_source_micros"]["prompt_cache"] == -500
+
+
+def test_savings_no_ledger_row_paid_for_are_reported_as_stated(ledger: Ledger) -> None:
+    """A client can store an entry through the cache API with any `usage`; its hits are priced
+    from that. The report names that part of the saving apart from what the ledger proves:
+    hits on an entry a miss, bypass or batch row paid for (on any day)."""
+    paid, stated = 11, 22
+    ledger.record_many(
+        [
+            replace(row(MIDNIGHT - 86_400, "miss", cost=900, baseline=900), entry_id=paid),
+            replace(row(MIDNIGHT + 1, "hit-exact", baseline=900, exact=900), entry_id=paid),
+            replace(row(MIDNIGHT + 2, "hit-semantic", baseline=50, semantic=50), entry_id=stated),
+            replace(row(MIDNIGHT + 3, "hit-exact", baseline=70, exact=70), entry_id=stated),
+        ]
+    )
+    report = build_report(ledger, day_period(DAY, TZ))
+    assert report.totals.saved_micros == 1_020 and report.totals.stated_micros == 120
+    assert report_json(report)["saved_stated_micros"] == 120
+    features = {t.group[0]: t.stated_micros for t in report.breakdown["feature"]}
+    assert features == {"search": 120}
+    assert "stated, not paid here" in report_table(report, Path("ledger.sqlite3"))
+    total = next(csv.DictReader(io.StringIO(report_csv(report))))
+    assert total["saved_stated_usd"] == "0.000120"
 
 
 def test_one_tenant_and_a_month(ledger: Ledger) -> None:
