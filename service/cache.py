@@ -59,7 +59,7 @@ from service.policy import (
     precheck_semantic,
     similarity_to,
 )
-from service.relative_time import relative_expiry
+from service.relative_time import relative_expiry, relative_start
 from service.store import Entry, EntryRecord, EntryStore, UnreadableEntry
 from service.text_form import reading_form
 from service.verifier import load_verifier
@@ -380,7 +380,7 @@ class SemanticCache:
             for row, similarity in rows
             if row is not None and row.facts.fingerprint == keys.fingerprint
         ]
-        decision = decide_semantic(query, candidates, options, now)
+        decision = decide_semantic(query, candidates, self._dated(options, query, now), now)
         if isinstance(decision, Hit):
             entry = self._read(decision.entry_id)
             if entry is None:
@@ -389,6 +389,13 @@ class SemanticCache:
         if isinstance(decision, Miss) and exact_reason:
             decision = Miss(exact_reason + decision.reason, decision.best_similarity)
         return LookupResult(decision)
+
+    def _dated(self, options: LookupOptions, query: Query, now: float) -> LookupOptions:
+        """A prompt that names a relative date is served only answers from that period."""
+        if not (self._cfg.expire_relative_dates and query.text):
+            return options
+        since = relative_start(query.text, now, self.settings.timezone)
+        return options if since is None else replace(options, not_before=since)
 
     def _read(self, entry_id: int, *, served: bool = True) -> Entry | None:
         """The stored entry; `served` counts the read as a use for LRU eviction."""

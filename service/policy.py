@@ -90,6 +90,8 @@ class FallbackRoute:
 class LookupOptions:
     min_similarity: float
     max_age: float | None = None  # seconds; `cache-control: max-age=N`
+    # Epoch seconds: older entries are not served (the period a prompt's "today" names).
+    not_before: float | None = None
     guards: tuple[str, ...] = DEFAULT_GUARDS
     # Scripts the embedding model covers; None means every script.
     covered_scripts: frozenset[str] | None = None
@@ -154,6 +156,8 @@ def _freshness_problem(facts: EntryFacts, options: LookupOptions, now: float) ->
         return "expired"
     if options.max_age is not None and now - facts.created > options.max_age:
         return f"older than max-age={options.max_age:g}s"
+    if options.not_before is not None and facts.created < options.not_before:
+        return "stored before the period the prompt asks about (its today, this week, ...)"
     return None
 
 

@@ -23,22 +23,46 @@ _ORDER = ("day", "week", "month", "year")
 def relative_expiry(text: str, now: float, tz: str) -> float | None:
     """Epoch seconds when an answer to `text`, asked at `now`, stops holding; None when
     `text` names no relative date."""
+    period = _shortest_period(text)
+    return None if period is None else _bounds(period, now, tz)[1]
+
+
+def relative_start(text: str, now: float, tz: str) -> float | None:
+    """Epoch seconds since which an answer can be about the period `text` asks about, asked
+    at `now` ("today": local midnight); None when `text` names no relative date.
+
+    The other side of `relative_expiry`: "오늘 서울 날씨" must not be served an answer to
+    "서울 날씨" stored three days ago (the dates guard lets "today" on one side pass, since it
+    usually means "now")."""
+    period = _shortest_period(text)
+    return None if period is None else _bounds(period, now, tz)[0]
+
+
+def _shortest_period(text: str) -> str | None:
     periods = relative_periods(text)
-    if not periods:
-        return None
-    period = min(periods, key=_ORDER.index)
+    return min(periods, key=_ORDER.index) if periods else None
+
+
+def _bounds(period: str, now: float, tz: str) -> tuple[float, float]:
     local = datetime.fromtimestamp(now, zone(tz))
     midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
     if period == "day":
-        end = midnight + timedelta(days=1)
+        start, end = midnight, midnight + timedelta(days=1)
     elif period == "week":
+        start = midnight - timedelta(days=local.weekday())
         end = midnight + timedelta(days=7 - local.weekday())
     elif period == "month":
+        start = midnight.replace(day=1)
         end = midnight.replace(
             day=1, month=local.month % 12 + 1, year=local.year + local.month // 12
         )
     else:
+        start = midnight.replace(day=1, month=1)
         end = midnight.replace(day=1, month=1, year=local.year + 1)
-    # Wall-clock midnight in the zone: rebuilt from its fields, so a DST change in between
-    # does not shift it by an hour.
-    return datetime(end.year, end.month, end.day, tzinfo=zone(tz)).timestamp()
+    # Wall-clock midnights in the zone: rebuilt from their fields, so a DST change in between
+    # does not shift them by an hour.
+    return _wall_midnight(start, tz), _wall_midnight(end, tz)
+
+
+def _wall_midnight(day: datetime, tz: str) -> float:
+    return datetime(day.year, day.month, day.day, tzinfo=zone(tz)).timestamp()

@@ -13,7 +13,7 @@ from service.cache import SemanticCache
 from service.guards.dates import relative_periods
 from service.keys import CacheKeys, cache_keys
 from service.policy import Hit, Miss
-from service.relative_time import relative_expiry
+from service.relative_time import relative_expiry, relative_start
 from tests.conftest import FakeClock, make_settings
 
 SEOUL = ZoneInfo("Asia/Seoul")
@@ -41,6 +41,14 @@ def at(*fields: int, tz: ZoneInfo = SEOUL) -> float:
         ("다음 달 예산은 얼마야?", {"month"}),
         ("작년 매출을 요약해줘", {"year"}),
         ("What should I do tomorrow and next month?", {"day", "month"}),
+        ("금일 환율 알려줘", {"day"}),
+        ("명일 회의 안건 정리해줘", {"day"}),
+        ("What happened 3 days ago?", {"day"}),
+        ("Remind me what is due in two weeks.", {"day"}),
+        ("사흘 뒤에 뭐 하지?", {"day"}),
+        ("2주 전에 주문한 물건 배송 조회", {"day"}),
+        ("3일 동안 할 수 있는 운동", set()),  # a duration, not a date
+        ("명일동 맛집 추천", set()),  # a district of Seoul
         # No relative date: the answer holds for the whole TTL.
         ("What is a mutex?", set()),
         ("Explain the difference between TCP and UDP.", set()),
@@ -69,6 +77,42 @@ def test_an_answer_holds_until_the_end_of_the_shortest_period_named() -> None:
     week_end = relative_expiry("this week", saturday, "America/New_York")
     assert week_end == at(2026, 3, 9, tz=new_york)
     assert relative_expiry("today", saturday, "UTC") == at(2026, 3, 9, tz=ZoneInfo("UTC"))
+
+
+def test_a_prompt_names_the_period_it_asks_about_from_its_start() -> None:
+    tz = "Asia/Seoul"
+    assert relative_start("What should I cook today?", TUESDAY_3PM, tz) == at(2026, 3, 10)
+    assert relative_start("이번 주 회의 일정", TUESDAY_3PM, tz) == at(2026, 3, 9)  # Monday
+    assert relative_start("다음 달 예산", TUESDAY_3PM, tz) == at(2026, 3, 1)
+    assert relative_start("올해 목표", TUESDAY_3PM, tz) == at(2026, 1, 1)
+    assert relative_start("What is a mutex?", TUESDAY_3PM, tz) is None
+
+
+def test_a_prompt_about_today_is_not_served_an_older_answer_without_a_date(
+    tmp_path: Path, routed: RoutedEmbedder
+) -> None:
+    """The dates guard lets "today" on one side pass (it usually means "now"), so an answer
+    to the undated question, stored days ago, was served for "... today?"."""
+    clock = FakeClock(TUESDAY_3PM - 3 * 86_400)
+    settings = make_settings(tmp_path / "data", timezone="Asia/Seoul")
+    cache = SemanticCache(settings, routed, clock=clock)
+    options = cache.options()
+
+    def keys(text: str) -> CacheKeys:
+        request = {"model": "m", "messages": [{"role": "user", "content": text}]}
+        return cache_keys(request, tenant="t")
+
+    try:
+        cache.store(keys("서울 날씨 알려줘"), "맑음")
+        clock.now = TUESDAY_3PM
+        stale = cache.lookup(keys("오늘 서울 날씨 알려줘"), options)
+        assert isinstance(stale.decision, Miss)
+        assert "before the period the prompt asks about" in stale.decision.reason
+        assert isinstance(cache.lookup(keys("서울 날씨 알려줘"), options).decision, Hit)
+        fresh = cache.store(keys("서울 날씨 알려줘"), "흐림")  # stored today: it may serve
+        assert cache.lookup(keys("오늘 서울 날씨 알려줘"), options).entry == fresh
+    finally:
+        cache.close()
 
 
 def test_a_cached_answer_about_today_is_not_served_tomorrow(

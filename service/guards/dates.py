@@ -51,9 +51,9 @@ _KO_MONTH_DAY: Final = re.compile(r"(?<!\d)(1[0-2]|0?[1-9])\s?월\s?([0-3]?\d)\s
 # Korean relative dates, one group per label (in English, so "내일" matches "tomorrow").
 _KO_RELATIVE_LABELS: Final = (
     ("day before yesterday", r"그저께|그제"),
-    ("yesterday", r"어제|어저께|어젯"),
-    ("today", r"오늘(?!날)"),
-    ("tomorrow", r"(?<![가-힣])내일"),
+    ("yesterday", r"어제|어저께|어젯|(?<![가-힣])작일"),
+    ("today", r"오늘(?!날)|(?<![가-힣])금일"),
+    ("tomorrow", r"(?<![가-힣])내일|(?<![가-힣])명일(?!동)"),
     ("day after tomorrow", r"(?<![가-힣])모레"),
     ("last weekend", r"지난\s?주말|저번\s?주말"),
     ("this weekend", r"이번\s?주말"),
@@ -97,6 +97,17 @@ RELATIVE_PERIODS: Final = {
     ),
 }
 _TODAYS: Final = re.compile(r"\b(?:today|tonight)'s\b", re.IGNORECASE)
+# A span counted from now ("3 days ago", "in two weeks", "사흘 뒤", "2주 후") names another date
+# each day it is asked.
+_COUNT_WORD: Final = r"(?:\d+|a|an|one|two|three|four|five|six|seven|eight|nine|ten|a few|several)"
+_OFFSET: Final = re.compile(
+    rf"\b{_COUNT_WORD}\s+(?:days?|weeks?|months?|years?)\s+(?:ago|from\s+(?:now|today))\b"
+    rf"|\bin\s+{_COUNT_WORD}\s+(?:days?|weeks?)(?:'|\s+time)?(?=\W|$)"
+    r"|(?:(?:\d+|(?<![가-힣])(?:한|두|세|네|몇))\s?(?:일|주|달|개월|년)"
+    r"|(?<![가-힣])(?:일주일|보름|이틀|사흘|나흘|닷새|엿새|이레|열흘))"
+    r"\s?(?:후|뒤|전)(?:에|엔|에는|의)?(?![가-힣])",
+    re.IGNORECASE,
+)
 
 
 def _month_mentions(text: str) -> Iterator[str]:
@@ -189,6 +200,6 @@ def relative_periods(text: str) -> set[str]:
     "What should I cook today?" gives {"day"}, "이번 주 일정" {"week"}, "What is a mutex?" none."""
     norm = normalize(text)
     found = {RELATIVE_PERIODS[label] for label in _dates(norm) if label in RELATIVE_PERIODS}
-    if _TODAYS.search(norm):
+    if _TODAYS.search(norm) or _OFFSET.search(norm):
         found.add("day")
     return found
