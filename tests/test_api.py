@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import unicodedata
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -200,6 +201,15 @@ BAD_INPUTS: list[tuple[str, str, Any, int, str]] = [
     ("get", "/v1/cache/entries/not-a-number", None, 422, "entry_id"),
     ("delete", "/v1/cache/entries/777", None, 404, "no cache entry"),
     ("post", "/v1/cache/invalidate", {}, 422, "at least one filter"),
+    # A name no entry can have is a typo, not "removed 0"; the message says what a name is.
+    ("post", "/v1/cache/invalidate", {"tags": ["a b"]}, 422, "letters (any script)"),
+    (
+        "post",
+        "/v1/cache/entries",
+        {"prompt": "hi", "model": "m", "response": "r", "namespace": "a/b"},
+        422,
+        "letters (any script)",
+    ),
     ("post", "/v1/cache/invalidate", {"older_than": "soon"}, 422, "duration"),
     ("get", "/v1/nothing-here", None, 404, "Not Found"),
 ]
@@ -224,6 +234,42 @@ def test_bad_input_gets_a_clear_error_and_changes_nothing(
     assert error["type"] == "error" and words.lower() in error["error"]["message"].lower()
     after = server.get("/v1/cache/stats", headers=ADMIN).json()
     assert after["entries"] == before["entries"] == 1
+
+
+def test_names_in_any_script_in_bodies_and_percent_encoded_in_headers(
+    server: httpx.Client,
+) -> None:
+    """Korean users name namespaces, tags and features in Korean. A header cannot carry UTF-8
+    through the SDK, so there it is percent-encoded; one name typed in NFC or NFD is one."""
+    stored = server.post(
+        "/v1/cache/entries",
+        json={
+            "prompt": "환불 규정",
+            "model": "m",
+            "response": "7일",
+            "namespace": "고객지원",
+            "tags": ["결제"],
+        },
+        headers=CLIENT_A,
+    )
+    assert stored.status_code == 201, stored.text
+    decomposed = unicodedata.normalize("NFD", "고객지원")
+    found = server.post(
+        "/v1/cache/lookup",
+        json={"prompt": "환불 규정", "model": "m", "namespace": decomposed},
+        headers=CLIENT_A,
+    ).json()
+    assert found["status"] == "hit-exact"
+    removed = server.post(
+        "/v1/cache/invalidate", json={"tags": ["결제"], "tenant": "*"}, headers=ADMIN
+    )
+    assert removed.json() == {"removed": 1}
+    body = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}
+    for value, ok in [("%EA%B3%A0%EA%B0%9D", True), ("%FF", False), ("a b", False)]:
+        reply = server.post(
+            "/v1/messages", json=body, headers={**CLIENT_A, "x-cache-namespace": value}
+        )
+        assert (reply.status_code != 400) == ok, reply.text
 
 
 def test_body_over_the_server_limit_is_413(tmp_path: Path, embedder: CountingEmbedder) -> None:

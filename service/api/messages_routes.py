@@ -19,13 +19,13 @@ from starlette.types import Receive, Scope, Send
 from service.api.errors import JSONBytes
 from service.api.state import AppState
 from service.errors import InvalidRequest
+from service.names import header_name
 from service.pricing import format_usd
 from service.proxy_types import Answer, Controls
 from service.upstream import FORWARDED_HEADERS
 
 router = APIRouter()
 
-_NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 _SECONDS = re.compile(r"\d{1,12}")
 _DECIMAL = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
 
@@ -53,9 +53,10 @@ def _name(headers: Any, header: str) -> str | None:
     raw = headers.get(header)
     if raw is None:
         return None
-    if not _NAME.fullmatch(raw):
-        raise InvalidRequest(f"{header}: use 1-128 letters, digits, _ . : -")
-    return str(raw)
+    try:
+        return header_name(str(raw), header)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
 
 
 def _task(headers: Any, known: frozenset[str]) -> str | None:

@@ -13,10 +13,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from service.errors import InvalidRequest
+from service.names import checked_name
 from service.pricing import usage_from_message
 from service.request_checks import check_fields
 
-NAMESPACE_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -49,7 +49,12 @@ class PromptFields(_Body):
     prompt: str | None = None
     messages: list[Message] | None = None
     system: str | list[dict[str, Any]] | None = None
-    namespace: str | None = Field(default=None, pattern=NAMESPACE_PATTERN)
+    namespace: str | None = None
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str | None) -> str | None:
+        return None if value is None else checked_name(value, "namespace")
 
     @model_validator(mode="after")
     def _one_prompt(self) -> PromptFields:
@@ -93,10 +98,7 @@ class StoreBody(PromptFields):
     @field_validator("tags")
     @classmethod
     def _tags(cls, tags: list[str]) -> list[str]:
-        for tag in tags:
-            if not re.fullmatch(NAMESPACE_PATTERN, tag):  # match() let "ok\n" through
-                raise ValueError(f"tag {tag!r}: use 1-128 letters, digits, _ . : -")
-        return tags
+        return [checked_name(tag, "tag") for tag in tags]
 
     @field_validator("usage")
     @classmethod
@@ -151,9 +153,20 @@ def _check_message(message: dict[str, Any]) -> None:
 
 class InvalidateBody(_Body):
     ids: list[int] = Field(default_factory=list, max_length=10_000)
-    namespace: str | None = Field(default=None, pattern=NAMESPACE_PATTERN)
+    namespace: str | None = None
     tags: list[str] = Field(default_factory=list, max_length=32)
     model: str | None = None
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str | None) -> str | None:
+        return None if value is None else checked_name(value, "namespace")
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, tags: list[str]) -> list[str]:  # a tag no entry can have is a typo
+        return [checked_name(tag, "tag") for tag in tags]
+
     older_than: str | float | None = None
     similar_to: str | None = Field(default=None, min_length=1)
     min_similarity: float | None = Field(default=None, ge=-1.0, le=1.0)
