@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -269,6 +270,14 @@ def _group_label(value: str | None) -> str:
     return text if len(text) <= _MAX_LABEL else text[: _MAX_LABEL - 1] + "…"
 
 
+def _shown_width(text: str) -> int:
+    """Terminal columns: Hangul and other wide characters take two, combining marks none."""
+    return sum(
+        0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+        for ch in text
+    )
+
+
 def report_table(report: Report, ledger_path: Path) -> str:
     """The report as text: a summary, then one table per breakdown, all lines one width.
 
@@ -289,7 +298,7 @@ def report_table(report: Report, ledger_path: Path) -> str:
     every_row = [[name, *_TABLE_COLUMNS] for name, _ in sections]
     every_row += [row for _, rows in rows_by_section for row in rows]
     columns = range(len(_TABLE_COLUMNS) + 1)
-    widths = [max((len(row[i]) for row in every_row), default=0) for i in columns]
+    widths = [max((_shown_width(row[i]) for row in every_row), default=0) for i in columns]
     if every_row:
         table_width = sum(widths) + 2 * len(_TABLE_COLUMNS)
         width = max(width, table_width)
@@ -302,7 +311,7 @@ def report_table(report: Report, ledger_path: Path) -> str:
 
     def line(cells: list[str]) -> str:
         rest = "".join(f"  {cell.rjust(w)}" for cell, w in zip(cells[1:], widths[1:], strict=True))
-        return cells[0].ljust(widths[0]) + rest
+        return cells[0] + " " * (widths[0] - _shown_width(cells[0])) + rest
 
     for name, rows in rows_by_section:
         lines.append(f"-- by {name} ".ljust(width, "-"))

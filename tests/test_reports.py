@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import tempfile
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date, datetime
@@ -369,10 +370,16 @@ def test_every_breakdown_adds_up_to_the_totals(rows: list[LedgerRow], tenant: st
 
 def test_the_table_has_a_section_per_breakdown_and_one_right_edge(ledger: Ledger) -> None:
     seed(ledger)
+    ledger.record_many([row(MIDNIGHT + 9, "miss", cost=10, baseline=10, feature="상담봇")])
     text = report_table(build_report(ledger, day_period(DAY, TZ)), ledger.path)
     lines = text.splitlines()
     assert lines[0] == "promptcache report for 2026-03-10 (Asia/Seoul)"
-    assert len({len(line) for line in lines[2:]}) == 1
+
+    def shown(line: str) -> int:  # Hangul takes two columns in a terminal
+        return sum(2 if unicodedata.east_asian_width(ch) == "W" else 1 for ch in line)
+
+    assert any("상담봇" in line for line in lines)
+    assert len({shown(line) for line in lines[2:]}) == 1
     assert [line.split()[2] for line in lines if line.startswith("-- by ")] == [
         "model",
         "feature",
