@@ -4,7 +4,10 @@ The ledger is written from request threads, the alert worker and the CLI. sqlite
 not be shared across threads, so each thread gets its own connection (WAL, explicit
 transactions, a busy timeout). Closing is the delicate part: closing a connection while
 another thread runs a statement on it crashed the process, so `close` waits for statements in
-flight, and later use raises `StorageError`.
+flight, and later use raises `StorageError`. Threads come and go (the server's worker threads
+end after 10 s idle): a thread's connection is closed once the thread has ended, when the
+next connection is opened, or each burst of traffic would leave two file descriptors per
+worker thread open until the process ran out of them.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ class ThreadConnections:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._in_use = 0
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._closed = False
 
     def close(self) -> None:
@@ -37,7 +40,7 @@ class ThreadConnections:
             self._closed = True
             self._idle.wait_for(lambda: self._in_use == 0, self._busy_timeout_ms / 1000 + 1)
             connections, self._connections = self._connections, []
-        for conn in connections:
+        for _, conn in connections:
             conn.close()
 
     @contextmanager
@@ -69,7 +72,11 @@ class ThreadConnections:
                 isolation_level=None,
                 check_same_thread=False,
             )
-            self._connections.append(conn)
+            ended = [c for thread, c in self._connections if not thread.is_alive()]
+            self._connections = [(t, c) for t, c in self._connections if t.is_alive()]
+            self._connections.append((threading.current_thread(), conn))
+        for stale in ended:  # only its own thread used it, and that thread is gone
+            stale.close()
         conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
