@@ -71,6 +71,16 @@ def test_a_text_gets_the_same_row_alone_or_in_a_batch(fast: NumpyMiniLMEmbedder)
         fast.embed("not a list")  # type: ignore[arg-type]
 
 
+def test_a_long_list_is_embedded_in_passes_with_the_same_rows(fast: NumpyMiniLMEmbedder) -> None:
+    """A Message Batch embeds all its requests in one call; in one forward pass 300 long
+    prompts needed 3 GB of attention scores. Passes of a few dozen rows give the same rows."""
+    texts = [f"Question {i}: how do I rotate log file {i}?" for i in range(70)]
+    together = fast.embed(texts)
+    assert together.shape == (70, fast.dim)
+    alone = np.vstack([fast.embed([texts[i]]) for i in (0, 31, 32, 33, 69)])
+    assert float(np.abs(together[[0, 31, 32, 33, 69]] - alone).max()) < 1e-6
+
+
 def test_factory_picks_the_backend() -> None:
     alone = EmbeddingSettings(fallback_model="")
     assert isinstance(build_embedder(alone), NumpyMiniLMEmbedder)
