@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 import unicodedata
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -13,8 +14,10 @@ import httpx
 import pytest
 
 from service.api.app import create_app
+from service.cache import SemanticCache
 from service.config import Settings
-from tests.conftest import CountingEmbedder, make_settings
+from service.keys import CacheKeys, cache_keys
+from tests.conftest import CountingEmbedder, FakeClock, make_settings
 from tests.servers import running
 
 ADMIN = {"x-api-key": "admin-secret-1"}
@@ -372,3 +375,28 @@ def test_similar_to_is_held_to_the_prompt_limit(tmp_path: Path, embedder: Counti
         body = {"similar_to": "가" * 1001}
         reply = httpx.post(f"{url}/v1/cache/invalidate", json=body, headers=ADMIN, timeout=30)
     assert reply.status_code == 413 and "cache.max_prompt_chars" in reply.text
+
+
+def test_entries_that_expired_while_the_service_was_down_go_at_start(
+    tmp_path: Path, embedder: CountingEmbedder
+) -> None:
+    """The purge ran only after its first interval: a restart kept expired entries in the
+    stats (and in a rebuilt index) for a minute, or for good under a long interval."""
+    settings = make_settings(tmp_path / "d", cache={"purge_interval_seconds": 3600})
+    stale = FakeClock(time.time() - 7200)
+    earlier = SemanticCache(settings, embedder, clock=stale)
+    try:
+        earlier.store(prompt_keys_of("How do I reset my password?"), "old", ttl=60)
+        earlier.store(prompt_keys_of("What is a mutex?"), "kept", ttl=86_400)
+    finally:
+        earlier.close()
+    with running(create_app(settings, embedder=embedder)) as url:
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{url}/v1/cache/stats").json()["entries"] != 1:
+            assert time.monotonic() < deadline, "the expired entry was not purged at start"
+            time.sleep(0.1)
+
+
+def prompt_keys_of(text: str) -> CacheKeys:
+    request = {"model": "m", "messages": [{"role": "user", "content": text}]}
+    return cache_keys(request, tenant="default")

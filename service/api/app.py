@@ -45,12 +45,14 @@ logger = logging.getLogger(__name__)
 
 
 async def _maintenance_loop(cache: SemanticCache, interval: float) -> None:
+    """First at start (entries that expired while the service was down go at once), then
+    every `interval` seconds."""
     while True:
-        await asyncio.sleep(interval)
         try:
             await run_in_threadpool(cache.maintain)
         except Exception:  # keep serving; the next round tries again
             logger.exception("cache maintenance failed")
+        await asyncio.sleep(interval)
 
 
 def _settle_interrupted(ledger: Ledger) -> None:
