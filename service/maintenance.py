@@ -9,8 +9,10 @@ commands, so the CLI and the server agree on what "consistent" means.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -86,6 +88,16 @@ class OpenedIndex:
     detail: str = ""
 
 
+def move_aside_if_not_a_folder(index_dir: Path) -> None:
+    """The index is rebuilt from the store when it is missing or unreadable; a file where its
+    folder belongs (a bad copy, a mistaken command) is moved aside for the same rebuild,
+    never deleted."""
+    if index_dir.exists() and not index_dir.is_dir():
+        aside = index_dir.with_name(f"{index_dir.name}.not-a-folder-{time.time_ns()}")
+        index_dir.rename(aside)
+        logger.warning("%s was a file, not the index folder: moved to %s", index_dir, aside)
+
+
 def open_index(
     settings: Settings,
     blocks: Sequence[Block],
@@ -100,6 +112,7 @@ def open_index(
     """
     if model_changed:
         return OpenedIndex(new_index(settings, blocks), "refused", "embedding model changed")
+    move_aside_if_not_a_folder(settings.index_dir)
     try:
         index = load_blocks(
             settings.index_dir,
@@ -295,6 +308,7 @@ def rebuild(
             if stage:
                 stage(_repair_stage(audit))
             store.repair(audit)
+        move_aside_if_not_a_folder(settings.index_dir)
         entries = list(store.scan(with_embedding=True))
         embeddable = [e for e in entries if e.semantic_text and not e.exact_only]
         other_model = {

@@ -658,3 +658,28 @@ def test_an_answer_cut_off_by_max_tokens_never_replaces_a_complete_one(
     clock.advance(8 * 86400)  # the whole answer expired: a cut-off one may take its place
     late = cache.store(keys(Q, max_tokens=10), "Use the", output_tokens=10, truncated=True)
     assert late.id != whole.id and late.truncated
+
+
+def test_a_file_where_the_index_folder_belongs_is_moved_aside_and_the_index_rebuilt(
+    settings: Settings, embedder: CountingEmbedder, clock: FakeClock
+) -> None:
+    """Start and `index rebuild` failed on it ("Not a directory"), with a traceback."""
+    first = SemanticCache(settings, embedder, clock=clock)
+    try:
+        stored = first.store(keys("How do I reset my password?"), "a")
+    finally:
+        first.close()
+    shutil.rmtree(settings.index_dir)
+    settings.index_dir.write_text("not an index", encoding="utf-8")
+    reopened = SemanticCache(settings, embedder, clock=clock)
+    try:
+        found = reopened.lookup(keys("How can I reset my password?"), reopened.options())
+        assert found.entry == stored
+    finally:
+        reopened.close()
+    aside = [p for p in settings.index_dir.parent.iterdir() if ".not-a-folder-" in p.name]
+    assert [p.read_text(encoding="utf-8") for p in aside] == ["not an index"]
+    shutil.rmtree(settings.index_dir)
+    settings.index_dir.write_text("again", encoding="utf-8")
+    assert rebuild(settings, embedder, reembed=False) == (1, 0)
+    assert check_data_dir(settings, embedder.model_id).problems == ()
