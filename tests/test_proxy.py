@@ -859,3 +859,26 @@ def test_requests_that_shared_a_failed_call_each_get_their_own_error_row_and_id(
     assert len(ids) == 3 and {row.request_id for row in rows} == ids
     assert {(row.kind, row.status) for row in rows} == {("error", 503)}
     assert sum(row.cost_micros for row in rows) == 0
+
+
+def test_a_streamed_hit_builds_the_same_message_as_the_plain_hit(service: Service) -> None:
+    """`citations: null` came back from a streamed replay as `[]`."""
+    client = service.sdk()
+    answer = {
+        "content": [{"type": "text", "text": "Plain answer.", "citations": None}],
+        "usage": {"input_tokens": 5, "output_tokens": 3},
+    }
+    stored = httpx.post(
+        f"{service.url}/v1/cache/entries",
+        json={"prompt": "Cite nothing, please.", "model": MODEL, "response": answer},
+        headers={"x-api-key": "tenant-a-key-1"},
+        timeout=30,
+    )
+    assert stored.status_code == 201, stored.text
+    plain = ask(client, "Cite nothing, please.").parse()
+    with client.messages.stream(
+        model=MODEL, max_tokens=300, messages=[{"role": "user", "content": "Cite nothing, please."}]
+    ) as stream:
+        streamed = stream.get_final_message()
+    assert plain.content[0].citations is None
+    assert streamed.model_dump(exclude={"id"}) == plain.model_dump(exclude={"id"})
