@@ -219,7 +219,9 @@ def _row_from(values: Sequence[Any]) -> RequestRow:
 
 def _controls_blob(controls: Controls) -> bytes:
     values = asdict(controls)
-    values.pop("forward_headers")  # not used by batches, and headers are no state to keep
+    # `anthropic-beta` / `anthropic-version`: part of each request's key and sent with the
+    # upstream batch, so a batch resumed after a restart must still have them.
+    values["forward_headers"] = dict(controls.forward_headers)
     return orjson.dumps(values)
 
 

@@ -166,7 +166,7 @@ class BatchService:
         record = BatchRecord(
             id=f"msgbatch_pc_{secrets.token_hex(12)}",
             tenant=tenant,
-            controls=replace(controls, forward_headers={}),
+            controls=controls,
             created_at=now,
             expires_at=now + LIFETIME_SECONDS,
         )
@@ -460,7 +460,9 @@ class BatchService:
             await self._settle(record, [(r, errored(exc.error_type, exc.message)) for r in queued])
             return "again"
         try:
-            created = await self._proxy.upstream.create_batch(requests)
+            created = await self._proxy.upstream.create_batch(
+                requests, extra_headers=record.controls.forward_headers
+            )
             upstream_id = created.get("id")
             if not isinstance(upstream_id, str) or not upstream_id:
                 raise UpstreamUnavailable("upstream created a batch without an id")
