@@ -403,6 +403,29 @@ def test_a_batch_beta_is_in_each_requests_key_and_goes_upstream(
     assert beta_again.parse().content[0].text == text_of(results["plain-cached"])
 
 
+def test_an_ended_batch_can_be_deleted_and_a_running_one_cannot(
+    service: Service, standin: RunningStandin
+) -> None:
+    client = service.sdk()
+    standin.state.batch_ready_after_polls = 10**9
+    running_batch = submit(client, [("r", params(do(TOPICS[13])))])
+    with pytest.raises(anthropic.BadRequestError, match="cancel it"):
+        client.messages.batches.delete(running_batch.id)
+    client.messages.batches.cancel(running_batch.id)
+    wait_ended(client, running_batch.id)
+    with pytest.raises(anthropic.NotFoundError):
+        service.sdk("tenant-b-key-1").messages.batches.delete(running_batch.id)
+    deleted = client.messages.batches.delete(running_batch.id)
+    assert (deleted.id, deleted.type) == (running_batch.id, "message_batch_deleted")
+    with pytest.raises(anthropic.NotFoundError):
+        client.messages.batches.retrieve(running_batch.id)
+    with pytest.raises(anthropic.NotFoundError):
+        client.messages.batches.delete(running_batch.id)
+    assert running_batch.id not in [b.id for b in client.messages.batches.list()]
+    # Its upstream copy went too: it holds the requests, made with promptcache's key.
+    assert standin.state.batches_deleted == 1
+
+
 def test_a_batch_over_budget_is_refused_upstream_but_still_ends(
     tmp_path: Path, embedder: CountingEmbedder, standin: RunningStandin
 ) -> None:

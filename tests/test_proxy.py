@@ -29,7 +29,7 @@ from service.pricing import load_prices
 from service.proxy import Proxy, Relay
 from service.proxy_types import Controls
 from service.router import Router
-from service.standin import StandinState
+from service.standin import MODELS, StandinState
 from service.upstream import AnthropicUpstream
 from tests.conftest import CountingEmbedder, make_settings
 from tests.servers import running
@@ -994,3 +994,17 @@ def test_a_streamed_hit_builds_the_same_message_as_the_plain_hit(service: Servic
         streamed = stream.get_final_message()
     assert plain.content[0].citations is None
     assert streamed.model_dump(exclude={"id"}) == plain.model_dump(exclude={"id"})
+
+
+def test_models_are_relayed_to_upstream(service: Service, standin: RunningStandin) -> None:
+    """`client.models.list()` / `retrieve()` were a 404: promptcache neither served nor
+    forwarded /v1/models."""
+    client = service.sdk()
+    page = client.models.list(limit=2)
+    assert [m.id for m in page.data] == [m[0] for m in MODELS[:2]] and page.has_more
+    assert [m.id for m in client.models.list()] == [m[0] for m in MODELS]
+    assert client.models.retrieve("claude-haiku-4-5").display_name == "Claude Haiku 4.5"
+    with pytest.raises(anthropic.NotFoundError):
+        client.models.retrieve("claude-nonesuch")
+    with pytest.raises(anthropic.AuthenticationError):
+        service.sdk("not-a-key").models.list()

@@ -27,6 +27,7 @@ from service.api.cache_routes import router as cache_router
 from service.api.count_tokens_routes import router as count_tokens_router
 from service.api.errors import install_error_handlers
 from service.api.messages_routes import router as messages_router
+from service.api.models_routes import router as models_router
 from service.api.ops_routes import router as ops_router
 from service.api.state import AppState
 from service.api.usage_routes import router as usage_router
@@ -164,6 +165,7 @@ def create_app(
     app.include_router(cache_router)
     app.include_router(count_tokens_router)
     app.include_router(messages_router)
+    app.include_router(models_router)
     app.include_router(ops_router)
     app.include_router(usage_router)
     install_batches(app, clock=clock)
