@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import math
@@ -1008,3 +1009,19 @@ def test_models_are_relayed_to_upstream(service: Service, standin: RunningStandi
         client.models.retrieve("claude-nonesuch")
     with pytest.raises(anthropic.AuthenticationError):
         service.sdk("not-a-key").models.list()
+
+
+def test_a_request_over_eight_mib_goes_through_as_it_would_direct(service: Service) -> None:
+    """A ~9 MB PDF is under the Messages API's 32 MB; promptcache refused it at 8 MiB."""
+    client = service.sdk()
+    pdf = base64.b64encode(b"%PDF-1.4 " + b"0" * (7 * 1024**2)).decode()  # 9.3 MB of base64
+    document = {
+        "type": "document",
+        "source": {"type": "base64", "media_type": "application/pdf", "data": pdf},
+    }
+    content: Any = [document, {"type": "text", "text": "Summarize this file."}]
+    reply = client.messages.with_raw_response.create(
+        model=MODEL, max_tokens=50, messages=[{"role": "user", "content": content}]
+    )
+    assert reply.headers["x-cache"] == "miss"
+    assert reply.parse().content[0].type == "text"
