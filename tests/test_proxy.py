@@ -695,7 +695,7 @@ def test_a_miss_is_noted_in_the_ledger_while_it_is_upstream(
     with pytest.raises(anthropic.InternalServerError):
         ask(client, "What does a reverse proxy do?")
     assert pending(service) == []
-    assert [(r.kind, r.status) for r in service.ledger_rows()] == [("miss", 200), ("error", 503)]
+    assert [(r.kind, r.status) for r in service.ledger_rows()] == [("miss", 200), ("error", 500)]
 
 
 def pending(service: Service) -> list[LedgerRow]:
