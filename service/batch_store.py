@@ -219,7 +219,9 @@ def _row_from(values: Sequence[Any]) -> RequestRow:
 
 def _controls_blob(controls: Controls) -> bytes:
     values = asdict(controls)
-    values.pop("forward_headers")  # not used by batches, and headers are no state to keep
+    # `anthropic-beta` / `anthropic-version`: part of each request's key and sent with the
+    # upstream batch, so a batch resumed after a restart must still have them.
+    values["forward_headers"] = dict(controls.forward_headers)
     return orjson.dumps(values)
 
 
@@ -307,6 +309,12 @@ class BatchStore:
                 f"UPDATE batches SET {column} = ? WHERE id = ? AND {column} IS NULL", (ts, batch_id)
             )
 
+    def delete(self, batch_id: str) -> None:
+        """Forget a batch and its requests (results included), in one transaction."""
+        with self._tx() as conn:
+            conn.execute("DELETE FROM requests WHERE batch_id = ?", (batch_id,))
+            conn.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
+
     def get(self, batch_id: str) -> BatchRecord | None:
         found = self._read("SELECT * FROM batches WHERE id = ?", (batch_id,))
         return _record_from(found[0]) if found else None
@@ -365,6 +373,14 @@ class BatchStore:
         sql = (
             "SELECT DISTINCT upstream_batch FROM requests WHERE batch_id = ? AND state = 'sent' "
             "ORDER BY upstream_batch"
+        )
+        return [r[0] for r in self._read(sql, (batch_id,))]
+
+    def every_upstream_batch(self, batch_id: str) -> list[str]:
+        """The upstream batches this batch ever sent requests in, done ones included."""
+        sql = (
+            "SELECT DISTINCT upstream_batch FROM requests WHERE batch_id = ? "
+            "AND upstream_batch IS NOT NULL ORDER BY upstream_batch"
         )
         return [r[0] for r in self._read(sql, (batch_id,))]
 

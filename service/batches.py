@@ -45,6 +45,7 @@ from service.batch_store import (
     BatchRecord,
     BatchStore,
     BatchView,
+    Counts,
     DupKind,
     RequestRow,
     errored,
@@ -166,7 +167,7 @@ class BatchService:
         record = BatchRecord(
             id=f"msgbatch_pc_{secrets.token_hex(12)}",
             tenant=tenant,
-            controls=replace(controls, forward_headers={}),
+            controls=controls,
             created_at=now,
             expires_at=now + LIFETIME_SECONDS,
         )
@@ -218,6 +219,32 @@ class BatchService:
                     logger.warning("cancel of upstream batch %s failed: %s", upstream_id, exc)
             self._poke(batch_id)
         return await self.view(batch_id, tenant)
+
+    async def delete(self, batch_id: str, tenant: str | None) -> None:
+        """Forget an ended batch, as Anthropic deletes one: its requests and results here, and
+        its upstream batches (made with promptcache's key, they hold the same requests; a
+        failure there is logged). A batch still processing is refused, as upstream refuses it.
+        What it stored in the cache and its ledger rows stay: they are the cache's and the
+        books', not the batch's."""
+        record = await self._owned(batch_id, tenant)
+        if record.ended_at is None:
+            status = BatchView(record, Counts()).processing_status
+            raise InvalidRequest(
+                f"batch {batch_id} is {status}: a batch can be deleted once it has ended; "
+                "cancel it before deleting it"
+            )
+        upstream_ids = await run_in_threadpool(self.store.every_upstream_batch, batch_id)
+        await run_in_threadpool(self.store.delete, batch_id)
+        logger.info("batch %s deleted", batch_id)
+        for upstream_id in upstream_ids:
+            try:
+                await self._proxy.upstream.delete_batch(upstream_id)
+            except NotFound:
+                pass  # gone already (Anthropic deletes batches 29 days after creation)
+            except PromptCacheError as exc:
+                logger.warning(
+                    "batch %s: upstream batch %s not deleted: %s", batch_id, upstream_id, exc
+                )
 
     async def results(self, batch_id: str, tenant: str | None) -> AsyncIterator[bytes]:
         """JSONL lines in the caller's order; only once the batch has ended."""
@@ -460,7 +487,9 @@ class BatchService:
             await self._settle(record, [(r, errored(exc.error_type, exc.message)) for r in queued])
             return "again"
         try:
-            created = await self._proxy.upstream.create_batch(requests)
+            created = await self._proxy.upstream.create_batch(
+                requests, extra_headers=record.controls.forward_headers
+            )
             upstream_id = created.get("id")
             if not isinstance(upstream_id, str) or not upstream_id:
                 raise UpstreamUnavailable("upstream created a batch without an id")

@@ -117,7 +117,13 @@ class AuthSettings(_Frozen):
 class ServerSettings(_Frozen):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    # Request bodies over these sizes are refused with a 413 before they are read whole.
+    # The Messages API (and count_tokens) and Message Batches take the API's own limits
+    # (32 MB and 256 MB, Anthropic's "Request size limits", read as MiB so nothing the API
+    # takes is refused here); everything else, the cache API above all, takes 8 MiB.
     max_body_bytes: int = Field(default=8 * 1024**2, ge=1024)
+    messages_max_body_bytes: int = Field(default=32 * 1024**2, ge=1024)
+    batches_max_body_bytes: int = Field(default=256 * 1024**2, ge=1024)
 
 
 class UpstreamSettings(_Frozen):

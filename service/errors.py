@@ -17,9 +17,15 @@ other module needs to know the SDK's exception classes.
     ├── ConfigError             --   settings that cannot work; raised at start
     ├── StorageError            503  the store or the index cannot be used
     └── UpstreamError           502/503/504  the Anthropic API failed
-        ├── UpstreamUnavailable 503  overloaded, 5xx, or no API key configured
+        ├── UpstreamUnavailable 5xx  upstream's own 5xx (529 overloaded, 500, ...), passed on
+        │                            with its status and type; 503 when it cannot be reached
         ├── UpstreamTimeout     504
-        └── UpstreamAuthError   502  the upstream rejected our key
+        ├── UpstreamAuthError   502  the upstream rejected promptcache's key (no retry)
+        └── UpstreamNotConfigured 503  no upstream key configured (no retry)
+
+`should_retry = False` marks an error no retry can cure (promptcache's own configuration, a
+spent budget): the API layer sends `x-should-retry: false` with it, so the SDK does not
+retry. Otherwise the client's SDK decides by the status, as it would talking to Anthropic.
 """
 
 from __future__ import annotations
@@ -30,11 +36,13 @@ class PromptCacheError(Exception):
 
     status: int = 500
     error_type: str = "api_error"
+    should_retry: bool | None = None  # None: the client's SDK decides by the status
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-        # Response headers the HTTP layer adds (upstream's `retry-after`). Shared by every
+        # Response headers the HTTP layer adds (upstream's `retry-after`, `retry-after-ms`,
+        # `x-should-retry`). Shared by every
         # request that waited on the same upstream call: nothing per request goes here.
         self.headers: dict[str, str] = {}
 
@@ -99,8 +107,20 @@ class UpstreamError(PromptCacheError):
 
 
 class UpstreamUnavailable(UpstreamError):
+    """Upstream answered with a 5xx (its status and error type are kept, so a 529 is still an
+    `OverloadedError` to the SDK), or could not be reached at all (503)."""
+
     status = 503
-    error_type = "overloaded_error"
+    error_type = "api_error"
+
+    def __init__(
+        self, message: str, *, status: int | None = None, error_type: str | None = None
+    ) -> None:
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+        if error_type is not None:
+            self.error_type = error_type
 
 
 class UpstreamTimeout(UpstreamError):
@@ -109,5 +129,17 @@ class UpstreamTimeout(UpstreamError):
 
 
 class UpstreamAuthError(UpstreamError):
+    """Upstream refused promptcache's own key: the caller's request is fine, and a retry
+    fails the same way until the service is reconfigured."""
+
     status = 502
-    error_type = "upstream_authentication_error"
+    error_type = "api_error"
+    should_retry = False
+
+
+class UpstreamNotConfigured(UpstreamError):
+    """No upstream key is configured, so misses cannot be forwarded (hits still work)."""
+
+    status = 503
+    error_type = "api_error"
+    should_retry = False

@@ -28,6 +28,13 @@ TRANSPORT_FIELDS = frozenset({"stream", "metadata", "max_tokens", "service_tier"
 # (those never contain "-"), so no request field can collide with it.
 ROUTE_HINT_FIELD = "x-promptcache-task"
 BETAS_FIELD = "anthropic-beta"
+VERSION_FIELD = "anthropic-version"
+# The `anthropic-version` promptcache's own SDK sends, and so the version every answer was
+# produced under before client versions were forwarded (and still is for a client that sends
+# none). A request at this version keeps the key it always had; any other version is part of
+# the key, since the version selects the response format. tests/test_upstream.py checks that
+# the SDK still sends this one.
+UPSTREAM_API_VERSION = "2026-10-21"
 # Keys removed wherever they appear inside system/messages/tools.
 _VOLATILE_BLOCK_KEYS = frozenset({"cache_control"})
 
@@ -130,13 +137,16 @@ def cache_keys(
     namespace: str | None = None,
     route_hint: str | None = None,
     betas: str | None = None,
+    api_version: str | None = None,
 ) -> CacheKeys:
     """Derive the exact key, the context fingerprint and the semantic text of a request.
 
     `route_hint`: the `x-promptcache-task` of a request to a router alias. The router may
     send it to another model than the same request without it, so it is part of the key.
     `betas`: the `anthropic-beta` header forwarded upstream; a beta feature (interleaved
-    thinking, a longer context) can change the answer, so it is part of the key too."""
+    thinking, a longer context) can change the answer, so it is part of the key too.
+    `api_version`: the `anthropic-version` header forwarded upstream; part of the key unless
+    it is absent or `UPSTREAM_API_VERSION` (what an absent header is answered under)."""
     scope = scoped_namespace(tenant, namespace)
     canonical = canonical_request(request)
     if route_hint is not None:
@@ -144,6 +154,9 @@ def cache_keys(
     flags = sorted({b.strip() for b in (betas or "").split(",") if b.strip()})
     if flags:
         canonical[BETAS_FIELD] = flags
+    version = (api_version or "").strip()
+    if version and version != UPSTREAM_API_VERSION:
+        canonical[VERSION_FIELD] = version
     messages = canonical.get("messages") or []
     context = dict(canonical)
     context["messages"] = messages[:-1]

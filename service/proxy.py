@@ -51,6 +51,10 @@ class LeaderGone(Exception):
     cancelled (its client hung up): not an answer, and no fault of theirs."""
 
 
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    return next((v for k, v in headers.items() if k.lower() == name), None)
+
+
 def _hit_message(entry: Entry) -> dict[str, Any]:
     """A stored answer as a whole Messages object, which the SDK needs to parse a hit.
 
@@ -120,10 +124,8 @@ class Proxy:
             tenant=tenant,
             namespace=controls.namespace,
             route_hint=controls.task if routed else None,
-            betas=next(
-                (v for k, v in controls.forward_headers.items() if k.lower() == "anthropic-beta"),
-                None,
-            ),
+            betas=_header(controls.forward_headers, "anthropic-beta"),
+            api_version=_header(controls.forward_headers, "anthropic-version"),
         )
         size = len(keys.semantic_text or "")
         if size > self.settings.cache.max_prompt_chars:

@@ -4,7 +4,9 @@ A streamed miss is relayed event by event and assembled here into the message th
 stored; a hit on a streaming request is replayed from the stored message as the same event
 sequence the API sends (`message_start`, per block `content_block_start` / deltas /
 `content_block_stop`, `message_delta` with the stop reason and usage, `message_stop`), so the
-SDK's stream helpers build a final message equal to the original.
+SDK's stream helpers build a final message equal to the original. The events are not the
+ones upstream sent: text is re-chunked into 48-character deltas and tool input comes as one
+`input_json_delta`; only the message they build is the same.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ def _block_events(index: int, block: Mapping[str, Any]) -> list[StreamEvent]:
     if kind == "text":
         start: dict[str, Any] = {"type": "text", "text": ""}
         if "citations" in block:
-            start["citations"] = []
+            # A list starts empty and is streamed below; null stays null (the SDK's stream
+            # helper keeps the start block's value, so `[]` would change the final message).
+            start["citations"] = [] if isinstance(block["citations"], list) else None
         events.append(
             StreamEvent(
                 "content_block_start",

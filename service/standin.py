@@ -1,9 +1,9 @@
 """A local stand-in for the Anthropic Messages API, for tests and demos — NOT the real API.
 
-It speaks the wire format (messages, SSE streaming, count_tokens, Message Batches, errors)
-closely enough that the official `anthropic` SDK works against it unchanged via `base_url`,
-and its answers are canned: deterministic text derived from the request, so the same
-request always gets the same answer and different requests get different ones. Prompt
+It speaks the wire format (messages, SSE streaming, count_tokens, Message Batches, models,
+errors) closely enough that the official `anthropic` SDK works against it unchanged via
+`base_url`, and its answers are canned: deterministic text derived from the request, so the
+same request always gets the same answer and different requests get different ones. Prompt
 caching is simulated (creation then read of the prefix up to the last `cache_control`
 marker, with TTL and a minimum length), and faults can be injected through `StandinState`
 or `POST /_standin/faults` so the upstream boundary can be tested against real HTTP.
@@ -80,6 +80,13 @@ _SECRET_HEADERS = frozenset({"x-api-key", "authorization"})
 _NOT_COUNTABLE = frozenset(
     {"max_tokens", "stream", "stop_sequences", "temperature", "top_p", "top_k", "metadata"}
 )
+# What GET /v1/models lists, newest first, as the API lists them.
+MODELS: tuple[tuple[str, str, str], ...] = (
+    ("claude-opus-4-6", "Claude Opus 4.6", "2026-02-05T00:00:00Z"),
+    ("claude-sonnet-4-6", "Claude Sonnet 4.6", "2026-02-17T00:00:00Z"),
+    ("claude-haiku-4-5", "Claude Haiku 4.5", "2025-10-15T00:00:00Z"),
+    ("claude-sonnet-4-5", "Claude Sonnet 4.5", "2025-09-29T00:00:00Z"),
+)
 _VOLATILE_FIELDS = frozenset(
     {"stream", "max_tokens", "stop_sequences", "metadata", "cache_control"}
 )
@@ -109,10 +116,13 @@ class StandinState:
     count_tokens_calls: int = 0
     batches_created: int = 0
     batch_requests: int = 0
+    batches_deleted: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
     last_requests: deque[dict[str, Any]] = field(default_factory=deque)
     last_headers: deque[dict[str, str]] = field(default_factory=deque)
+    # Headers of each call to the batch and model endpoints (create, retrieve, delete, ...).
+    other_headers: deque[dict[str, str]] = field(default_factory=deque)
     _faults: deque[list[Any]] = field(default_factory=deque, repr=False)
     _prompt_cache: dict[str, tuple[float, float]] = field(default_factory=dict, repr=False)
     _batches: dict[str, _Batch] = field(default_factory=dict, repr=False)
@@ -135,10 +145,11 @@ class StandinState:
         """Forget calls, faults, cached prefixes and batches; keep the configuration."""
         with self._lock:
             self.messages_calls = self.count_tokens_calls = 0
-            self.batches_created = self.batch_requests = 0
+            self.batches_created = self.batch_requests = self.batches_deleted = 0
             self.max_in_flight = self.in_flight  # calls still running keep counting
             self.last_requests.clear()
             self.last_headers.clear()
+            self.other_headers.clear()
             self._faults.clear()
             self._prompt_cache.clear()
             self._batches.clear()
@@ -151,9 +162,11 @@ class StandinState:
                 "count_tokens_calls": self.count_tokens_calls,
                 "batches_created": self.batches_created,
                 "batch_requests": self.batch_requests,
+                "batches_deleted": self.batches_deleted,
                 "max_in_flight": self.max_in_flight,
                 "last_requests": list(self.last_requests),
                 "last_headers": list(self.last_headers),
+                "other_headers": list(self.other_headers),
                 "pending_faults": [[k, n] for k, n in self._faults],
             }
 
@@ -174,6 +187,13 @@ class StandinState:
             if head[1] <= 0:
                 self._faults.popleft()
             return str(head[0])
+
+    def _note_headers(self, request: Request) -> None:
+        headers = {k: v for k, v in request.headers.items() if k not in _SECRET_HEADERS}
+        with self._lock:
+            self.other_headers.append(headers)
+            while len(self.other_headers) > max(self.keep_last_requests, 0):
+                self.other_headers.popleft()
 
     def _enter(self) -> None:
         with self._lock:
@@ -593,6 +613,7 @@ def create_standin_app(state: StandinState | None = None) -> FastAPI:
 
     @app.post("/v1/messages/batches")
     async def create_batch(request: Request) -> Response:
+        state._note_headers(request)
         body, bad_json = await _json_body(request)
         denied = _auth_error(state, request) or bad_json
         if denied is not None:
@@ -634,6 +655,7 @@ def create_standin_app(state: StandinState | None = None) -> FastAPI:
         )
 
     def find_batch(request: Request, batch_id: str) -> _Batch | JSONResponse:
+        state._note_headers(request)
         denied = _auth_error(state, request)
         if denied is not None:
             return denied
@@ -670,6 +692,67 @@ def create_standin_app(state: StandinState | None = None) -> FastAPI:
                 batch.cancel_initiated_at = state.clock()
                 batch.polls = 0  # the next poll sees it ended
         return JSONResponse(_batch_view(state, batch, str(request.base_url)))
+
+    @app.delete("/v1/messages/batches/{batch_id}")
+    async def delete_batch(request: Request, batch_id: str) -> Response:
+        batch = find_batch(request, batch_id)
+        if isinstance(batch, Response):
+            return batch
+        _batch_view(state, batch, str(request.base_url))  # ends it if its time has come
+        if batch.ended_at is None:
+            return _error_response(
+                400,
+                "invalid_request_error",
+                f"batch {batch_id} is still processing: cancel it before deleting it",
+            )
+        with state._lock:
+            state._batches.pop(batch_id, None)
+            state.batches_deleted += 1
+        return JSONResponse({"id": batch_id, "type": "message_batch_deleted"})
+
+    def model_object(model_id: str, name: str, created: str) -> dict[str, Any]:
+        return {"type": "model", "id": model_id, "display_name": name, "created_at": created}
+
+    @app.get("/v1/models")
+    async def list_models(
+        request: Request,
+        limit: int = 20,
+        before_id: str | None = None,
+        after_id: str | None = None,
+    ) -> Response:
+        state._note_headers(request)
+        denied = _auth_error(state, request)
+        if denied is not None:
+            return denied
+        ids = [m[0] for m in MODELS]
+        start, stop = 0, len(MODELS)
+        if after_id in ids:
+            start = ids.index(after_id) + 1
+        if before_id in ids:
+            stop = ids.index(before_id)
+            start = max(start, stop - limit)
+        chosen = MODELS[start:stop][:limit]
+        data = [model_object(*m) for m in chosen]
+        return JSONResponse(
+            {
+                "data": data,
+                # "more in the direction of the page": older ones, or newer ones before_id
+                "has_more": start > 0 if before_id in ids else start + len(chosen) < stop,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None,
+            }
+        )
+
+    @app.get("/v1/models/{model_id}")
+    async def retrieve_model(request: Request, model_id: str) -> Response:
+        state._note_headers(request)
+        denied = _auth_error(state, request)
+        if denied is not None:
+            return denied
+        for known in MODELS:
+            if known[0] == model_id:
+                return JSONResponse(model_object(*known))
+        return _error_response(404, "not_found_error", f"model: {model_id}")
 
     @app.post("/_standin/faults")
     async def add_fault(request: Request) -> Response:

@@ -1,7 +1,7 @@
 """The Anthropic API behind a narrow seam; the only module that imports the `anthropic` SDK.
 
 `Upstream` is what the cache orchestrator and the API layer call on a miss: create a message,
-stream one, count tokens, run Message Batches. `AnthropicUpstream` implements it with
+stream one, count tokens, run Message Batches, list models. `AnthropicUpstream` implements it with
 `anthropic.AsyncAnthropic`, but through the SDK's generic `post`/`get` rather than its typed
 methods: the SDK still supplies auth, the version header, timeouts, retries and status
 errors, while the request goes out as the caller's JSON and the answer comes back as the JSON
@@ -35,6 +35,7 @@ from service.errors import (
     Unprocessable,
     UpstreamAuthError,
     UpstreamError,
+    UpstreamNotConfigured,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
@@ -46,12 +47,15 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 NO_KEY_MESSAGE = (
-    "no upstream API key: set ANTHROPIC_API_KEY (or [upstream] api_key in the config file) "
-    "to forward cache misses to Anthropic"
+    "promptcache has no upstream API key of its own: its operator must set ANTHROPIC_API_KEY "
+    "(or [upstream] api_key in the config file) to forward cache misses to Anthropic"
 )
 # Headers a caller may forward upstream; anything else (its own credentials above all) is
-# dropped, because the upstream call is made with promptcache's key.
-FORWARDED_HEADERS = frozenset({"anthropic-beta"})
+# dropped, because the upstream call is made with promptcache's key. Both can change the
+# answer, so both are part of the cache key (`service.keys.cache_keys`).
+FORWARDED_HEADERS = frozenset({"anthropic-beta", "anthropic-version"})
+# Upstream's answers to a failed call that tell a client whether and when to retry.
+RETRY_HEADERS = ("retry-after", "retry-after-ms", "x-should-retry")
 # Generation-only fields the count_tokens endpoint rejects as "extra inputs".
 _NOT_FOR_COUNTING = frozenset(
     "max_tokens stream metadata stop_sequences temperature top_p top_k service_tier".split()
@@ -99,7 +103,11 @@ class Upstream(Protocol):
     async def create(
         self, request: dict[str, Any], *, extra_headers: Mapping[str, str] | None = None
     ) -> dict[str, Any]:
-        """The message exactly as the API returned it (`request["stream"]` is ignored)."""
+        """The message exactly as the API returned it (`request["stream"]` is ignored).
+
+        `create` and `stream` make one attempt: a client's call is retried by the client's
+        own SDK, from the status and retry headers the error carries. The other methods
+        (promptcache's own calls) retry as `[upstream] max_retries` says."""
         ...
 
     def stream(
@@ -120,8 +128,14 @@ class Upstream(Protocol):
         """Input tokens of a Messages request (generation-only fields are dropped first)."""
         ...
 
-    async def create_batch(self, requests: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        """`requests` are `{"custom_id": ..., "params": {...}}`; returns the batch object."""
+    async def create_batch(
+        self,
+        requests: Sequence[dict[str, Any]],
+        *,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """`requests` are `{"custom_id": ..., "params": {...}}`; returns the batch object.
+        `extra_headers` (the batch's `anthropic-beta`) apply to every request in it."""
         ...
 
     async def retrieve_batch(self, batch_id: str) -> dict[str, Any]: ...
@@ -132,20 +146,55 @@ class Upstream(Protocol):
 
     async def cancel_batch(self, batch_id: str) -> dict[str, Any]: ...
 
+    async def delete_batch(self, batch_id: str) -> None:
+        """Delete an ended batch upstream; `InvalidRequest` if it is still processing."""
+        ...
+
+    async def list_models(
+        self, params: Mapping[str, str], *, extra_headers: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """`GET /v1/models` with the caller's query parameters, the page as the API sent it."""
+        ...
+
+    async def retrieve_model(
+        self, model_id: str, *, extra_headers: Mapping[str, str] | None = None
+    ) -> dict[str, Any]: ...
+
     async def aclose(self) -> None: ...
 
 
-def _upstream_message(exc: anthropic.APIStatusError) -> str:
+def _upstream_error(exc: anthropic.APIStatusError) -> tuple[str, str | None]:
+    """Upstream's `error.message` (or the SDK's) and `error.type`, from the error body."""
     body = exc.body
     if isinstance(body, dict):
         error = body.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return str(error["message"])
-    return exc.message
+        if isinstance(error, dict):
+            message = error.get("message")
+            kind = error.get("type")
+            return (
+                str(message) if isinstance(message, str) else exc.message,
+                str(kind) if isinstance(kind, str) and kind else None,
+            )
+    return exc.message, None
+
+
+def _passed_on(error: PromptCacheError, exc: anthropic.APIStatusError) -> PromptCacheError:
+    """Give `error` upstream's retry headers: the client's SDK reads them to decide whether
+    and when to retry (`retry-after-ms` first), as it would talking to Anthropic."""
+    for name in RETRY_HEADERS:
+        value = exc.response.headers.get(name)
+        if value is not None:
+            error.headers[name] = value
+    return error
 
 
 def translate_error(exc: Exception) -> PromptCacheError:
-    """Map an SDK or transport exception to our tree (the caller raises it `from exc`)."""
+    """Map an SDK or transport exception to our tree (the caller raises it `from exc`).
+
+    Upstream's status classes survive: a 429 stays a 429 and a 5xx keeps its status and
+    error type (a 529 is still `overloaded_error`), so the client's SDK raises the exception
+    class it would raise without promptcache and retries as it would. A refused upstream key
+    is promptcache's misconfiguration, never retryable, and says so."""
     import anthropic
 
     if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException):
@@ -154,32 +203,37 @@ def translate_error(exc: Exception) -> PromptCacheError:
         return UpstreamUnavailable(f"cannot reach the upstream Anthropic API: {exc.message}")
     if isinstance(exc, anthropic.APIStatusError):
         status = exc.status_code
-        detail = _upstream_message(exc)
+        detail, kind = _upstream_error(exc)
+        error: PromptCacheError
         if status == 429:
             retry_after = exc.response.headers.get("retry-after")
             hint = f" (retry after {retry_after} s)" if retry_after else ""
-            limited = RateLimited(f"upstream rate limit: {detail}{hint}")
-            if retry_after:  # the SDK waits this long before its retry
-                limited.headers["retry-after"] = retry_after
-            return limited
-        if status in (401, 403):
+            error = RateLimited(f"upstream rate limit: {detail}{hint}")
+        elif status in (401, 403):
             return UpstreamAuthError(
-                "the upstream Anthropic API rejected promptcache's key: check ANTHROPIC_API_KEY "
+                "the upstream Anthropic API refused promptcache's own upstream key (not the "
+                "key this request sent): the service's operator must fix ANTHROPIC_API_KEY "
                 f"(or [upstream] api_key) — upstream said: {detail}"
             )
-        if status == 404:
-            return NotFound(f"upstream: {detail}")
-        if status == 413:
-            return PayloadTooLarge(f"upstream: {detail}")
-        if status == 422:
-            return Unprocessable(f"upstream: {detail}")
-        if status == 408:
-            return UpstreamTimeout(f"upstream timed out: {detail}")
-        if status >= 500:
-            return UpstreamUnavailable(f"upstream Anthropic API unavailable ({status}): {detail}")
-        if 400 <= status < 500:
-            return InvalidRequest(detail)
-        return UpstreamError(f"upstream answered {status}: {detail}")
+        elif status == 404:
+            error = NotFound(f"upstream: {detail}")
+        elif status == 413:
+            error = PayloadTooLarge(f"upstream: {detail}")
+        elif status == 422:
+            error = Unprocessable(f"upstream: {detail}")
+        elif status == 408:
+            error = UpstreamTimeout(f"upstream timed out: {detail}")
+        elif status >= 500:
+            error = UpstreamUnavailable(
+                f"upstream Anthropic API unavailable ({status}): {detail}",
+                status=status,
+                error_type=kind or "api_error",
+            )
+        elif 400 <= status < 500:
+            error = InvalidRequest(detail)
+        else:
+            error = UpstreamError(f"upstream answered {status}: {detail}")
+        return _passed_on(error, exc)
     if isinstance(exc, anthropic.APIResponseValidationError | ValueError):
         logger.warning("malformed response from upstream: %s", exc)
         return UpstreamError("upstream returned a malformed response (see the service log)")
@@ -203,7 +257,7 @@ class AnthropicUpstream:
     """`Upstream` on `anthropic.AsyncAnthropic`.
 
     Building it never fails for lack of a key — the cache API keeps working — but calls then
-    raise `UpstreamUnavailable` naming ANTHROPIC_API_KEY. The settings are final: the SDK is
+    raise `UpstreamNotConfigured` naming ANTHROPIC_API_KEY. The settings are final: the SDK is
     given explicit values, so it reads nothing from the environment itself.
     """
 
@@ -239,7 +293,7 @@ class AnthropicUpstream:
 
     async def _require_client(self) -> anthropic.AsyncAnthropic:
         if not self.configured:
-            raise UpstreamUnavailable(NO_KEY_MESSAGE)
+            raise UpstreamNotConfigured(NO_KEY_MESSAGE)
         if self._client is not None:
             return self._client
         return await asyncio.to_thread(self._build_client)
@@ -256,18 +310,27 @@ class AnthropicUpstream:
         extra_headers: Mapping[str, str] | None = None,
         *,
         stream: bool = False,
+        query: Mapping[str, str] | None = None,
+        retries: int | None = None,
     ) -> httpx2.Response:
         """One call through the SDK's generic request path: its auth, version header,
-        timeout, retries and status errors, but our JSON byte for byte both ways."""
+        timeout, retries and status errors, but our JSON byte for byte both ways.
+        `retries`: None retries as `[upstream] max_retries` says."""
         client = await self._require_client()
         import anthropic
 
         options: anthropic.RequestOptions = {"headers": self._headers(extra_headers)}
+        if query:
+            options["params"] = dict(query)
+        if retries is not None:
+            options["max_retries"] = retries
         try:
             if method == "GET":
                 response = await client.get(
                     path, cast_to=httpx2.Response, options=options, stream=stream
                 )
+            elif method == "DELETE":
+                response = await client.delete(path, cast_to=httpx2.Response, options=options)
             else:
                 response = await client.post(
                     path, cast_to=httpx2.Response, body=body, options=options, stream=stream
@@ -284,20 +347,27 @@ class AnthropicUpstream:
         path: str,
         body: dict[str, Any] | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        *,
+        retries: int | None = None,
     ) -> dict[str, Any]:
-        return _decode_object((await self._send(method, path, body, extra_headers)).content)
+        response = await self._send(method, path, body, extra_headers, retries=retries)
+        return _decode_object(response.content)
 
     async def create(
         self, request: dict[str, Any], *, extra_headers: Mapping[str, str] | None = None
     ) -> dict[str, Any]:
         body = {k: v for k, v in request.items() if k != "stream"}
-        return await self._json("POST", "/v1/messages", body, extra_headers)
+        # Never retried here: the client's own SDK retries what we pass on (its status and
+        # retry headers), so one client call costs upstream what it would cost direct.
+        return await self._json("POST", "/v1/messages", body, extra_headers, retries=0)
 
     async def stream(
         self, request: dict[str, Any], *, extra_headers: Mapping[str, str] | None = None
     ) -> AsyncIterator[StreamEvent]:
         body = {**request, "stream": True}
-        response = await self._send("POST", "/v1/messages", body, extra_headers, stream=True)
+        response = await self._send(
+            "POST", "/v1/messages", body, extra_headers, stream=True, retries=0
+        )
         import anthropic  # imported by `_send` already; binds the name here
 
         started = False  # after the first event, every failure is a StreamBroken
@@ -339,8 +409,14 @@ class AnthropicUpstream:
             raise UpstreamError("upstream returned a malformed response: no input_tokens")
         return tokens
 
-    async def create_batch(self, requests: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        return await self._json("POST", "/v1/messages/batches", {"requests": list(requests)})
+    async def create_batch(
+        self,
+        requests: Sequence[dict[str, Any]],
+        *,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        body = {"requests": list(requests)}
+        return await self._json("POST", "/v1/messages/batches", body, extra_headers)
 
     async def retrieve_batch(self, batch_id: str) -> dict[str, Any]:
         return await self._json("GET", f"/v1/messages/batches/{_quote(batch_id)}")
@@ -363,6 +439,20 @@ class AnthropicUpstream:
 
     async def cancel_batch(self, batch_id: str) -> dict[str, Any]:
         return await self._json("POST", f"/v1/messages/batches/{_quote(batch_id)}/cancel")
+
+    async def delete_batch(self, batch_id: str) -> None:
+        await self._send("DELETE", f"/v1/messages/batches/{_quote(batch_id)}")
+
+    async def list_models(
+        self, params: Mapping[str, str], *, extra_headers: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        response = await self._send("GET", "/v1/models", None, extra_headers, query=params)
+        return _decode_object(response.content)
+
+    async def retrieve_model(
+        self, model_id: str, *, extra_headers: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        return await self._json("GET", f"/v1/models/{_quote(model_id)}", None, extra_headers)
 
     async def aclose(self) -> None:
         if self._client is not None:

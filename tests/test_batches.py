@@ -367,6 +367,65 @@ def test_hits_only_errors_cancel_and_validation(service: Service, standin: Runni
         assert http.get("/v1/messages/batches/msgbatch_pc_nope").status_code == 404
 
 
+BETA = "context-1m-2025-08-07"
+
+
+def test_a_batch_beta_is_in_each_requests_key_and_goes_upstream(
+    service: Service, standin: RunningStandin
+) -> None:
+    """`anthropic-beta` on a batch works as on `/v1/messages`: an answer made without the
+    beta never serves a request with it (and the reverse), and the upstream batch carries
+    it. Before, the batch dropped the header: both were wrong."""
+    client = service.sdk()
+    client.messages.create(**params(do(TOPICS[11])))  # cached without the beta
+    with_beta = client.messages.create(
+        **params(do(TOPICS[12])), extra_headers={"anthropic-beta": BETA}
+    )
+    requests: Any = [
+        {"custom_id": "plain-cached", "params": params(do(TOPICS[11]))},
+        {"custom_id": "beta-cached", "params": params(do(TOPICS[12]))},
+    ]
+    batch = client.beta.messages.batches.create(betas=[BETA], requests=requests)
+    wait_ended(client, batch.id)
+    kinds = {row.request_id.split("/")[1]: row.kind for row in service.ledger_rows(batch.id)}
+    assert kinds == {"plain-cached": "batch", "beta-cached": "hit-exact"}
+    assert (standin.state.batches_created, standin.state.batch_requests) == (1, 1)
+    assert standin.state.other_headers[0]["anthropic-beta"] == BETA
+    results = {r.custom_id: r for r in client.messages.batches.results(batch.id)}
+    assert text_of(results["beta-cached"]) == with_beta.content[0].text
+    # The batch's answer was stored under the beta: a plain request still misses.
+    again = client.messages.with_raw_response.create(**params(do(TOPICS[11])))
+    assert again.headers["x-cache"] == "hit-exact"  # the plain answer, cached before
+    beta_again = client.messages.with_raw_response.create(
+        **params(do(TOPICS[11])), extra_headers={"anthropic-beta": BETA}
+    )
+    assert beta_again.headers["x-cache"] == "hit-exact"
+    assert beta_again.parse().content[0].text == text_of(results["plain-cached"])
+
+
+def test_an_ended_batch_can_be_deleted_and_a_running_one_cannot(
+    service: Service, standin: RunningStandin
+) -> None:
+    client = service.sdk()
+    standin.state.batch_ready_after_polls = 10**9
+    running_batch = submit(client, [("r", params(do(TOPICS[13])))])
+    with pytest.raises(anthropic.BadRequestError, match="cancel it"):
+        client.messages.batches.delete(running_batch.id)
+    client.messages.batches.cancel(running_batch.id)
+    wait_ended(client, running_batch.id)
+    with pytest.raises(anthropic.NotFoundError):
+        service.sdk("tenant-b-key-1").messages.batches.delete(running_batch.id)
+    deleted = client.messages.batches.delete(running_batch.id)
+    assert (deleted.id, deleted.type) == (running_batch.id, "message_batch_deleted")
+    with pytest.raises(anthropic.NotFoundError):
+        client.messages.batches.retrieve(running_batch.id)
+    with pytest.raises(anthropic.NotFoundError):
+        client.messages.batches.delete(running_batch.id)
+    assert running_batch.id not in [b.id for b in client.messages.batches.list()]
+    # Its upstream copy went too: it holds the requests, made with promptcache's key.
+    assert standin.state.batches_deleted == 1
+
+
 def test_a_batch_over_budget_is_refused_upstream_but_still_ends(
     tmp_path: Path, embedder: CountingEmbedder, standin: RunningStandin
 ) -> None:

@@ -181,6 +181,51 @@ def test_declared_length_over_the_limit_is_413(small_limit: str) -> None:
     )
 
 
+def test_the_default_limits_are_the_apis_own() -> None:
+    """An undocumented 8 MiB limit on every path refused Messages requests (32 MB upstream)
+    and batches (256 MB) that Anthropic takes."""
+    server = Settings().server
+    assert server.messages_max_body_bytes == 32 * 1024**2
+    assert server.batches_max_body_bytes == 256 * 1024**2
+    assert server.max_body_bytes == 8 * 1024**2  # the cache API and the rest
+
+
+def test_each_endpoint_has_its_own_limit(tmp_path: Path, embedder: CountingEmbedder) -> None:
+    settings = make_settings(
+        tmp_path / "d",
+        server={
+            "max_body_bytes": 2048,
+            "messages_max_body_bytes": 4096,
+            "batches_max_body_bytes": 8192,
+        },
+    )
+    prompt = "y" * 3000  # over the default limit, under the other two
+    message = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": prompt}]}
+    batch = {"requests": [{"custom_id": "a", "params": message}]}
+    with (
+        running(create_app(settings, embedder=embedder)) as url,
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
+        assert client.post("/v1/cache/lookup", json={"prompt": prompt}).status_code == 413
+        # Not refused for size: no upstream key here, so a miss is a 503 saying so.
+        assert client.post("/v1/messages", json=message).status_code == 503
+        assert client.post("/v1/messages/count_tokens", json=message).status_code == 200
+        assert client.post("/v1/messages/batches", json=batch).status_code == 200
+        bigger = {**message, "messages": [{"role": "user", "content": "y" * 6000}]}
+        three = {"requests": [{"custom_id": c, "params": message} for c in "abc"]}  # 9 KB
+        cases: list[tuple[str, Any, str, str]] = [
+            ("/v1/messages", bigger, "server.messages_max_body_bytes", "4,096"),
+            ("/v1/messages/count_tokens", bigger, "server.messages_max_body_bytes", "4,096"),
+            ("/v1/messages/batches", three, "server.batches_max_body_bytes", "8,192"),
+        ]
+        for path, body, setting, limit in cases:
+            reply = client.post(path, json=body)
+            assert reply.status_code == 413, path
+            error = reply.json()["error"]
+            assert error["type"] == "request_too_large"
+            assert error["message"].endswith(f"exceeds the limit of {limit} ({setting})")
+
+
 def _chunks(body: bytes, size: int = 1000) -> Iterator[bytes]:
     for start in range(0, len(body), size):
         yield body[start : start + size]

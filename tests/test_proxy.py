@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import math
@@ -23,12 +24,13 @@ import pytest
 from service.api.app import create_app
 from service.cache import SemanticCache
 from service.config import Settings
+from service.keys import UPSTREAM_API_VERSION
 from service.ledger import Ledger, LedgerRow
 from service.pricing import load_prices
 from service.proxy import Proxy, Relay
 from service.proxy_types import Controls
 from service.router import Router
-from service.standin import StandinState
+from service.standin import MODELS, StandinState
 from service.upstream import AnthropicUpstream
 from tests.conftest import CountingEmbedder, make_settings
 from tests.servers import running
@@ -255,8 +257,8 @@ def test_router_picks_a_tier_and_never_changes_an_explicit_model(
     ("fault", "status"),
     [
         ("rate_limit", 429),
-        ("server_error", 503),
-        ("overloaded", 503),
+        ("server_error", 500),
+        ("overloaded", 529),
         ("timeout", 504),
         ("malformed", 502),
         ("auth", 502),
@@ -449,6 +451,10 @@ def test_without_an_upstream_key_misses_say_how_to_set_it(
         body = {"model": MODEL, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
         reply = httpx.post(f"{url}/v1/messages", json=body)
         assert reply.status_code == 503 and "ANTHROPIC_API_KEY" in reply.json()["error"]["message"]
+        # A misconfiguration no retry can cure: not "overloaded", and the SDK must not retry.
+        assert reply.json()["error"]["type"] == "api_error"
+        assert reply.headers["x-should-retry"] == "false"
+        assert "promptcache" in reply.json()["error"]["message"]
         stored = httpx.post(
             f"{url}/v1/cache/entries", json={"prompt": "hi", "model": MODEL, "response": "hello"}
         )
@@ -737,7 +743,7 @@ def test_a_miss_is_noted_in_the_ledger_while_it_is_upstream(
     with pytest.raises(anthropic.InternalServerError):
         ask(client, "What does a reverse proxy do?")
     assert pending(service) == []
-    assert [(r.kind, r.status) for r in service.ledger_rows()] == [("miss", 200), ("error", 503)]
+    assert [(r.kind, r.status) for r in service.ledger_rows()] == [("miss", 200), ("error", 500)]
 
 
 def pending(service: Service) -> list[LedgerRow]:
@@ -900,10 +906,170 @@ def test_requests_that_shared_a_failed_call_each_get_their_own_error_row_and_id(
             )
 
     replies = asyncio.run(three())
-    assert [r.status_code for r in replies] == [503, 503, 503]
+    assert [r.status_code for r in replies] == [500, 500, 500]
     assert standin.state.messages_calls == 1
     ids = {r.headers["request-id"] for r in replies}
     rows = service.ledger_rows()
     assert len(ids) == 3 and {row.request_id for row in rows} == ids
-    assert {(row.kind, row.status) for row in rows} == {("error", 503)}
+    assert {(row.kind, row.status) for row in rows} == {("error", 500)}
     assert sum(row.cost_micros for row in rows) == 0
+
+
+SDK_ERRORS = [
+    ("rate_limit", anthropic.RateLimitError, 429, "rate_limit_error"),
+    ("overloaded", anthropic.OverloadedError, 529, "overloaded_error"),
+    ("server_error", anthropic.InternalServerError, 500, "api_error"),
+]
+
+
+@pytest.mark.parametrize(
+    ("fault", "error", "status", "error_type"), SDK_ERRORS, ids=[f[0] for f in SDK_ERRORS]
+)
+def test_an_sdk_call_costs_upstream_what_it_costs_direct(
+    tmp_path: Path,
+    embedder: CountingEmbedder,
+    standin: RunningStandin,
+    fault: str,
+    error: type[anthropic.APIStatusError],
+    status: int,
+    error_type: str,
+) -> None:
+    """Upstream failing: the SDK raises the class it raises direct and makes as many calls.
+    Before, promptcache retried twice itself and answered 429/503, which the SDK retried: one
+    SDK call with max_retries=2 made 9 upstream calls, and a 529 became a 503."""
+    standin.state.reset()
+    standin.state.retry_after_seconds = 0  # the SDK then waits its own short backoff
+    try:
+        with ExitStack() as stack:
+            service = start(stack, tmp_path, embedder, standin, max_retries=2)
+            client = anthropic.Anthropic(
+                base_url=service.url, api_key="tenant-a-key-1", max_retries=2
+            )
+            stack.callback(client.close)
+            standin.state.inject(fault, count=3)
+            with pytest.raises(error) as caught:
+                client.messages.create(
+                    model=MODEL, max_tokens=50, messages=[{"role": "user", "content": "Hi?"}]
+                )
+            assert standin.state.messages_calls == 3  # 1 + the client's 2 retries
+            assert caught.value.status_code == status
+            assert caught.value.body["error"]["type"] == error_type  # type: ignore[index]
+            if fault == "rate_limit":
+                assert caught.value.response.headers["retry-after-ms"] == "0"
+            # The same through a stream: its first event never came, so the status is kept.
+            standin.state.inject(fault, count=3)
+            yo: Any = [{"role": "user", "content": "Yo?"}]
+            with (
+                pytest.raises(error),
+                client.messages.stream(model=MODEL, max_tokens=50, messages=yo) as stream,
+            ):
+                stream.get_final_message()
+            assert standin.state.messages_calls == 6
+    finally:
+        standin.state.retry_after_seconds = 1
+
+
+def test_a_refused_upstream_key_is_not_retried_and_says_whose_key_it_is(
+    tmp_path: Path, embedder: CountingEmbedder, standin: RunningStandin
+) -> None:
+    """Before: a 502 the SDK retried (3 upstream calls) typed `upstream_authentication_error`."""
+    standin.state.reset()
+    with ExitStack() as stack:
+        service = start(stack, tmp_path, embedder, standin, api_key="bad-key", max_retries=2)
+        client = anthropic.Anthropic(base_url=service.url, api_key="tenant-a-key-1", max_retries=2)
+        stack.callback(client.close)
+        with pytest.raises(anthropic.InternalServerError) as caught:
+            client.messages.create(
+                model=MODEL, max_tokens=50, messages=[{"role": "user", "content": "Hi?"}]
+            )
+    assert standin.state.messages_calls == 1
+    assert caught.value.response.headers["x-should-retry"] == "false"
+    error = caught.value.body["error"]  # type: ignore[index]
+    assert error["type"] == "api_error"
+    assert "promptcache's own upstream key" in error["message"]
+    assert "ANTHROPIC_API_KEY" in error["message"]
+
+
+def test_the_clients_api_version_is_forwarded_and_keys_its_answers(
+    service: Service, standin: RunningStandin
+) -> None:
+    """`anthropic-version` selects the response format. Before, upstream always got
+    promptcache's own SDK's version and the client's was ignored, in the key too."""
+    client = service.sdk()
+    first = ask(client, "Which version answers this?")
+    assert first.headers["x-cache"] == "miss"
+    assert standin.state.last_headers[-1]["anthropic-version"] == UPSTREAM_API_VERSION
+    old = {"anthropic-version": "2023-06-01"}
+    other = ask(client, "Which version answers this?", extra_headers=old)
+    assert other.headers["x-cache"] == "miss"  # another version: another key
+    assert standin.state.last_headers[-1]["anthropic-version"] == "2023-06-01"
+    assert ask(client, "Which version answers this?", extra_headers=old).headers["x-cache"] == (
+        "hit-exact"
+    )
+    # A client that sends no version is answered under promptcache's, as before: same key.
+    plain = httpx.post(
+        f"{service.url}/v1/messages",
+        json={
+            "model": MODEL,
+            "max_tokens": 300,
+            "messages": [{"role": "user", "content": "Which version answers this?"}],
+        },
+        headers={"x-api-key": "tenant-a-key-1"},
+        timeout=30,
+    )
+    assert plain.headers["x-cache"] == "hit-exact"
+    assert plain.headers["x-cache-entry"] == first.headers["x-cache-entry"]
+    assert standin.state.messages_calls == 2
+
+
+def test_a_streamed_hit_builds_the_same_message_as_the_plain_hit(service: Service) -> None:
+    """`citations: null` came back from a streamed replay as `[]`."""
+    client = service.sdk()
+    answer = {
+        "content": [{"type": "text", "text": "Plain answer.", "citations": None}],
+        "usage": {"input_tokens": 5, "output_tokens": 3},
+    }
+    stored = httpx.post(
+        f"{service.url}/v1/cache/entries",
+        json={"prompt": "Cite nothing, please.", "model": MODEL, "response": answer},
+        headers={"x-api-key": "tenant-a-key-1"},
+        timeout=30,
+    )
+    assert stored.status_code == 201, stored.text
+    plain = ask(client, "Cite nothing, please.").parse()
+    with client.messages.stream(
+        model=MODEL, max_tokens=300, messages=[{"role": "user", "content": "Cite nothing, please."}]
+    ) as stream:
+        streamed = stream.get_final_message()
+    assert plain.content[0].citations is None
+    assert streamed.model_dump(exclude={"id"}) == plain.model_dump(exclude={"id"})
+
+
+def test_models_are_relayed_to_upstream(service: Service, standin: RunningStandin) -> None:
+    """`client.models.list()` / `retrieve()` were a 404: promptcache neither served nor
+    forwarded /v1/models."""
+    client = service.sdk()
+    page = client.models.list(limit=2)
+    assert [m.id for m in page.data] == [m[0] for m in MODELS[:2]] and page.has_more
+    assert [m.id for m in client.models.list()] == [m[0] for m in MODELS]
+    assert client.models.retrieve("claude-haiku-4-5").display_name == "Claude Haiku 4.5"
+    with pytest.raises(anthropic.NotFoundError):
+        client.models.retrieve("claude-nonesuch")
+    with pytest.raises(anthropic.AuthenticationError):
+        service.sdk("not-a-key").models.list()
+
+
+def test_a_request_over_eight_mib_goes_through_as_it_would_direct(service: Service) -> None:
+    """A ~9 MB PDF is under the Messages API's 32 MB; promptcache refused it at 8 MiB."""
+    client = service.sdk()
+    pdf = base64.b64encode(b"%PDF-1.4 " + b"0" * (7 * 1024**2)).decode()  # 9.3 MB of base64
+    document = {
+        "type": "document",
+        "source": {"type": "base64", "media_type": "application/pdf", "data": pdf},
+    }
+    content: Any = [document, {"type": "text", "text": "Summarize this file."}]
+    reply = client.messages.with_raw_response.create(
+        model=MODEL, max_tokens=50, messages=[{"role": "user", "content": content}]
+    )
+    assert reply.headers["x-cache"] == "miss"
+    assert reply.parse().content[0].type == "text"

@@ -20,9 +20,12 @@ from service.errors import (
     RateLimited,
     UpstreamAuthError,
     UpstreamError,
+    UpstreamNotConfigured,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from service.keys import UPSTREAM_API_VERSION
+from service.standin import MODELS
 from service.upstream import (
     NO_KEY_MESSAGE,
     AnthropicUpstream,
@@ -294,12 +297,37 @@ async def test_error_event_mid_stream_keeps_its_type(standin: RunningStandin) ->
 
 
 @pytest.mark.anyio
-async def test_sdk_retries_apply(standin: RunningStandin) -> None:
+@pytest.mark.parametrize("streaming", [False, True], ids=["create", "stream"])
+async def test_a_client_call_is_never_retried_here(
+    standin: RunningStandin, streaming: bool
+) -> None:
+    """The client's SDK retries what we pass on; retrying here too multiplied the calls
+    (3 x 3 upstream calls for one SDK call). `max_retries` is for promptcache's own calls."""
     standin.state.inject("server_error")
-    async with upstream_for(standin, max_retries=1) as upstream:
-        message = await upstream.create(ask("x"))
-    assert message["type"] == "message"
-    assert standin.state.messages_calls == 2
+    async with upstream_for(standin, max_retries=2) as upstream:
+        with pytest.raises(UpstreamUnavailable) as caught:
+            if streaming:
+                await collect(upstream, ask("x"))
+            else:
+                await upstream.create(ask("x"))
+    assert standin.state.messages_calls == 1
+    assert (caught.value.status, caught.value.error_type) == (500, "api_error")
+
+
+@pytest.mark.anyio
+async def test_upstream_status_type_and_retry_headers_are_kept(standin: RunningStandin) -> None:
+    async with upstream_for(standin) as upstream:
+        standin.state.inject("overloaded")
+        with pytest.raises(UpstreamUnavailable) as overloaded:
+            await upstream.create(ask("x"))
+        standin.state.inject("rate_limit")
+        with pytest.raises(RateLimited) as limited:
+            await upstream.create(ask("x"))
+    assert (overloaded.value.status, overloaded.value.error_type) == (529, "overloaded_error")
+    assert limited.value.headers == {"retry-after": "1", "retry-after-ms": "1000"}
+    assert UpstreamAuthError("x").should_retry is False
+    assert UpstreamNotConfigured("x").should_retry is False
+    assert overloaded.value.should_retry is None  # the client's SDK decides, by the status
 
 
 @pytest.mark.anyio
@@ -308,14 +336,14 @@ async def test_without_a_key_calls_fail_clearly_and_nothing_is_sent(
 ) -> None:
     upstream = AnthropicUpstream(UpstreamSettings(api_key=None, base_url=standin.base_url))
     assert not upstream.configured
-    with pytest.raises(UpstreamUnavailable) as caught:
+    with pytest.raises(UpstreamNotConfigured) as caught:
         await upstream.create(ask("x"))
     assert caught.value.message == NO_KEY_MESSAGE
-    with pytest.raises(UpstreamUnavailable, match="ANTHROPIC_API_KEY"):
+    with pytest.raises(UpstreamNotConfigured, match="ANTHROPIC_API_KEY"):
         await collect(upstream, ask("x"))
-    with pytest.raises(UpstreamUnavailable, match="ANTHROPIC_API_KEY"):
+    with pytest.raises(UpstreamNotConfigured, match="ANTHROPIC_API_KEY"):
         await upstream.count_tokens(ask("x"))
-    with pytest.raises(UpstreamUnavailable, match="ANTHROPIC_API_KEY"):
+    with pytest.raises(UpstreamNotConfigured, match="ANTHROPIC_API_KEY"):
         await upstream.create_batch([{"custom_id": "a", "params": ask("x")}])
     await upstream.aclose()
     assert standin.state.messages_calls == 0 and standin.state.batches_created == 0
@@ -373,6 +401,60 @@ async def test_batches_round_trip(standin: RunningStandin) -> None:
     assert all(r["type"] == "succeeded" for r in by_id.values())
     assert by_id["q1"]["message"]["content"] == direct["content"]
     assert canceled["processing_status"] == "ended"  # cancelling an ended batch changes nothing
+
+
+@pytest.mark.anyio
+async def test_batches_are_deleted_once_ended(standin: RunningStandin) -> None:
+    standin.state.batch_ready_after_polls = 10**9
+    async with upstream_for(standin) as upstream:
+        batch = await upstream.create_batch(
+            [{"custom_id": "a", "params": ask("x")}],
+            extra_headers={"anthropic-beta": "context-1m-2025-08-07"},
+        )
+        assert standin.state.other_headers[-1]["anthropic-beta"] == "context-1m-2025-08-07"
+        with pytest.raises(InvalidRequest, match="cancel it"):
+            await upstream.delete_batch(batch["id"])
+        await upstream.cancel_batch(batch["id"])
+        assert (await upstream.retrieve_batch(batch["id"]))["processing_status"] == "ended"
+        await upstream.delete_batch(batch["id"])
+        with pytest.raises(NotFound):
+            await upstream.retrieve_batch(batch["id"])
+    assert standin.state.batches_deleted == 1
+
+
+@pytest.mark.anyio
+async def test_models_are_listed_and_retrieved_as_upstream_sends_them(
+    standin: RunningStandin,
+) -> None:
+    async with upstream_for(standin) as upstream:
+        page = await upstream.list_models({"limit": "2"}, extra_headers={"anthropic-beta": "b1"})
+        rest = await upstream.list_models({"after_id": page["last_id"]})
+        one = await upstream.retrieve_model("claude-haiku-4-5")
+        with pytest.raises(NotFound):
+            await upstream.retrieve_model("claude-nonesuch")
+    assert len(page["data"]) == 2 and page["has_more"] is True
+    assert [m["id"] for m in page["data"] + rest["data"]] == [m[0] for m in MODELS]
+    assert rest["has_more"] is False
+    assert one == {
+        "type": "model",
+        "id": "claude-haiku-4-5",
+        "display_name": "Claude Haiku 4.5",
+        "created_at": "2025-10-15T00:00:00Z",
+    }
+    assert standin.state.other_headers[0]["anthropic-beta"] == "b1"
+
+
+def test_the_sdk_sends_the_version_keys_treat_as_its_own() -> None:
+    """`service.keys.UPSTREAM_API_VERSION` must be what this SDK sends when the client sends
+    none: the answers stored so far were made under it. An SDK upgrade that changes it
+    fails here; see the constant's comment before changing it."""
+    import anthropic
+
+    client = anthropic.Anthropic(api_key="k", base_url="http://127.0.0.1:9")
+    try:
+        assert client.default_headers["anthropic-version"] == UPSTREAM_API_VERSION
+    finally:
+        client.close()
 
 
 def test_the_sdk_is_imported_off_the_start_path() -> None:

@@ -22,11 +22,12 @@ from service.alerts import AlertCenter, alert_json
 from service.anomaly import AnomalyWatch, run_periodic
 from service.api.auth import KeyRing
 from service.api.batch_routes import install_batches
-from service.api.body_limit import BodyLimit
+from service.api.body_limit import BodyLimit, Limit
 from service.api.cache_routes import router as cache_router
 from service.api.count_tokens_routes import router as count_tokens_router
 from service.api.errors import install_error_handlers
 from service.api.messages_routes import router as messages_router
+from service.api.models_routes import router as models_router
 from service.api.ops_routes import router as ops_router
 from service.api.state import AppState
 from service.api.usage_routes import router as usage_router
@@ -163,10 +164,23 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.server.max_body_bytes)
+    server = settings.server
+    messages_limit = Limit(server.messages_max_body_bytes, "server.messages_max_body_bytes")
+    app.add_middleware(
+        BodyLimit,
+        default=Limit(server.max_body_bytes, "server.max_body_bytes"),
+        by_path={
+            "/v1/messages": messages_limit,
+            "/v1/messages/count_tokens": messages_limit,
+            "/v1/messages/batches": Limit(
+                server.batches_max_body_bytes, "server.batches_max_body_bytes"
+            ),
+        },
+    )
     app.include_router(cache_router)
     app.include_router(count_tokens_router)
     app.include_router(messages_router)
+    app.include_router(models_router)
     app.include_router(ops_router)
     app.include_router(usage_router)
     install_batches(app, clock=clock)

@@ -1,6 +1,6 @@
 """`/v1/messages/batches`: Anthropic's Message Batches API, wire-compatible, cache-first.
 
-Create, list, retrieve, results and cancel take the shapes and status codes of Anthropic's
+Create, list, retrieve, results, cancel and delete take the shapes and status codes of Anthropic's
 endpoints, so the stock SDK's `client.messages.batches` works against promptcache; the work
 is done by `service.batches.BatchService`. Cache controls are read from the create request's
 headers as on `/v1/messages` and apply to every request in the batch. A batch belongs to the
@@ -110,6 +110,13 @@ async def cancel_batch(request: Request, batch_id: str) -> Response:
     _, scope, _ = _scope(request)
     view = await _service(request).cancel(batch_id, scope)
     return JSONBytes(view.to_json(_base_url(request)))
+
+
+@router.delete("/v1/messages/batches/{batch_id}")
+async def delete_batch(request: Request, batch_id: str) -> Response:
+    _, scope, _ = _scope(request)
+    await _service(request).delete(batch_id, scope)
+    return JSONBytes({"id": batch_id, "type": "message_batch_deleted"})
 
 
 def install_batches(app: FastAPI, *, clock: Callable[[], float] = time.time) -> None:

@@ -71,12 +71,13 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, PromptCacheError)
         if exc.status >= 500:
             logger.warning("%s %s -> %d: %s", request.method, request.url.path, exc.status, exc)
-        # A spent budget does not come back on a retry: tell the SDK not to try again.
+        # A spent budget or a misconfigured upstream key does not come back on a retry:
+        # tell the SDK not to try again. Upstream's own retry headers pass as they came.
         headers = dict(exc.headers)
         request_id = getattr(request.state, "request_id", None)
         if request_id is not None:  # the request reached the proxy: its ledger row's id
             headers["request-id"] = request_id
-        if exc.error_type == "budget_exceeded":
+        if exc.error_type == "budget_exceeded" or exc.should_retry is False:
             headers["x-should-retry"] = "false"
         return error_response(exc.status, exc.error_type, exc.message, headers or None)
 
