@@ -106,6 +106,11 @@ class UpstreamError(PromptCacheError):
     error_type = "api_error"
 
 
+class UnreadableAnswer(UpstreamError):
+    """Upstream answered 200 with a body that is not a readable message: it billed the call,
+    for token counts nobody can read."""
+
+
 class UpstreamUnavailable(UpstreamError):
     """Upstream answered with a 5xx (its status and error type are kept, so a 529 is still an
     `OverloadedError` to the SDK), or could not be reached at all (503)."""

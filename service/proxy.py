@@ -27,7 +27,13 @@ from service.budgets import BudgetBook
 from service.cache import SemanticCache
 from service.config import Settings
 from service.context_budget import fit_context, normalize_whitespace
-from service.errors import InvalidRequest, PayloadTooLarge, PromptCacheError, StorageError
+from service.errors import (
+    InvalidRequest,
+    PayloadTooLarge,
+    PromptCacheError,
+    StorageError,
+    UnreadableAnswer,
+)
 from service.keys import cache_keys
 from service.ledger import Kind, Ledger
 from service.message_ids import with_fresh_id
@@ -299,6 +305,10 @@ class Proxy:
             answer = await self._finish(prepared, route, message, levers)
             future.set_result(answer)
             return answer
+        except UnreadableAnswer as exc:  # upstream billed what no one can read: its bound
+            future.set_exception(exc)
+            await run_in_threadpool(self.books.abandon, sent, exc)
+            raise
         except PromptCacheError as exc:
             future.set_exception(exc)
             await self.books.record_error(prepared, exc, route)
@@ -319,7 +329,10 @@ class Proxy:
         levers: Levers,
     ) -> Answer:
         """Price, store (when allowed) and record an answer that came from upstream."""
-        usage = usage_from_message(message)
+        try:
+            usage = usage_from_message(message)
+        except InvalidRequest as exc:  # upstream's fault, not the caller's: not a 400
+            raise UnreadableAnswer(f"upstream's answer has no usable usage: {exc.message}") from exc
         model_used = str(
             message.get("model") or (route.model if route else prepared.model_requested)
         )

@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.budgets import BudgetBook, Hold, request_bound_micros
 from service.config import Settings
-from service.errors import InvalidRequest, PromptCacheError, StorageError
+from service.errors import InvalidRequest, PromptCacheError, StorageError, UnreadableAnswer
 from service.ledger import Ledger, LedgerRow
 from service.metrics import Metrics
 from service.pricing import PriceTable, Usage, usage_counts, usage_from_message
@@ -140,14 +140,23 @@ class ProxyBooks:
 
     def abandon(self, sent: Sent | None, exc: BaseException) -> None:
         """Record a miss that left upstream with no answer and no error from there (its task
-        was cancelled, or a bug), as the process dying would have: at its bound. A row the
+        was cancelled, or a bug) or with an answer no one can read, as the process dying
+        would have: at its bound. A row the
         request already has wins. On the calling thread: a cancelled task cannot await."""
         if sent is None:
             return
-        what = "it was cancelled"
-        if isinstance(exc, Exception):
-            what = f"it failed on an internal error ({exc!r})"
-        row = replace(sent.interrupted, error=interrupted(what))
+        if isinstance(exc, UnreadableAnswer):
+            error = (
+                f"{exc.message}; upstream answered 200, so it billed this request: the cost "
+                "is the request's upper bound (the whole prompt and max_tokens of output), "
+                "the token counts unknown"
+            )
+            row = replace(sent.interrupted, status=exc.status, error=error)
+        else:
+            what = "it was cancelled"
+            if isinstance(exc, Exception):
+                what = f"it failed on an internal error ({exc!r})"
+            row = replace(sent.interrupted, error=interrupted(what))
         try:
             for written, row_id in self.ledger.record_new([row]):
                 if self.budgets is not None:

@@ -33,6 +33,7 @@ from service.errors import (
     PromptCacheError,
     RateLimited,
     Unprocessable,
+    UnreadableAnswer,
     UpstreamAuthError,
     UpstreamError,
     UpstreamNotConfigured,
@@ -359,7 +360,11 @@ class AnthropicUpstream:
         body = {k: v for k, v in request.items() if k != "stream"}
         # Never retried here: the client's own SDK retries what we pass on (its status and
         # retry headers), so one client call costs upstream what it would cost direct.
-        return await self._json("POST", "/v1/messages", body, extra_headers, retries=0)
+        response = await self._send("POST", "/v1/messages", body, extra_headers, retries=0)
+        try:
+            return _decode_object(response.content)
+        except UpstreamError as exc:  # a 200: upstream billed it
+            raise UnreadableAnswer(exc.message) from exc
 
     async def stream(
         self, request: dict[str, Any], *, extra_headers: Mapping[str, str] | None = None

@@ -296,6 +296,13 @@ def test_upstream_faults_map_to_statuses_and_store_nothing(
         assert reply.headers["request-id"] == service.ledger_rows()[-1].request_id
         if fault == "rate_limit":
             assert reply.headers["retry-after"] == str(standin.state.retry_after_seconds)
+        # A 200 whose body cannot be read was billed upstream: the row was $0 and budgets
+        # counted nothing. It is billed at the request's bound, as a miss cut off is.
+        row = service.ledger_rows()[-1]
+        if fault == "malformed":  # 50 output tokens at $15/M are part of the bound
+            assert row.cost_micros > 50 * 15 and "upper bound" in (row.error or "")
+        else:
+            assert row.cost_micros == 0
 
 
 def test_twenty_concurrent_identical_misses_make_one_upstream_call(

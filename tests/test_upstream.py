@@ -18,6 +18,7 @@ from service.errors import (
     NotFound,
     PromptCacheError,
     RateLimited,
+    UnreadableAnswer,
     UpstreamAuthError,
     UpstreamError,
     UpstreamNotConfigured,
@@ -200,8 +201,12 @@ FAULTS = [
 ]
 
 
+# A 200 with a body that is not a message: upstream billed it (the proxy bills its bound).
+CREATE_FAULTS = [(k, UnreadableAnswer if k == "malformed" else e) for k, e in FAULTS]
+
+
 @pytest.mark.anyio
-@pytest.mark.parametrize(("kind", "error"), FAULTS, ids=[k for k, _ in FAULTS])
+@pytest.mark.parametrize(("kind", "error"), CREATE_FAULTS, ids=[k for k, _ in FAULTS])
 async def test_create_faults_map_to_our_errors(
     standin: RunningStandin, kind: str, error: type[PromptCacheError]
 ) -> None:
