@@ -68,6 +68,7 @@ from service.errors import (
 from service.ledger import LedgerRow
 from service.message_ids import with_fresh_id
 from service.policy import cacheability
+from service.prompt_caching import add_breakpoints
 from service.proxy import Proxy
 from service.proxy_types import Answer, Controls, Prepared
 
@@ -310,6 +311,15 @@ class BatchService:
         params = dict(prepared.request)
         params["model"] = route.model
         params.pop("stream", None)
+        # The Batches API caches prompt prefixes as the Messages API does; requests of one
+        # batch often share a long system prompt, so they get the proxy's breakpoints too.
+        caching = self._proxy.settings.prompt_caching
+        params, _ = add_breakpoints(
+            params,
+            enabled=caching.enabled,
+            ttl=caching.ttl,
+            min_tokens_for_model=caching.min_tokens,
+        )
         return replace(
             row,
             state="queued",

@@ -307,6 +307,29 @@ def test_restart_while_the_upstream_batch_runs_still_delivers(
     assert standin.state.batches_created == 1 and standin.state.batch_requests == 4
 
 
+def test_requests_sharing_a_long_system_prompt_get_cache_breakpoints(
+    service: Service, standin: RunningStandin
+) -> None:
+    """Batches went upstream without the breakpoints misses get: a shared 2,000-token system
+    prompt was billed in full for every request of the batch."""
+    standin.state.reset()
+    policy = "Refunds are issued within 14 days of purchase to the original payment method. " * 150
+    client = service.sdk()
+    requests = [
+        (f"r{i}", params(f"Question {i}: what is the refund window?", system=policy))
+        for i in range(3)
+    ]
+    created = submit(client, requests)
+    wait_ended(client, created.id)
+    usages = [r.result.message.usage for r in client.messages.batches.results(created.id)]
+    assert usages[0].cache_creation_input_tokens > 1024
+    assert all(
+        u.cache_read_input_tokens == usages[0].cache_creation_input_tokens for u in usages[1:]
+    )
+    rows = [r for r in service.ledger_rows(created.id) if r.kind == "batch"]
+    assert sum(r.saved_prompt_cache_micros for r in rows) > 0
+
+
 def test_hits_only_errors_cancel_and_validation(service: Service, standin: RunningStandin) -> None:
     client = service.sdk()
     original = client.messages.create(**params(do(TOPICS[5])))
