@@ -138,6 +138,12 @@ REFUSE: dict[str, list[Pair]] = {
         ("브랜치를 삭제해?", "브랜치를 삭제해."),
         ("서버를 재시작할까?", "서버를 재시작할까."),
         ("It is safe to drop the table？", "It is safe to drop the table。"),
+        # No final mark is a statement unless the words ask; Korean -해/-어 endings never do.
+        ("Merge the pull request", "Merge the pull request?"),
+        ("Rename the config file?", "rename the config file"),
+        ("이 커밋 되돌려", "이 커밋 되돌려?"),
+        ("회의 취소했어?", "회의 취소했어"),
+        ("배포 끝났어요", "배포 끝났어요?"),
     ],
     "shared_context": [
         (NOTICE + "Summarize this notice.", NOTICE + "Translate this notice into French."),
@@ -314,6 +320,14 @@ PASS: dict[str, list[Pair]] = {
         ("오늘 날씨 어때?", "오늘 날씨 어때"),
         ("Explain recursion.", "Explain recursion…"),
         ("Why is the sky blue?", "What makes the sky look blue?"),
+        # Questions by their words, with or without "?".
+        ("How do I rename a file", "How do I rename a file?"),
+        ("Do you know a good pasta recipe?", "do you know a good pasta recipe"),
+        ("Rename the file.", "Rename the file"),
+        ("이 함수 어떻게 써", "이 함수 어떻게 써?"),
+        ("서버를 재부팅해야 하나요?", "서버를 재부팅해야 하나요"),
+        ("이 설정이 맞는지", "이 설정이 맞는지?"),
+        ("회의실 예약할까", "회의실 예약할까?"),
     ],
     "shared_context": [
         (NOTICE + "Summarize this notice.", NOTICE + "summarize this notice"),
