@@ -76,6 +76,10 @@ REFUSE: dict[str, list[Pair]] = {
         ("매운 음식을 좋아해요", "매운 음식을 좋아하지 않아요"),
         ("이 버튼을 누르세요", "이 버튼을 누르지 마세요"),
         ("설탕을 넣은 케이크 레시피", "설탕 없이 만드는 케이크 레시피"),
+        # 안/못 glued to the verb, in front or after a noun.
+        ("고양이한테 참치 먹여도 돼?", "고양이한테 참치 안먹여도 돼?"),
+        ("프린터 연결돼요", "프린터 연결안돼요"),
+        ("마감까지 보고서 끝냈어요", "마감까지 보고서 못끝냈어요"),
     ],
     "entities": [
         ("What is the capital of France?", "What is the capital of Germany?"),
@@ -261,6 +265,12 @@ PASS: dict[str, list[Pair]] = {
         ("설탕 없이 만드는 케이크", "설탕이 없는 케이크 레시피"),
         ("안녕하세요, 안드로이드 설정 방법", "안드로이드 설정은 어떻게 하나요?"),
         ("잘못된 입력을 고치는 법", "잘못된 입력 수정 방법"),
+        # Words that hold 안 or 못 without negating, and 안 spaced or glued alike.
+        ("전 재산을 안전하게 옮기는 법", "재산을 안전하게 옮기는 방법"),
+        ("상자에 넣어 보관하는 법", "상자안에 넣어 보관하는 법"),
+        ("집 청소 순서", "집안 청소 순서"),
+        ("연 날리기 좋은 곳", "연못 근처 연 날리기 좋은 곳"),
+        ("이 버튼이 안 돼요", "이 버튼이 안돼요"),
     ],
     "entities": [
         ("What is the capital of France?", "what is france's capital"),
