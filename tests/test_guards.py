@@ -42,6 +42,11 @@ REFUSE: dict[str, list[Pair]] = {
         ("첫 번째 장의 요약을 해줘", "두 번째 장의 요약을 해줘"),
         ("이 글을 한 문장으로 요약해 줘", "이 글을 세 문장으로 요약해 줘"),  # a counter it lacked
         ("인구가 천만 명이 넘는 도시", "인구가 백만 명이 넘는 도시"),
+        # 반 (half) after a count, and "and a half".
+        ("4시에 출발하는 버스", "4시 반에 출발하는 버스"),
+        ("두 시간 걷기 코스", "두 시간 반 걷기 코스"),
+        ("2년반 만에 이직해도 될까", "2년 만에 이직해도 될까"),
+        ("Plan a hike of three hours", "Plan a hike of three and a half hours"),
     ],
     "dates": [
         ("What's the weather in Seoul tomorrow?", "What was the weather in Seoul yesterday?"),
@@ -231,6 +236,9 @@ PASS: dict[str, list[Pair]] = {
         ("사과 3개는 몇 칼로리?", "사과 세 개의 칼로리는?"),
         ("5만 원으로 살 수 있는 선물", "50,000원으로 살 수 있는 선물"),
         ("첫 번째 장을 요약해 주세요", "1번째 장 요약 부탁해요"),
+        ("4시 반에 출발하는 버스", "4시반 출발 버스"),
+        ("3학년 2반 시간표", "3학년 2반의 시간표 알려줘"),  # "2반" is class 2
+        ("피자 2판 반값 쿠폰", "반값 쿠폰으로 피자 2판"),
     ],
     "dates": [
         ("What's the weather in Seoul tomorrow?", "Tomorrow's weather in Seoul?"),
