@@ -195,6 +195,10 @@ REFUSE: dict[str, list[Pair]] = {
         ("Explain Kotlin to a Java programmer", "Explain Java to a Kotlin programmer"),
         ("Can a cat eat dog food?", "Can a dog eat cat food?"),
         ("서울 사람이 부산 사투리를 배우는 법", "부산 사람이 서울 사투리를 배우는 법"),
+        # Units glued to particles and copulas.
+        ("3파운드는 몇 킬로그램이에요?", "3킬로그램은 몇 파운드예요?"),
+        ("20 갤런은 몇 리터야", "20 리터는 몇 갤런이야"),
+        ("섭씨 30도를 화씨로 바꿔줘", "화씨 30도를 섭씨로 바꿔줘"),
         (
             "Why does my laptop charge my phone slowly?",
             "Why does my phone charge my laptop slowly?",
@@ -380,6 +384,8 @@ PASS: dict[str, list[Pair]] = {
         ("How do I learn Rust?", "How can I learn Rust?"),
         ("Is it safe to travel to Egypt?", "Is travel to Egypt safe?"),
         ("사과와 배 중 어느 것이 더 달아?", "배와 사과 중 어느 것이 더 달아?"),
+        ("3파운드는 몇 킬로그램이에요?", "3파운드가 몇 킬로그램인가요?"),
+        ("커피랑 녹차 중 카페인이 많은 것", "녹차랑 커피 중 카페인이 많은 것"),
         ("What is the capital of France?", "What's the capital of France?"),
     ],
     "word_order": [
