@@ -98,6 +98,11 @@ REFUSE: dict[str, list[Pair]] = {
         ("Compare REST with GraphQL", "Compare REST with gRPC"),
         ("React에서 useState 사용법", "React에서 useEffect 사용법"),
         ("numpy 배열을 정렬하는 방법", "pandas 배열을 정렬하는 방법"),
+        # Programming languages and tools written in Hangul.
+        ("자바로 이진 트리 순회 구현", "자바스크립트로 이진 트리 순회 구현"),
+        ("타입스크립트 제네릭 설명해줘", "코틀린 제네릭 설명해줘"),
+        ("파이썬에서 JSON 파싱하기", "러스트에서 JSON 파싱하기"),
+        ("Python으로 CSV 읽기", "루비로 CSV 읽기"),
         ("`git rebase` 사용법", "`git merge` 사용법"),
     ],
     "comparatives": [
@@ -137,6 +142,8 @@ REFUSE: dict[str, list[Pair]] = {
         ("Is the US safe for travel?", "Is it safe for us to travel?"),
         ("How do I get into IT?", "How do I get into it?"),
         ("Price in € please", "Price in £ please"),
+        ("ㅇㅇ 그 파일 지워줘", "ㄴㄴ 그 파일 지워줘"),
+        ("ㅇㅋ 회의는 3시로 잡아줘", "ㄴㄴ 회의는 3시로 잡아줘"),
     ],
     "mood": [
         ("Delete the branch?", "Delete the branch."),
@@ -297,6 +304,9 @@ PASS: dict[str, list[Pair]] = {
         ("Who is Barack Obama?", "Who is Obama?"),
         ("React에서 useState 사용법", "useState를 React에서 쓰는 법"),
         ("numpy 배열 정렬 방법", "numpy로 배열을 정렬하는 방법"),
+        ("파이썬으로 CSV 읽기", "Python으로 CSV 파일 읽는 법"),
+        ("자바와 코틀린의 차이", "코틀린이랑 자바 차이점"),
+        ("자바섬 여행 코스", "자바섬 여행 일정"),
     ],
     "comparatives": [
         ("Is Python better than Java?", "Is Python a better choice than Java?"),
@@ -332,6 +342,8 @@ PASS: dict[str, list[Pair]] = {
         ("what is sql injection", "Explain SQL injection"),
         ("파이썬에서 리스트를 정렬하는 방법", "파이썬 리스트 정렬은 어떻게 하나요?"),
         ("Can you help us plan a trip?", "Could you help us plan a trip?"),
+        ("ㅇㅋ 그 파일 지워줘", "그 파일 지워줘"),
+        ("ㅇㅋ 그 파일 지워줘", "ㅇㅋ 그 파일 지워 줘"),
     ],
     "mood": [
         ("What is a mutex?", "What is a mutex"),
