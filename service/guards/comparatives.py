@@ -64,7 +64,7 @@ _KO_OPPOSITE_PAIRS: Final = r"""
 빠르|빠른|빨리|빨라|빠름 | 느리|느린|느려|느림
 일찍 | 늦게|늦은|늦다|늦어
 큰|크게|크다|크고|클수록|커지|커져 | 작은|작게|작다|작고|작을수록|작아
-이전|전에|식전|{before} | 이후|(?<!오)후에|식후|{after}
+이전|전에|식전|{before} | 이후|후에(?<!오후에)|식후|{after}
 최대 | 최소
 최고 | 최저|최악
 이상(?!하|한|해|형|적|이)|초과 | 이하|미만
@@ -82,7 +82,7 @@ _KO_OPPOSITE_PAIRS: Final = r"""
 위에|위로 | 아래|밑에|밑으로
 남자|남성 | 여자|여성
 켜기|켜는|켜다|켜져|켜지|켜요|켜고|켜줘|켰 | 끄기|끄는|끄다|꺼져|꺼지|꺼요|끄고|꺼줘|껐
-(?<!비)활성화 | 비활성화
+활성화(?<!비활성화) | 비활성화
 추가 | 삭제|제거
 설치 | 삭제|제거
 압축(?!\s?[을를]?\s?(?:해제|풀|푸|푼)) | 압축\s?[을를]?\s?(?:해제|풀|푸|푼)
@@ -128,13 +128,15 @@ def _syllables(final: int) -> str:
 # nor 겠) against -ㄹ 거 / 건 / 겁 ("만들었나요" vs "만들 건가요", "읽었어" vs "읽을 거야").
 # The 거 must end the word or take a sentence ending: "할 거리" (things to do) and "을 거두다"
 # (to reap) are not futures.
-# Standalone 전 / 후 after a word ("운동 전 스트레칭"), not "전 세계" (the whole world).
+# Standalone 전 / 후 after a word ("운동 전 스트레칭"), not "전 세계" (the whole world). Every
+# Korean form starts with a syllable, lookbehinds after it, so that the regex engine can skip
+# positions by their first character: the pattern has some 150 alternatives.
 _KO_BUILT: Final = {
     "past": f"[{_syllables(20).replace('있', '').replace('겠', '')}]",
     "future": f"[{_syllables(8)}]"
     r"\s?(?:거(?:야|예|에|니|냐|지|다|든|라|요|(?![가-힣]))|건[가지데니]|겁니)",
-    "before": r"(?<=[가-힣] )전(?:의|부터|까지)?(?![가-힣])",
-    "after": r"(?<=[가-힣] )후(?:의|로|부터|까지)?(?![가-힣])",
+    "before": r"전(?<=[가-힣] 전)(?:의|부터|까지)?(?![가-힣])",
+    "after": r"후(?<=[가-힣] 후)(?:의|로|부터|까지)?(?![가-힣])",
 }
 
 
@@ -148,17 +150,21 @@ def _english_opposites() -> Mapping[str, str]:
     return MappingProxyType(table)
 
 
-def _korean_opposites() -> re.Pattern[str]:
-    """One pattern whose group `l<i>` / `r<i>` tells which side of pair i matched."""
+def _korean_sides() -> tuple[tuple[str, re.Pattern[str]], ...]:
+    """("l<i>" / "r<i>", pattern) for each side of each Korean pair, in the listed order."""
     sides = []
     for i, line in enumerate(_KO_OPPOSITE_PAIRS.strip().format_map(_KO_BUILT).splitlines()):
         left, right = line.split(" | ")
-        sides.append(f"(?P<l{i}>{left})|(?P<r{i}>{right})")
-    return re.compile("|".join(sides))
+        sides += [(f"l{i}", re.compile(left)), (f"r{i}", re.compile(right))]
+    return tuple(sides)
 
 
 _EN_OPPOSITES: Final = _english_opposites()
-_KO_OPPOSITES: Final = _korean_opposites()
+_KO_SIDES: Final = _korean_sides()
+# All sides in one pattern without groups, to find where a term starts (with a named group
+# per side, Python's regex engine runs fifty times slower); the side is then the first whose
+# own pattern matches there, the one the alternation chose.
+_KO_OPPOSITES: Final = re.compile("|".join(f"(?:{side.pattern})" for _, side in _KO_SIDES))
 _EN_LOWER_WORD: Final = re.compile(r"[a-z]+|\d+")
 
 
@@ -174,8 +180,8 @@ def _terms(text: str) -> dict[str, str]:
             found.setdefault(_EN_OPPOSITES[word], word)  # (but "5 min" is minutes)
     if HANGUL.search(text):
         for m in _KO_OPPOSITES.finditer(text):
-            if m.lastgroup is not None:
-                found.setdefault("k" + m.lastgroup, m.group(0))
+            key = next(key for key, side in _KO_SIDES if side.match(text, m.start()))
+            found.setdefault("k" + key, m.group(0))
     return found
 
 

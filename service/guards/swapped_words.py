@@ -23,25 +23,17 @@ _TOKEN: Final = re.compile(r"[가-힣]+|[^\W가-힣]+|[^\w\s]")
 _SYMMETRIC: Final = frozenset({"and", "or", "vs", "versus", ",", "&", "/", "nor", "및", "와", "과"})
 # Korean endings taken off a word so that "킬로미터는" and "킬로미터야" are one word: copulas
 # first, then particles, longest first. 와/과/랑/하고 join a list and stay as a token "와".
-_KO_ENDINGS: Final = tuple(
-    sorted(
-        "이에요 이예요 예요 에요 입니다 인가요 인가 이야 야 이다 "
-        "에서 으로 에게 한테 보다 부터 까지 처럼 은 는 이 가 을 를 의 에 로 도 만".split(),
-        key=len,
-        reverse=True,
-    )
+_KO_ENDING: Final = re.compile(
+    r"(?<=[가-힣])(?:(?P<list>이랑|하고|와|과|랑)|이에요|이예요|예요|에요|입니다|인가요|인가|이야"
+    r"|야|이다|에서|으로|에게|한테|보다|부터|까지|처럼|[은는이가을를의에로도만])$"
 )
-_KO_LIST_ENDINGS: Final = ("이랑", "하고", "와", "과", "랑")
 
 
 def _stem(word: str) -> list[str]:
-    for ending in _KO_LIST_ENDINGS:
-        if word.endswith(ending) and len(word) > len(ending):
-            return [word[: -len(ending)], "와"]
-    for ending in _KO_ENDINGS:
-        if word.endswith(ending) and len(word) > len(ending):
-            return [word[: -len(ending)]]
-    return [word]
+    ending = _KO_ENDING.search(word)
+    if ending is None:
+        return [word]
+    return [word[: ending.start()], "와"] if ending["list"] else [word[: ending.start()]]
 
 
 def _tokens(text: str) -> list[str]:
