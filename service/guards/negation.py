@@ -73,7 +73,8 @@ _NOT_GLUED_NEGATION: Final = re.compile(
 def _glued_negation(a: str, b: str) -> str | None:
     """A word of `b` that is a word of `a` with 안 or 못 inserted ("줘도" / "안줘도",
     "실행돼요" / "실행안돼요"); None when there is none."""
-    words_a, words_b = set(_HANGUL_WORD.findall(a)), set(_HANGUL_WORD.findall(b))
+    words_a: set[str] = set(_HANGUL_WORD.findall(a))
+    words_b: set[str] = set(_HANGUL_WORD.findall(b))
     for word in words_b - words_a:
         for i, char in enumerate(word):
             if (
