@@ -170,6 +170,7 @@ REFUSE: dict[str, list[Pair]] = {
         ("이 커밋 되돌려", "이 커밋 되돌려?"),
         ("회의 취소했어?", "회의 취소했어"),
         ("배포 끝났어요", "배포 끝났어요?"),
+        ("What changed? Revert it", "What changed? Revert it?"),
     ],
     "shared_context": [
         (NOTICE + "Summarize this notice.", NOTICE + "Translate this notice into French."),
@@ -378,6 +379,7 @@ PASS: dict[str, list[Pair]] = {
         ("서버를 재부팅해야 하나요?", "서버를 재부팅해야 하나요"),
         ("이 설정이 맞는지", "이 설정이 맞는지?"),
         ("회의실 예약할까", "회의실 예약할까?"),
+        (NOTICE + "Which room moves", NOTICE + "Which room moves?"),  # the last sentence asks
     ],
     "shared_context": [
         (NOTICE + "Summarize this notice.", NOTICE + "summarize this notice"),

@@ -56,8 +56,13 @@ _KO_ASKING_WORD: Final = re.compile(
 _HANGUL_WORD: Final = re.compile(r"[가-힣]+")
 
 
+_SENTENCE_BREAK: Final = re.compile(r"(?<=[.!?。？！…])\s+|\n|(?<=[。？！])")
+
+
 def asks_by_form(bare: str) -> bool:
-    """Whether a prompt without its final marks is a question by its words alone."""
+    """Whether a prompt without its final marks is a question by its words alone; only its
+    last sentence counts ("<notice>. Which floor does it move to" asks)."""
+    bare = _SENTENCE_BREAK.split(bare)[-1]
     words = _EN_WORDS.findall(bare.casefold())
     if words and (
         words[0] in _EN_ASKING
