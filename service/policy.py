@@ -9,7 +9,9 @@ Precision first: when in doubt the answer is `Miss`. A semantic `Hit` needs, in 
 the same context fingerprint and namespace, a fresh entry, an answer that may be served
 semantically at this `max_tokens`, a cosine similarity of at least `min_similarity` (or the
 stricter floor set for a script the query uses; a cached prompt that is the new one up to
-trailing punctuation and spacing counts as 1.0), every enabled guard passing and, when a
+trailing punctuation and spacing counts as 1.0, unless one of them asks with "?" and the other
+does not ask: no mark counts as asking only for a prompt whose words ask, such as "What is a
+mutex"), every enabled guard passing and, when a
 verifier is configured, a verification score of at least its `min_score`. Text in a script the
 embedding model does not cover is not compared by meaning at all (`Bypass`), because such a
 model maps unseen text to near-identical vectors and would serve false hits.
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from service.guards import check_all
+from service.guards.mood import asks_by_form
 from service.scripts import scripts_of, uncovered_scripts
 from service.verifier import Verifier, pair_features
 
@@ -292,7 +295,10 @@ def _similarity(cached: str | None, new: tuple[str, bool | None], cosine: float)
     "What's the capital of France?" against its form without "?" at 0.93, below
     `min_similarity`, while other such pairs score 0.99 and hit: the embedding's view of a
     final mark is noise, not meaning. Except between a question and a statement ("Delete
-    the branch?" asks whether to, "Delete the branch." says to): then the model decides.
+    the branch?" asks whether to, "Delete the branch." says to): then the model decides, and
+    the `mood` guard refuses. A prompt with no final mark is a statement here unless its words
+    make it a question (`asks_by_form`: "What is a mutex" is one; "Delete the branch" and the
+    Korean "이 파일 삭제해", whose ending is the same in a command and a question, are not).
     """
     bare_new, asks = new
     if cached is None or not bare_new:
@@ -300,9 +306,11 @@ def _similarity(cached: str | None, new: tuple[str, bool | None], cosine: float)
     bare_cached, cached_asks = _form(cached)
     if bare_new != bare_cached:
         return cosine
-    if asks is not None and cached_asks is not None and asks != cached_asks:
-        return cosine
-    return 1.0
+    if not (asks or cached_asks) or asks == cached_asks:
+        return 1.0  # the same kind of mark, or "." / "!" against none
+    if asks is None or cached_asks is None:
+        return 1.0 if asks_by_form(bare_new) else cosine  # "?" against none
+    return cosine
 
 
 @dataclass(frozen=True)

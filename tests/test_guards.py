@@ -42,6 +42,11 @@ REFUSE: dict[str, list[Pair]] = {
         ("첫 번째 장의 요약을 해줘", "두 번째 장의 요약을 해줘"),
         ("이 글을 한 문장으로 요약해 줘", "이 글을 세 문장으로 요약해 줘"),  # a counter it lacked
         ("인구가 천만 명이 넘는 도시", "인구가 백만 명이 넘는 도시"),
+        # 반 (half) after a count, and "and a half".
+        ("4시에 출발하는 버스", "4시 반에 출발하는 버스"),
+        ("두 시간 걷기 코스", "두 시간 반 걷기 코스"),
+        ("2년반 만에 이직해도 될까", "2년 만에 이직해도 될까"),
+        ("Plan a hike of three hours", "Plan a hike of three and a half hours"),
     ],
     "dates": [
         ("What's the weather in Seoul tomorrow?", "What was the weather in Seoul yesterday?"),
@@ -76,6 +81,10 @@ REFUSE: dict[str, list[Pair]] = {
         ("매운 음식을 좋아해요", "매운 음식을 좋아하지 않아요"),
         ("이 버튼을 누르세요", "이 버튼을 누르지 마세요"),
         ("설탕을 넣은 케이크 레시피", "설탕 없이 만드는 케이크 레시피"),
+        # 안/못 glued to the verb, in front or after a noun.
+        ("고양이한테 참치 먹여도 돼?", "고양이한테 참치 안먹여도 돼?"),
+        ("프린터 연결돼요", "프린터 연결안돼요"),
+        ("마감까지 보고서 끝냈어요", "마감까지 보고서 못끝냈어요"),
     ],
     "entities": [
         ("What is the capital of France?", "What is the capital of Germany?"),
@@ -89,6 +98,11 @@ REFUSE: dict[str, list[Pair]] = {
         ("Compare REST with GraphQL", "Compare REST with gRPC"),
         ("React에서 useState 사용법", "React에서 useEffect 사용법"),
         ("numpy 배열을 정렬하는 방법", "pandas 배열을 정렬하는 방법"),
+        # Programming languages and tools written in Hangul.
+        ("자바로 이진 트리 순회 구현", "자바스크립트로 이진 트리 순회 구현"),
+        ("타입스크립트 제네릭 설명해줘", "코틀린 제네릭 설명해줘"),
+        ("파이썬에서 JSON 파싱하기", "러스트에서 JSON 파싱하기"),
+        ("Python으로 CSV 읽기", "루비로 CSV 읽기"),
         ("`git rebase` 사용법", "`git merge` 사용법"),
     ],
     "comparatives": [
@@ -102,6 +116,16 @@ REFUSE: dict[str, list[Pair]] = {
         ("운동 전에 먹으면 좋은 음식", "운동 후에 먹으면 좋은 음식"),
         ("배열에서 최대값 찾기", "배열에서 최소값 찾기"),
         ("더 빠른 정렬 알고리즘", "더 느린 정렬 알고리즘"),
+        # Korean opposites said as phrases, standalone 전/후, 초과/미만, and tense.
+        ("식사 전 혈당 정상 범위", "식사 후 혈당 정상 범위"),
+        ("만 65세 초과 시니어 할인", "만 65세 미만 시니어 할인"),
+        ("윈도우에서 폴더를 압축하는 법", "윈도우에서 폴더 압축 해제하는 법"),
+        ("우유를 포함한 아침 메뉴", "우유를 빼고 아침 메뉴 짜줘"),
+        ("어제 받은 택배 조회", "어제 보낸 택배 조회"),
+        ("앱에서 로그인하는 방법", "앱에서 로그아웃하는 방법"),
+        ("화면 확대 단축키", "화면 축소 단축키"),
+        ("그 가게는 무엇을 팔았어?", "그 가게는 무엇을 팔 거야?"),
+        ("이 팀은 어떤 기능을 출시했나요?", "이 팀은 어떤 기능을 출시할 건가요?"),
     ],
     "swapped_roles": [
         ("How do I convert PDF to Word?", "How do I convert Word to PDF?"),
@@ -128,6 +152,8 @@ REFUSE: dict[str, list[Pair]] = {
         ("Is the US safe for travel?", "Is it safe for us to travel?"),
         ("How do I get into IT?", "How do I get into it?"),
         ("Price in € please", "Price in £ please"),
+        ("ㅇㅇ 그 파일 지워줘", "ㄴㄴ 그 파일 지워줘"),
+        ("ㅇㅋ 회의는 3시로 잡아줘", "ㄴㄴ 회의는 3시로 잡아줘"),
     ],
     "mood": [
         ("Delete the branch?", "Delete the branch."),
@@ -138,6 +164,13 @@ REFUSE: dict[str, list[Pair]] = {
         ("브랜치를 삭제해?", "브랜치를 삭제해."),
         ("서버를 재시작할까?", "서버를 재시작할까."),
         ("It is safe to drop the table？", "It is safe to drop the table。"),
+        # No final mark is a statement unless the words ask; Korean -해/-어 endings never do.
+        ("Merge the pull request", "Merge the pull request?"),
+        ("Rename the config file?", "rename the config file"),
+        ("이 커밋 되돌려", "이 커밋 되돌려?"),
+        ("회의 취소했어?", "회의 취소했어"),
+        ("배포 끝났어요", "배포 끝났어요?"),
+        ("What changed? Revert it", "What changed? Revert it?"),
     ],
     "shared_context": [
         (NOTICE + "Summarize this notice.", NOTICE + "Translate this notice into French."),
@@ -180,6 +213,10 @@ REFUSE: dict[str, list[Pair]] = {
         ("Explain Kotlin to a Java programmer", "Explain Java to a Kotlin programmer"),
         ("Can a cat eat dog food?", "Can a dog eat cat food?"),
         ("서울 사람이 부산 사투리를 배우는 법", "부산 사람이 서울 사투리를 배우는 법"),
+        # Units glued to particles and copulas.
+        ("3파운드는 몇 킬로그램이에요?", "3킬로그램은 몇 파운드예요?"),
+        ("20 갤런은 몇 리터야", "20 리터는 몇 갤런이야"),
+        ("섭씨 30도를 화씨로 바꿔줘", "화씨 30도를 섭씨로 바꿔줘"),
         (
             "Why does my laptop charge my phone slowly?",
             "Why does my phone charge my laptop slowly?",
@@ -221,6 +258,9 @@ PASS: dict[str, list[Pair]] = {
         ("사과 3개는 몇 칼로리?", "사과 세 개의 칼로리는?"),
         ("5만 원으로 살 수 있는 선물", "50,000원으로 살 수 있는 선물"),
         ("첫 번째 장을 요약해 주세요", "1번째 장 요약 부탁해요"),
+        ("4시 반에 출발하는 버스", "4시반 출발 버스"),
+        ("3학년 2반 시간표", "3학년 2반의 시간표 알려줘"),  # "2반" is class 2
+        ("피자 2판 반값 쿠폰", "반값 쿠폰으로 피자 2판"),
     ],
     "dates": [
         ("What's the weather in Seoul tomorrow?", "Tomorrow's weather in Seoul?"),
@@ -255,6 +295,12 @@ PASS: dict[str, list[Pair]] = {
         ("설탕 없이 만드는 케이크", "설탕이 없는 케이크 레시피"),
         ("안녕하세요, 안드로이드 설정 방법", "안드로이드 설정은 어떻게 하나요?"),
         ("잘못된 입력을 고치는 법", "잘못된 입력 수정 방법"),
+        # Words that hold 안 or 못 without negating, and 안 spaced or glued alike.
+        ("전 재산을 안전하게 옮기는 법", "재산을 안전하게 옮기는 방법"),
+        ("상자에 넣어 보관하는 법", "상자안에 넣어 보관하는 법"),
+        ("집 청소 순서", "집안 청소 순서"),
+        ("연 날리기 좋은 곳", "연못 근처 연 날리기 좋은 곳"),
+        ("이 버튼이 안 돼요", "이 버튼이 안돼요"),
     ],
     "entities": [
         ("What is the capital of France?", "what is france's capital"),
@@ -269,6 +315,9 @@ PASS: dict[str, list[Pair]] = {
         ("Who is Barack Obama?", "Who is Obama?"),
         ("React에서 useState 사용법", "useState를 React에서 쓰는 법"),
         ("numpy 배열 정렬 방법", "numpy로 배열을 정렬하는 방법"),
+        ("파이썬으로 CSV 읽기", "Python으로 CSV 파일 읽는 법"),
+        ("자바와 코틀린의 차이", "코틀린이랑 자바 차이점"),
+        ("자바섬 여행 코스", "자바섬 여행 일정"),
     ],
     "comparatives": [
         ("Is Python better than Java?", "Is Python a better choice than Java?"),
@@ -279,6 +328,12 @@ PASS: dict[str, list[Pair]] = {
         ("How to increase my credit score", "Ways to increase a credit score fast"),
         ("운동 전에 뭘 먹어야 해?", "운동하기 전에 먹을 음식"),
         ("배열의 최대값 구하기", "배열에서 가장 큰 값(최대값) 찾기"),
+        ("압축 해제하는 방법", "압축을 푸는 방법"),
+        ("전 세계 인구 순위", "세계 인구 순위 알려줘"),
+        ("주말에 할 만한 것", "주말에 할 거리 추천"),
+        ("대회에서 우승을 거둔 팀", "대회 우승을 거둔 팀 알려줘"),
+        ("그 영화 어땠어?", "그 영화 봤는데 어땠어?"),
+        ("내일 뭐 할 거야?", "내일 뭐 할 건지 알려줘"),
     ],
     "swapped_roles": [
         ("How do I convert PDF to Word?", "Converting a PDF file to Word: how?"),
@@ -304,6 +359,8 @@ PASS: dict[str, list[Pair]] = {
         ("what is sql injection", "Explain SQL injection"),
         ("파이썬에서 리스트를 정렬하는 방법", "파이썬 리스트 정렬은 어떻게 하나요?"),
         ("Can you help us plan a trip?", "Could you help us plan a trip?"),
+        ("ㅇㅋ 그 파일 지워줘", "그 파일 지워줘"),
+        ("ㅇㅋ 그 파일 지워줘", "ㅇㅋ 그 파일 지워 줘"),
     ],
     "mood": [
         ("What is a mutex?", "What is a mutex"),
@@ -314,6 +371,15 @@ PASS: dict[str, list[Pair]] = {
         ("오늘 날씨 어때?", "오늘 날씨 어때"),
         ("Explain recursion.", "Explain recursion…"),
         ("Why is the sky blue?", "What makes the sky look blue?"),
+        # Questions by their words, with or without "?".
+        ("How do I rename a file", "How do I rename a file?"),
+        ("Do you know a good pasta recipe?", "do you know a good pasta recipe"),
+        ("Rename the file.", "Rename the file"),
+        ("이 함수 어떻게 써", "이 함수 어떻게 써?"),
+        ("서버를 재부팅해야 하나요?", "서버를 재부팅해야 하나요"),
+        ("이 설정이 맞는지", "이 설정이 맞는지?"),
+        ("회의실 예약할까", "회의실 예약할까?"),
+        (NOTICE + "Which room moves", NOTICE + "Which room moves?"),  # the last sentence asks
     ],
     "shared_context": [
         (NOTICE + "Summarize this notice.", NOTICE + "summarize this notice"),
@@ -348,6 +414,8 @@ PASS: dict[str, list[Pair]] = {
         ("How do I learn Rust?", "How can I learn Rust?"),
         ("Is it safe to travel to Egypt?", "Is travel to Egypt safe?"),
         ("사과와 배 중 어느 것이 더 달아?", "배와 사과 중 어느 것이 더 달아?"),
+        ("3파운드는 몇 킬로그램이에요?", "3파운드가 몇 킬로그램인가요?"),
+        ("커피랑 녹차 중 카페인이 많은 것", "녹차랑 커피 중 카페인이 많은 것"),
         ("What is the capital of France?", "What's the capital of France?"),
     ],
     "word_order": [

@@ -91,14 +91,29 @@ def test_the_same_prompt_up_to_final_marks_and_spacing_counts_as_similarity_1() 
             Query("fp", "t/default", asked), [(cached, 0.92)], opts(0.95), NOW
         )
         assert isinstance(decision, Miss), asked
+    # No final mark against "?" is the same prompt only when the words ask by themselves:
+    # "Delete the release branch" says to, and so does the Korean "이 브랜치 지워" (its ending
+    # is the same in a command and a question).
     question = facts(text="Delete the release branch?")
     for new, lifted in (
-        ("Delete the release branch", True),
         ("Delete the release branch？", True),
+        ("Delete the release branch", False),
         ("Delete the release branch.", False),
     ):
         decision = decide_semantic(
             Query("fp", "t/default", new), [(question, 0.9)], opts(0.95), NOW
+        )
+        assert isinstance(decision, Hit) is lifted, new
+    for cached_text, new, lifted in (
+        ("Should I delete the release branch?", "Should I delete the release branch", True),
+        ("How do I rebase onto main?", "How do I rebase onto main", True),
+        ("이 브랜치 지워?", "이 브랜치 지워", False),
+        ("이 브랜치 지워", "이 브랜치 지워?", False),
+        ("이 브랜치를 지워도 되나요?", "이 브랜치를 지워도 되나요", True),
+        ("이 브랜치는 왜 지워?", "이 브랜치는 왜 지워", True),
+    ):
+        decision = decide_semantic(
+            Query("fp", "t/default", new), [(facts(text=cached_text), 0.9)], opts(0.95), NOW
         )
         assert isinstance(decision, Hit) is lifted, new
     marks_only = facts(text="?")

@@ -1,7 +1,9 @@
 """The comparatives guard: opposite terms on the two sides ("better" vs "worse", "증가" vs "감소").
 
 Opposites are listed as pairs of word forms, English as whole words and Korean as patterns
-matched inside words, since Korean glues endings on.
+matched inside words, since Korean glues endings on. The Korean list also holds phrases an
+opposite is said with (압축 / 압축을 풀다, 포함 / 빼고, 받은 / 보낸, 운동 전 / 운동 후, 초과 /
+미만) and tense: a past ending against a future -ㄹ 거 ("만들었나요" / "만들 건가요").
 """
 
 from __future__ import annotations
@@ -55,17 +57,17 @@ turn_on turned_on turning_on switch_on | turn_off turned_off turning_off switch_
 north | south
 east | west
 """
-_KO_OPPOSITE_PAIRS: Final = """
+_KO_OPPOSITE_PAIRS: Final = r"""
 증가|늘리|늘어|늘려|늘린|늘었|늘이 | 감소|줄이|줄어|줄여|줄인|줄었
 많 | 적은|적게|적다|적습|적어지|적을수록|적으면
 높 | 낮[은게다아추춰출을]
 빠르|빠른|빨리|빨라|빠름 | 느리|느린|느려|느림
 일찍 | 늦게|늦은|늦다|늦어
 큰|크게|크다|크고|클수록|커지|커져 | 작은|작게|작다|작고|작을수록|작아
-이전|전에 | 이후|(?<!오)후에
+이전|전에|식전|{before} | 이후|후에(?<!오후에)|식후|{after}
 최대 | 최소
 최고 | 최저|최악
-이상(?!하|한|해|형|적|이) | 이하|미만
+이상(?!하|한|해|형|적|이)|초과 | 이하|미만
 좋 | 나쁘|나쁜|나빠|나빴
 장점 | 단점
 찬성 | 반대
@@ -79,10 +81,63 @@ _KO_OPPOSITE_PAIRS: Final = """
 구매|구입|매수 | 판매|매도
 위에|위로 | 아래|밑에|밑으로
 남자|남성 | 여자|여성
-켜기|켜는|켜다|켜져|켜지|켜요|켜고|켜줘 | 끄기|끄는|끄다|꺼져|꺼지|꺼요|끄고|꺼줘
-(?<!비)활성화 | 비활성화
+켜기|켜는|켜다|켜져|켜지|켜요|켜고|켜줘|켰 | 끄기|끄는|끄다|꺼져|꺼지|꺼요|끄고|꺼줘|껐
+활성화(?<!비활성화) | 비활성화
 추가 | 삭제|제거
+설치 | 삭제|제거
+압축(?!\s?[을를]?\s?(?:해제|풀|푸|푼)) | 압축\s?[을를]?\s?(?:해제|풀|푸|푼)
+잠금(?!\s?[을를]?\s?(?:해제|풀|푸|푼)) | 잠금\s?[을를]?\s?(?:해제|풀|푸|푼)
+포함 | 제외|빼고|뺀|빼서|빼줘|빼면
+수신|받은|받는|받았|받기 | 발신|송신|보낸|보내는|보냈|보내기
+로그인 | 로그아웃
+가입 | 탈퇴
+출근 | 퇴근
+입사 | 퇴사
+입원 | 퇴원
+시작 | 종료
+성공 | 실패
+허용 | 차단
+확대 | 축소
+열기|여는|열어|열고 | 닫기|닫는|닫아|닫고
+밝게|밝은|밝아 | 어둡|어두운|어두워
+더운|덥 | 추운|춥
+뜨거운|뜨겁 | 차가운|차갑
+무거운|무겁 | 가벼운|가볍
+두꺼운|두껍 | 얇은|얇게
+넓은|넓게|넓어 | 좁은|좁게|좁아
+깊은|깊게|깊이 | 얕은|얕게
+쉬운|쉽 | 어려운|어렵
+긍정 | 부정
+왼쪽|좌측 | 오른쪽|우측
+동쪽 | 서쪽
+남쪽 | 북쪽
+여름 | 겨울
+아침 | 저녁
+덧셈|더하기 | 뺄셈|빼기
+곱셈|곱하기 | 나눗셈|나누기
+{past} | {future}
 """
+
+
+def _syllables(final: int) -> str:
+    """Every Hangul syllable whose final consonant is number `final` (8 ㄹ, 20 ㅆ)."""
+    return "".join(chr(0xAC00 + 28 * i + final) for i in range(19 * 21))
+
+
+# Korean tense, past against future: a syllable ending in ㅆ (했, 었, 았, 됐; not 있 "there is"
+# nor 겠) against -ㄹ 거 / 건 / 겁 ("만들었나요" vs "만들 건가요", "읽었어" vs "읽을 거야").
+# The 거 must end the word or take a sentence ending: "할 거리" (things to do) and "을 거두다"
+# (to reap) are not futures.
+# Standalone 전 / 후 after a word ("운동 전 스트레칭"), not "전 세계" (the whole world). Every
+# Korean form starts with a syllable, lookbehinds after it, so that the regex engine can skip
+# positions by their first character: the pattern has some 150 alternatives.
+_KO_BUILT: Final = {
+    "past": f"[{_syllables(20).replace('있', '').replace('겠', '')}]",
+    "future": f"[{_syllables(8)}]"
+    r"\s?(?:거(?:야|예|에|니|냐|지|다|든|라|요|(?![가-힣]))|건[가지데니]|겁니)",
+    "before": r"전(?<=[가-힣] 전)(?:의|부터|까지)?(?![가-힣])",
+    "after": r"후(?<=[가-힣] 후)(?:의|로|부터|까지)?(?![가-힣])",
+}
 
 
 def _english_opposites() -> Mapping[str, str]:
@@ -95,17 +150,21 @@ def _english_opposites() -> Mapping[str, str]:
     return MappingProxyType(table)
 
 
-def _korean_opposites() -> re.Pattern[str]:
-    """One pattern whose group `l<i>` / `r<i>` tells which side of pair i matched."""
+def _korean_sides() -> tuple[tuple[str, re.Pattern[str]], ...]:
+    """("l<i>" / "r<i>", pattern) for each side of each Korean pair, in the listed order."""
     sides = []
-    for i, line in enumerate(_KO_OPPOSITE_PAIRS.strip().splitlines()):
+    for i, line in enumerate(_KO_OPPOSITE_PAIRS.strip().format_map(_KO_BUILT).splitlines()):
         left, right = line.split(" | ")
-        sides.append(f"(?P<l{i}>{left})|(?P<r{i}>{right})")
-    return re.compile("|".join(sides))
+        sides += [(f"l{i}", re.compile(left)), (f"r{i}", re.compile(right))]
+    return tuple(sides)
 
 
 _EN_OPPOSITES: Final = _english_opposites()
-_KO_OPPOSITES: Final = _korean_opposites()
+_KO_SIDES: Final = _korean_sides()
+# All sides in one pattern without groups, to find where a term starts (with a named group
+# per side, Python's regex engine runs fifty times slower); the side is then the first whose
+# own pattern matches there, the one the alternation chose.
+_KO_OPPOSITES: Final = re.compile("|".join(f"(?:{side.pattern})" for _, side in _KO_SIDES))
 _EN_LOWER_WORD: Final = re.compile(r"[a-z]+|\d+")
 
 
@@ -121,8 +180,8 @@ def _terms(text: str) -> dict[str, str]:
             found.setdefault(_EN_OPPOSITES[word], word)  # (but "5 min" is minutes)
     if HANGUL.search(text):
         for m in _KO_OPPOSITES.finditer(text):
-            if m.lastgroup is not None:
-                found.setdefault("k" + m.lastgroup, m.group(0))
+            key = next(key for key, side in _KO_SIDES if side.match(text, m.start()))
+            found.setdefault("k" + key, m.group(0))
     return found
 
 

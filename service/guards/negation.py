@@ -59,16 +59,52 @@ def _negations(text: str) -> list[str]:
     return markers
 
 
+_HANGUL_WORD: Final = re.compile(r"[가-힣]+")
+# Words that hold 안 without negating: 안 ending a word or before a particle ("집안", "상자안에";
+# a negating 안 comes before a verb), and words
+# beginning with 안 (안전, 안내, 안녕, 안경, ...). 못 as a nail or pond ("연못", "못을 박다").
+_NOT_GLUED_NEGATION: Final = re.compile(
+    r"안(?![가-힣])|안(?:[에의은을이도]|으로|에서|쪽|팎|전|내|녕|경|정|심|주|방|과|드로|마|건|개|부|색|약|목|착"
+    r"|테나|티|치|달|타|간|락|보|면|무|감|배|장|채|동|산|양|성|기|아|고|겨|다)"
+    r"|(?<=연)못|못(?:을|이|은|의)(?![가-힣])"
+)
+
+
+def _glued_negation(a: str, b: str) -> str | None:
+    """A word of `b` that is a word of `a` with 안 or 못 inserted ("줘도" / "안줘도",
+    "실행돼요" / "실행안돼요"); None when there is none."""
+    words_a: set[str] = set(_HANGUL_WORD.findall(a))
+    words_b: set[str] = set(_HANGUL_WORD.findall(b))
+    for word in words_b - words_a:
+        for i, char in enumerate(word):
+            if (
+                char in "안못"
+                and char not in words_a  # "안 되는" / "안되는": spacing, counted above
+                and word[:i] + word[i + 1 :] in words_a - words_b
+                and not _NOT_GLUED_NEGATION.match(word, i)
+            ):
+                return word
+    return None
+
+
 def check_negation(cached: str, new: str) -> GuardVerdict:
     """Refuse when the parity of negation markers differs (one side negated, the other not).
 
     English: not, n't, never, no, none, nothing, nobody, without, cannot, unable, ...; Korean:
     안, 않, 못, 없, 아니, 말고, 지 마, 금지. Double negation counts as positive. Limits: lexical
     antonyms ("fail" vs "pass", "모르다" vs "알다") and negative prefixes ("un-", "non-", "비-")
-    are not markers; "안" glued to a verb is recognised only for common verbs.
+    are not markers; "안" glued to a verb is counted only for common verbs, but a word that
+    is the other prompt's word with 안 or 못 inserted ("줘도" / "안줘도", "실행돼요" /
+    "실행안돼요") refuses, unless the 안 starts a word such as 안전, 안내, 안녕, 안경 or means
+    "inside" ("상자안에").
     """
-    a, b = _negations(normalize(cached)), _negations(normalize(new))
+    cached, new = normalize(cached), normalize(new)
+    a, b = _negations(cached), _negations(new)
     if len(a) % 2 == len(b) % 2:
+        if HANGUL.search(cached) and HANGUL.search(new):
+            glued = _glued_negation(cached, new) or _glued_negation(new, cached)
+            if glued:
+                return GuardVerdict(False, "negation", f"negation differs: 안/못 in {glued!r}")
         return accept("negation")
     return GuardVerdict(
         False,

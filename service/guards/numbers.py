@@ -75,6 +75,15 @@ _KO_SINO: Final = re.compile(
     + ")"
 )
 
+# "반" (half) after a number and its counter: "2시 반", "한 시간 반", "1년반" add 0.5. A bare
+# "2반" is a class, "반값" half price, "반으로" into halves: not read.
+_KO_HALF: Final = re.compile(
+    r"\s?(?:시간|시|분|초|년|개월|달|주일|주|일|살|세|개|잔|병|컵|그릇|인분|킬로미터|킬로그램"
+    r"|킬로|미터|센티미터|센티|리터|마일|인치|평|배|바퀴|스푼|큰술|작은술|근)?\s?반"
+    r"(?=[에이은을의쯤정동만도까부짜씩]|[^가-힣]|$)"
+)
+_EN_HALF: Final = re.compile(r"\sand\sa\shalf\b", re.IGNORECASE)  # "two and a half"
+
 
 @dataclass(frozen=True, slots=True)
 class NumberMention:
@@ -188,7 +197,7 @@ def number_mentions(text: str) -> list[NumberMention]:
             word in ("first", "second"),
         )
     if not HANGUL.search(text):
-        return found
+        return _with_halves(text, found)
     for m in _KO_NATIVE.finditer(text):
         if not (m["tens"] or m["unit"]) or (
             not m["gap"] and m["counter"] not in _KO_GLUED_COUNTERS
@@ -206,7 +215,24 @@ def number_mentions(text: str) -> list[NumberMention]:
         sino = _sino_value(m["num"])
         if sino is not None:
             add(m.start(), m.end("num"), _key(Decimal(sino)))
-    return found
+    return _with_halves(text, found)
+
+
+def _with_halves(text: str, found: list[NumberMention]) -> list[NumberMention]:
+    """Add a half to each count followed by "반" or "and a half" ("2시 반", "two and a half":
+    2.5); the spans stay sorted, since a half ends before the next mention starts."""
+    out = []
+    for n in found:
+        plain = not n.key.startswith("#") and not n.key.endswith("%")
+        half = (_KO_HALF.match(text, n.end) or _EN_HALF.match(text, n.end)) if plain else None
+        if half is None or (
+            half.group(0).strip() == "반" and not HANGUL.match(text, n.end - 1)
+        ):  # a counter must come between a digit and 반: "2반" is class 2
+            out.append(n)
+            continue
+        value = Decimal(n.key) + Decimal("0.5")
+        out.append(NumberMention(n.start, half.end(), _key(value), False))
+    return out
 
 
 def _number_label(key: str) -> str:
@@ -226,7 +252,8 @@ def check_numbers(cached: str, new: str) -> GuardVerdict:
     Soft mentions ("one", "first", "한 번") are forgiven when the other side has no unmatched
     number left, so "How does one ..." still matches "How do I ...". Limits: units are not
     compared ("5 kg" == "5 lb"); roman numerals, fractions in words ("a half") and Korean
-    compounds with spaces ("1억 2천만") are not read as one number.
+    compounds with spaces ("1억 2천만") are not read as one number, except a half after a count
+    ("2시 반", "한 시간 반", "1년반", "two and a half": 2.5; "2반" is a class).
     """
     a_nums, b_nums = number_mentions(normalize(cached)), number_mentions(normalize(new))
     a = Counter(n.key.lstrip("#") for n in a_nums)

@@ -5,6 +5,7 @@ unknown token, so "pêcheur" and "pécheur", "US" and "us", "👍" and "👎" ge
 (similarity 1.0). This guard compares what such a model folds away, where the two prompts
 conflict rather than one merely leaving a detail out:
 - symbols outside ASCII (emoji, math, currency signs): each side has one the other lacks;
+- chat slang in bare Hangul jamo ("ㅇㅋ" okay against "ㄴㄴ" no), compared the same way;
 - accents: a word accented differently on each side ("pêcheur" vs "pécheur");
 - capitals: a common word that is also an acronym, in capitals on one side only ("US" vs
   "us", "IT" vs "it"). A prompt written mostly in capitals is shouting, and is not compared.
@@ -23,6 +24,21 @@ from typing import Final
 from service.guards.text import GuardVerdict, accept, normalize, refuse
 
 _SYMBOL_CATEGORIES: Final = frozenset({"So", "Sm", "Sc"})
+# Chat slang in bare jamo ("ㅇㅋ" okay, "ㄴㄴ" no no, "ㅠㅠ"): compatibility jamo, which NFKC
+# turns into conjoining jamo, so both blocks.
+_JAMO_WORD: Final = re.compile(r"[\u1100-\u11ff\u3131-\u318e]+")
+_COMPATIBILITY_JAMO: Final = {
+    ord(folded): chr(code)
+    for code in range(0x3131, 0x318F)
+    if len(folded := unicodedata.normalize("NFKC", chr(code))) == 1
+}
+
+
+def _jamo_words(text: str) -> set[str]:
+    """Jamo-only words, written back in compatibility jamo so that reasons read "ㅇㅋ"."""
+    return {word.translate(_COMPATIBILITY_JAMO) for word in _JAMO_WORD.findall(text)}
+
+
 _WORD: Final = re.compile(r"\w+")
 _ASCII_WORD: Final = re.compile(r"(?<![A-Za-z])[A-Za-z]{2,}(?![A-Za-z])")
 # Common words that are also acronyms: written in capitals they are another word.
@@ -95,11 +111,12 @@ def _acronym_conflicts(a: str, b: str) -> tuple[set[str], set[str]]:
 
 
 def check_spelling(cached: str, new: str) -> GuardVerdict:
-    """Refuse when symbols, accents or an acronym's capitals differ.
+    """Refuse when symbols, jamo-only words, accents or an acronym's capitals differ.
 
     Limits: a symbol on one side only passes ("Draw 🍎" vs "Draw an apple" is the cosine's
     to judge); so does a word accented on one side only ("años" vs "anos"); capitals are
-    compared only for the common words in `_ACRONYM_HOMOGRAPHS` ("CO" vs "Co" passes).
+    compared only for the common words in `_ACRONYM_HOMOGRAPHS` ("CO" vs "Co" passes); two
+    spellings of one slang word conflict ("ㅋㅋ" / "ㅎㅎ", both laughter).
     """
     a, b = normalize(cached), normalize(new)
     if a == b:
@@ -107,6 +124,9 @@ def check_spelling(cached: str, new: str) -> GuardVerdict:
     symbols_a, symbols_b = _symbols(a), _symbols(b)
     if symbols_a - symbols_b and symbols_b - symbols_a:
         return refuse("spelling", "symbols", symbols_a - symbols_b, symbols_b - symbols_a)
+    jamo_a, jamo_b = _jamo_words(a), _jamo_words(b)
+    if jamo_a - jamo_b and jamo_b - jamo_a:
+        return refuse("spelling", "jamo words", jamo_a - jamo_b, jamo_b - jamo_a)
     accents_a, accents_b = _accent_conflicts(a, b)
     if accents_a or accents_b:
         return refuse("spelling", "accents", accents_a, accents_b)

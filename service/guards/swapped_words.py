@@ -5,7 +5,9 @@ Python developer" and "learn Python as a Rust developer", hold the same words: a
 an average over them, scores such pairs at 0.97-0.99. The swapped-roles guard reads roles
 from relations it knows ("X to Y", particles); this one needs none: two prompts that are word
 for word the same but for two words that traded places ask something else, unless the two
-were joined by "and", "or", "vs" or a comma ("TCP and UDP" / "UDP and TCP").
+were joined by "and", "or", "vs" or a comma ("TCP and UDP" / "UDP and TCP"). Korean words
+are compared without their particles and copulas, so "5킬로미터는 몇 마일이야" and "5마일은 몇
+킬로미터야" are the same words with two of them swapped.
 """
 
 from __future__ import annotations
@@ -15,13 +17,30 @@ from typing import Final
 
 from service.guards.text import STOPWORDS, GuardVerdict, accept, normalize
 
-_TOKEN: Final = re.compile(r"\w+|[^\w\s]")
+# Hangul runs apart from digits and Latin letters: "5킬로미터는" is "5" and "킬로미터는".
+_TOKEN: Final = re.compile(r"[가-힣]+|[^\W가-힣]+|[^\w\s]")
 # Between two swapped words, these make the pair a list: the order carries no role.
 _SYMMETRIC: Final = frozenset({"and", "or", "vs", "versus", ",", "&", "/", "nor", "및", "와", "과"})
+# Korean endings taken off a word so that "킬로미터는" and "킬로미터야" are one word: copulas
+# first, then particles, longest first. 와/과/랑/하고 join a list and stay as a token "와".
+_KO_ENDING: Final = re.compile(
+    r"(?<=[가-힣])(?:(?P<list>이랑|하고|와|과|랑)|이에요|이예요|예요|에요|입니다|인가요|인가|이야"
+    r"|야|이다|에서|으로|에게|한테|보다|부터|까지|처럼|[은는이가을를의에로도만])$"
+)
+
+
+def _stem(word: str) -> list[str]:
+    ending = _KO_ENDING.search(word)
+    if ending is None:
+        return [word]
+    return [word[: ending.start()], "와"] if ending["list"] else [word[: ending.start()]]
 
 
 def _tokens(text: str) -> list[str]:
-    return _TOKEN.findall(normalize(text).casefold())
+    tokens = _TOKEN.findall(normalize(text).casefold())
+    return [
+        stem for token in tokens for stem in (_stem(token) if "가" <= token[0] <= "힣" else [token])
+    ]
 
 
 def _swap(a: list[str], b: list[str]) -> tuple[int, int] | None:
@@ -39,7 +58,8 @@ def check_swapped_words(cached: str, new: str) -> GuardVerdict:
     """Refuse two content words that traded places, the rest word for word the same.
 
     Limits: only an exact swap of two single words; a reordered phrase ("flights to Tokyo
-    from Seoul") is a paraphrase and passes; words joined as a list pass.
+    from Seoul") is a paraphrase and passes; words joined as a list pass ("사과와 배" / "배와
+    사과"). Korean particles are stripped by a short list, not a parser.
     """
     a, b = _tokens(cached), _tokens(new)
     found = _swap(a, b)
