@@ -632,10 +632,8 @@ class SemanticCache:
             return True
 
     def maintain(self) -> None:
-        """Run on a schedule: purge expired entries, save the index when it changed enough,
-        free the store connections of threads that have ended."""
+        """Run on a schedule: purge expired entries, save the index when it changed enough."""
         self.purge_expired()
-        self._store.release_ended_threads()
         if self._changes_since_save >= self.settings.index.save_every_changes:
             self.save_index()
 

@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import gc
 import sqlite3
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -252,34 +250,10 @@ class EntryStore:
             )
         except Exception as exc:  # sqlite3.DatabaseError and friends: name the file
             raise StorageError(f"cannot open the entry store at {directory}: {exc}") from exc
-        self._threads: set[threading.Thread] = set()  # threads that used the store
-        self._threads_lock = threading.Lock()
-
-    def _seen_thread(self) -> None:
-        if threading.current_thread() not in self._threads:
-            with self._threads_lock:
-                self._threads.add(threading.current_thread())
-
-    def release_ended_threads(self) -> int:
-        """Free the connections of threads that have ended; returns how many ended.
-
-        diskcache keeps one SQLite connection per thread, usable by that thread only, and
-        one whose thread has ended is freed only by the garbage collector (its statement
-        cache is a reference cycle), which may not run for hours. The server's worker
-        threads end after 10 s idle: every burst of traffic left descriptors on cache.db
-        (eight bursts: 22 to 155). A collection runs only after threads have ended, which
-        is after a quiet spell."""
-        with self._threads_lock:
-            ended = {t for t in self._threads if not t.is_alive()}
-            self._threads -= ended
-        if ended:
-            gc.collect()
-        return len(ended)
 
     def get(self, entry_id: int, *, with_embedding: bool = False) -> Entry | None:
         """Serving a hit never needs the stored vector, and decoding it is most of the cost of
         reading an entry (about 30 of 40 us for a 768-dim vector), so it is opt-in."""
-        self._seen_thread()
         raw = self._cache.get(f"{_PREFIX}{entry_id}")
         if raw is None:
             return None
@@ -303,7 +277,6 @@ class EntryStore:
     def _transaction(self) -> Iterator[None]:
         """One diskcache transaction; a write SQLite refuses (a full disk, a lock held past
         diskcache's timeout) rolls back whole and raises `StorageError` naming the store."""
-        self._seen_thread()
         try:
             with self._cache.transact():
                 yield

@@ -10,12 +10,11 @@ import pytest
 
 from service.errors import StorageError
 from service.sqlite_threads import ThreadConnections
-from service.store import EntryStore
 
 
 def open_files(path: Path) -> int:
     """This process's descriptors on the database and its WAL."""
-    names = {str(path.resolve()), f"{path.resolve()}-wal"}
+    names = {str(path), f"{path}-wal"}
     count = 0
     for fd in os.listdir("/proc/self/fd"):
         try:
@@ -48,31 +47,3 @@ def test_a_thread_that_ended_leaves_no_connection_open(tmp_path: Path) -> None:
     assert open_files(path) == 0
     with pytest.raises(StorageError, match="closed"), connections.using():
         pass
-
-
-@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
-def test_the_entry_stores_connections_of_ended_threads_are_released(tmp_path: Path) -> None:
-    """diskcache's per-thread connections of ended threads waited for the garbage collector:
-    eight bursts of traffic took cache.db from 22 to 155 descriptors in the service."""
-    store = EntryStore(tmp_path / "entries")
-    database = tmp_path / "entries" / "cache.db"
-
-    def read() -> None:
-        store.get(123)
-
-    def burst(threads: int) -> int:
-        for _ in range(threads):
-            worker = threading.Thread(target=read)
-            worker.start()
-            worker.join()
-        return store.release_ended_threads()
-
-    try:
-        read()
-        assert burst(60) == 60
-        settled = open_files(database)
-        for _ in range(3):
-            assert burst(60) == 60
-        assert open_files(database) <= settled + 4  # bounded, not 60 more per burst
-    finally:
-        store.close()
