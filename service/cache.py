@@ -713,6 +713,10 @@ class SemanticCache:
             for row in range(len(jobs))
         ]
 
+    def keep_store_connection_on_this_thread(self) -> None:
+        """Called from the event loop, where exact hits read the store."""
+        self._store.keep_connection_on_this_thread()
+
     def close(self) -> None:
         try:
             self.save_index()

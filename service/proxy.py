@@ -172,7 +172,12 @@ class Proxy:
         if prepared.controls.no_cache:
             return None
         started = time.perf_counter()
-        result = await run_in_threadpool(self.cache.lookup, prepared.keys, prepared.options)
+        # An exact hit is memory and one store read: on the event loop, as the cache API's.
+        result = self.cache.lookup_exact(prepared.keys, prepared.options)
+        if result is None:
+            result = await run_in_threadpool(
+                self.cache.lookup_rest, prepared.keys, prepared.options
+            )
         decision = result.decision
         if self.metrics is not None:
             kind = f"hit-{decision.kind}" if isinstance(decision, Hit) else "miss"

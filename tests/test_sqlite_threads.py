@@ -10,11 +10,12 @@ import pytest
 
 from service.errors import StorageError
 from service.sqlite_threads import ThreadConnections
+from service.store import EntryStore
 
 
 def open_files(path: Path) -> int:
     """This process's descriptors on the database and its WAL."""
-    names = {str(path), f"{path}-wal"}
+    names = {str(path.resolve()), f"{path.resolve()}-wal"}
     count = 0
     for fd in os.listdir("/proc/self/fd"):
         try:
@@ -47,3 +48,28 @@ def test_a_thread_that_ended_leaves_no_connection_open(tmp_path: Path) -> None:
     assert open_files(path) == 0
     with pytest.raises(StorageError, match="closed"), connections.using():
         pass
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_the_entry_store_leaves_no_connection_on_threads_that_come_and_go(
+    tmp_path: Path,
+) -> None:
+    """diskcache keeps a connection per thread, and in the service those of ended worker
+    threads stayed open: ten bursts of traffic took cache.db from 21 to 166 descriptors."""
+    store = EntryStore(tmp_path / "entries")
+    database = (tmp_path / "entries" / "cache.db").resolve()
+
+    def read() -> None:
+        store.get(123)
+
+    try:
+        store.keep_connection_on_this_thread()
+        read()
+        kept = open_files(database)
+        for _ in range(60):
+            worker = threading.Thread(target=read)
+            worker.start()
+            worker.join()
+        assert open_files(database) <= kept + 1
+    finally:
+        store.close()
