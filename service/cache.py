@@ -23,7 +23,7 @@ import logging
 import secrets
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -42,6 +42,7 @@ from service.cache_values import (
     reads_whole,
 )
 from service.config import Settings
+from service.embed_queues import EmbedQueues
 from service.errors import Conflict
 from service.keys import CacheKeys
 from service.maintenance import index_blocks, open_index, reembed_hint
@@ -81,7 +82,6 @@ class _EmbedJob:
 _Embedded = tuple[Vectors, list[Neighbour] | None]
 
 _MAX_ID = 2**53 - 1  # ids stay exact as JSON numbers in every client
-_RECENT_VECTORS = 1024  # lookups whose vector a store may reuse (1.5 MB with two models)
 
 
 def _random_id() -> int:
@@ -132,26 +132,9 @@ class SemanticCache:
         self._id_source = id_source or _random_id
         self._clock = clock
         self._cfg = settings.cache
-        # One micro-batcher per model: an English lookup (MiniLM, ~5 ms) must not queue
-        # behind Korean ones (e5, ~27 ms each); two Korean clients took English semantic hits
-        # from 26 to 260 ms median when they shared one queue.
-        self._batchers: dict[bool, Coalescer[_EmbedJob, _Embedded]] = {
-            fallback: Coalescer(
-                self._embed_batch,
-                max_batch=settings.embedding.batch_max_size,
-                max_wait=settings.embedding.batch_max_wait_ms / 1000,
-                name="embed-batcher-fallback" if fallback else "embed-batcher",
-            )
-            for fallback in ((False, True) if isinstance(embedder, RoutingEmbedder) else (False,))
-        }
-        self._to_fallback: Callable[[str], bool] | None = (
-            embedder.uses_fallback if isinstance(embedder, RoutingEmbedder) else None
+        self._queues: EmbedQueues[_EmbedJob, _Embedded] = EmbedQueues(
+            embedder, self._embed_batch, settings.embedding
         )
-        # The vectors of the last lookups, by text: a miss's answer is stored under the text
-        # its lookup has just embedded, and embedding it twice doubled the embedding work of
-        # every miss.
-        self._recent_vectors: OrderedDict[str, Vectors] = OrderedDict()
-        self._recent_lock = threading.Lock()
         self._store = EntryStore(settings.entries_dir)
         self._lock = threading.RLock()
         self._rows: dict[int, _Row] = {}
@@ -381,8 +364,8 @@ class SemanticCache:
             return LookupResult(Miss(f"{exact_reason}no cached prompt in this context"))
         try:
             job = _EmbedJob(keys.semantic_text or "", self._cfg.top_k if allowed is None else 0)
-            vector, neighbours = self._batcher_for(job.text).submit(job)
-            self._remember_vector(job.text, vector)
+            vector, neighbours = self._queues.submit(job)
+            self._queues.remember(job.text, vector)
             if neighbours is None:
                 neighbours = self._index.search(vector, self._cfg.top_k, allowed_ids=allowed)[0]
         except Exception as exc:  # degrade to a miss, never a 500 (STYLE: errors)
@@ -669,30 +652,15 @@ class SemanticCache:
     @property
     def batcher(self) -> Coalescer[_EmbedJob, _Embedded]:
         """The primary model's micro-batcher."""
-        return self._batchers[False]
+        return self._queues.primary
 
     @property
     def batchers(self) -> tuple[Coalescer[_EmbedJob, _Embedded], ...]:
-        return tuple(self._batchers.values())
-
-    def _batcher_for(self, text: str) -> Coalescer[_EmbedJob, _Embedded]:
-        return self._batchers[self._to_fallback is not None and self._to_fallback(text)]
+        return self._queues.all
 
     def _embed_one(self, text: str, *, reuse: bool = False) -> Vectors:
-        if reuse:
-            with self._recent_lock:
-                recent = self._recent_vectors.get(text)
-            if recent is not None:
-                return recent
-        vector, _ = self._batcher_for(text).submit(_EmbedJob(text))
-        return vector
-
-    def _remember_vector(self, text: str, vector: Vectors) -> None:
-        with self._recent_lock:
-            self._recent_vectors[text] = vector
-            self._recent_vectors.move_to_end(text)
-            while len(self._recent_vectors) > _RECENT_VECTORS:
-                self._recent_vectors.popitem(last=False)
+        recent = self._queues.recent(text) if reuse else None
+        return recent if recent is not None else self._queues.submit(_EmbedJob(text))[0]
 
     def _embed_batch(self, jobs: list[_EmbedJob]) -> list[_Embedded]:
         """The micro-batcher's work: one embedding call for every text of the batch, then one
@@ -721,6 +689,5 @@ class SemanticCache:
         try:
             self.save_index()
         finally:
-            for batcher in self._batchers.values():
-                batcher.close()
+            self._queues.close()
             self._store.close()

@@ -7,7 +7,8 @@ same request always gets the same answer and different requests get different on
 caching is simulated (creation then read of the prefix up to the last `cache_control`
 marker, with TTL and a minimum length), and faults can be injected through `StandinState`
 or `POST /_standin/faults` so the upstream boundary can be tested against real HTTP.
-Every response carries `x-standin: true`.
+Every response carries `x-standin: true`. The answers themselves are built in
+`service.standin_answers`, the wire format in `service.standin_wire`.
 """
 
 from __future__ import annotations
@@ -30,11 +31,9 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.standin_answers import build_message, chosen_tool
 from service.standin_wire import (
-    canonical_json,
     count_input_tokens,
-    estimate_tokens,
-    last_user_text,
     prompt_segments,
     sse,
     stream_events,
@@ -67,13 +66,6 @@ FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 
 _TTL_SECONDS = MappingProxyType({"5m": 300.0, "1h": 3600.0})
 _BATCH_LIFETIME_SECONDS = 24 * 3600.0
-# Canned filler so answers are long enough to stream in several deltas and to truncate.
-_VOCABULARY = (
-    "cache", "prefix", "answer", "token", "model", "vector", "stream", "batch", "ledger",
-    "router", "policy", "index", "entry", "budget", "latency", "signal", "context", "prompt",
-    "window", "summary", "detail", "result", "record", "harbor", "measure", "sample",
-    "request", "reply", "minute", "second", "offset", "channel",
-)  # fmt: skip
 # Never kept in `last_headers`: tests read those, and keys do not belong in test output.
 _SECRET_HEADERS = frozenset({"x-api-key", "authorization"})
 # The count_tokens endpoint rejects generation-only fields, as the real one does.
@@ -86,9 +78,6 @@ MODELS: tuple[tuple[str, str, str], ...] = (
     ("claude-sonnet-4-6", "Claude Sonnet 4.6", "2026-02-17T00:00:00Z"),
     ("claude-haiku-4-5", "Claude Haiku 4.5", "2025-10-15T00:00:00Z"),
     ("claude-sonnet-4-5", "Claude Sonnet 4.5", "2025-09-29T00:00:00Z"),
-)
-_VOLATILE_FIELDS = frozenset(
-    {"stream", "max_tokens", "stop_sequences", "metadata", "cache_control"}
 )
 
 
@@ -188,6 +177,50 @@ class StandinState:
                 self._faults.popleft()
             return str(head[0])
 
+    def input_usage(self, request: dict[str, Any], service_tier: str) -> dict[str, Any]:
+        """Input-side usage, simulating prompt caching (and updating the simulated cache)."""
+        segments = prompt_segments(request)
+        total = sum(s.tokens for s in segments)
+        digest = hashlib.sha256(str(request.get("model", "")).encode())
+        cumulative = 0
+        breakpoints: list[tuple[str, int, str]] = []  # (prefix hash, prefix tokens, ttl)
+        for segment in segments:
+            digest.update(segment.canonical.encode())
+            cumulative += segment.tokens
+            if segment.ttl is not None and cumulative >= self.min_cacheable_tokens:
+                breakpoints.append((digest.copy().hexdigest(), cumulative, segment.ttl))
+        now = self.clock()
+        read_tokens = 0
+        written = {"5m": 0, "1h": 0}
+        with self._lock:
+            read_at = -1
+            for i, (key, _, _) in enumerate(breakpoints):
+                entry = self._prompt_cache.get(key)
+                if entry is not None and entry[0] > now:
+                    read_at = i
+            if read_at >= 0:
+                key, read_tokens, _ = breakpoints[read_at]
+                ttl_seconds = self._prompt_cache[key][1]
+                self._prompt_cache[key] = (now + ttl_seconds, ttl_seconds)  # a hit refreshes
+            previous = read_tokens
+            for key, tokens, ttl in breakpoints[read_at + 1 :]:
+                bucket = ttl if ttl in _TTL_SECONDS else "5m"
+                written[bucket] += tokens - previous
+                previous = tokens
+                self._prompt_cache[key] = (now + _TTL_SECONDS[bucket], _TTL_SECONDS[bucket])
+        creation = written["5m"] + written["1h"]
+        return {
+            "input_tokens": total - read_tokens - creation,
+            "cache_creation_input_tokens": creation,
+            "cache_read_input_tokens": read_tokens,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": written["5m"],
+                "ephemeral_1h_input_tokens": written["1h"],
+            },
+            "output_tokens": 0,
+            "service_tier": service_tier,
+        }
+
     def _note_headers(self, request: Request) -> None:
         headers = {k: v for k, v in request.headers.items() if k not in _SECRET_HEADERS}
         with self._lock:
@@ -223,144 +256,6 @@ def _error_response(
 ) -> JSONResponse:
     body = {"type": "error", "error": {"type": error_type, "message": message}}
     return JSONResponse(body, status_code=status, headers=headers)
-
-
-def _usage(state: StandinState, request: dict[str, Any], service_tier: str) -> dict[str, Any]:
-    """Input-side usage, simulating prompt caching (and updating the simulated cache)."""
-    segments = prompt_segments(request)
-    total = sum(s.tokens for s in segments)
-    digest = hashlib.sha256(str(request.get("model", "")).encode())
-    cumulative = 0
-    breakpoints: list[tuple[str, int, str]] = []  # (prefix hash, prefix tokens, ttl)
-    for segment in segments:
-        digest.update(segment.canonical.encode())
-        cumulative += segment.tokens
-        if segment.ttl is not None and cumulative >= state.min_cacheable_tokens:
-            breakpoints.append((digest.copy().hexdigest(), cumulative, segment.ttl))
-    now = state.clock()
-    read_tokens = 0
-    written = {"5m": 0, "1h": 0}
-    with state._lock:
-        read_at = -1
-        for i, (key, _, _) in enumerate(breakpoints):
-            entry = state._prompt_cache.get(key)
-            if entry is not None and entry[0] > now:
-                read_at = i
-        if read_at >= 0:
-            key, read_tokens, _ = breakpoints[read_at]
-            ttl_seconds = state._prompt_cache[key][1]
-            state._prompt_cache[key] = (now + ttl_seconds, ttl_seconds)  # a hit refreshes
-        previous = read_tokens
-        for key, tokens, ttl in breakpoints[read_at + 1 :]:
-            bucket = ttl if ttl in _TTL_SECONDS else "5m"
-            written[bucket] += tokens - previous
-            previous = tokens
-            state._prompt_cache[key] = (now + _TTL_SECONDS[bucket], _TTL_SECONDS[bucket])
-    creation = written["5m"] + written["1h"]
-    return {
-        "input_tokens": total - read_tokens - creation,
-        "cache_creation_input_tokens": creation,
-        "cache_read_input_tokens": read_tokens,
-        "cache_creation": {
-            "ephemeral_5m_input_tokens": written["5m"],
-            "ephemeral_1h_input_tokens": written["1h"],
-        },
-        "output_tokens": 0,
-        "service_tier": service_tier,
-    }
-
-
-def _tool_input(schema: Any, user_text: str) -> dict[str, Any]:
-    properties = schema.get("properties", {}) if isinstance(schema, dict) else {}
-    values: dict[str, Any] = {}
-    for name, spec in properties.items():
-        kind = spec.get("type") if isinstance(spec, dict) else None
-        if isinstance(spec, dict) and spec.get("enum"):
-            values[name] = spec["enum"][0]
-        elif kind == "string":
-            values[name] = user_text[:60] or name
-        elif kind == "integer":
-            values[name] = len(user_text.split())
-        elif kind == "number":
-            values[name] = len(user_text) / 10
-        elif kind == "boolean":
-            values[name] = True
-        elif kind == "array":
-            values[name] = []
-        elif kind == "object":
-            values[name] = {}
-        else:
-            values[name] = None
-    return values
-
-
-def _chosen_tool(request: dict[str, Any]) -> dict[str, Any] | None:
-    """The tool the stand-in "calls": only when tool_choice forces a tool."""
-    tools = [t for t in request.get("tools") or [] if isinstance(t, dict)]
-    choice = request.get("tool_choice")
-    if not tools or not isinstance(choice, dict):
-        return None
-    if choice.get("type") == "any":
-        return tools[0]
-    if choice.get("type") == "tool":
-        for tool in tools:
-            if tool.get("name") == choice.get("name"):
-                return tool
-    return None
-
-
-def build_message(
-    state: StandinState, request: dict[str, Any], *, batch: bool = False
-) -> dict[str, Any]:
-    """The complete (non-streaming) message the stand-in answers `request` with."""
-    basis = {k: v for k, v in request.items() if k not in _VOLATILE_FIELDS}
-    digest = hashlib.sha256(canonical_json(basis).encode()).hexdigest()
-    user_text = last_user_text(request)
-    usage = _usage(state, request, "batch" if batch else "standard")
-    stop_reason = "end_turn"
-    stop_sequence: str | None = None
-    tool = _chosen_tool(request)
-    content: list[dict[str, Any]]
-    if tool is not None:
-        tool_input = _tool_input(tool.get("input_schema"), user_text)
-        content = [
-            {
-                "type": "tool_use",
-                "id": f"toolu_{digest[:24]}",
-                "name": tool.get("name", ""),
-                "input": tool_input,
-            }
-        ]
-        stop_reason = "tool_use"
-        usage["output_tokens"] = estimate_tokens(json.dumps(tool_input)) + 10
-    else:
-        words = user_text.split()
-        snippet = " ".join(words[:12]) + (" ..." if len(words) > 12 else "")
-        picks = (int(digest[i : i + 2], 16) % len(_VOCABULARY) for i in range(8, 40, 2))
-        filler = " ".join(_VOCABULARY[p] for p in picks)
-        text = f'Stand-in answer #{digest[:8]}: you asked "{snippet}". Canned reply: {filler}.'
-        limit = int(request["max_tokens"]) * 4
-        cut: int | None = None
-        for stop in request.get("stop_sequences") or []:
-            at = text.find(stop) if stop else -1
-            if at >= 0 and at + len(stop) <= limit and (cut is None or at < cut):
-                cut, stop_sequence = at, stop
-        if cut is not None:
-            text, stop_reason = text[:cut], "stop_sequence"
-        elif len(text) > limit:
-            text, stop_reason = text[:limit], "max_tokens"
-        content = [{"type": "text", "text": text}]
-        usage["output_tokens"] = max(1, estimate_tokens(text))
-    return {
-        "id": f"msg_{uuid.uuid4().hex[:24]}",
-        "type": "message",
-        "role": "assistant",
-        "model": request["model"],
-        "content": content,
-        "stop_reason": stop_reason,
-        "stop_sequence": stop_sequence,
-        "usage": usage,
-    }
 
 
 # ---------------------------------------------------------------- streaming
@@ -563,7 +458,7 @@ def create_standin_app(state: StandinState | None = None) -> FastAPI:
         if problem is not None:
             return _error_response(400, "invalid_request_error", problem)
         choice = body.get("tool_choice")
-        if isinstance(choice, dict) and choice.get("type") == "tool" and not _chosen_tool(body):
+        if isinstance(choice, dict) and choice.get("type") == "tool" and not chosen_tool(body):
             return _error_response(400, "invalid_request_error", "tool_choice: no such tool")
         streaming = body.get("stream") is True
         state._enter()
