@@ -104,6 +104,11 @@ REFUSE: dict[str, list[Pair]] = {
         ("파이썬에서 JSON 파싱하기", "러스트에서 JSON 파싱하기"),
         ("Python으로 CSV 읽기", "루비로 CSV 읽기"),
         ("`git rebase` 사용법", "`git merge` 사용법"),
+        # Natural languages, countries and cities written in Hangul.
+        ("이 메일을 영어로 번역해 줘", "이 메일을 독일어로 번역해 줘"),
+        ("대전에서 가볼 만한 카페", "울산에서 가볼 만한 카페"),
+        ("베트남 여행 준비물", "태국 여행 준비물"),
+        ("도쿄 숙소 추천해줘", "Osaka 숙소 추천해줘"),
     ],
     "comparatives": [
         ("Is Python better than Java for beginners?", "Is Python worse than Java for beginners?"),
@@ -126,6 +131,16 @@ REFUSE: dict[str, list[Pair]] = {
         ("화면 확대 단축키", "화면 축소 단축키"),
         ("그 가게는 무엇을 팔았어?", "그 가게는 무엇을 팔 거야?"),
         ("이 팀은 어떤 기능을 출시했나요?", "이 팀은 어떤 기능을 출시할 건가요?"),
+        # 더/덜, 오르/내리, 이상이면, over/under, and -ㄹ까 as a future.
+        ("설탕을 더 넣으면 맛이 어때?", "설탕을 덜 넣으면 맛이 어때?"),
+        ("주가가 오른 이유가 뭐야?", "주가가 내린 이유가 뭐야?"),
+        (
+            "월 소득이 300만원 이상이면 받을 수 있는 혜택",
+            "월 소득이 300만원 이하면 받을 수 있는 혜택",
+        ),
+        ("Laptops that weigh over 2 kg", "Laptops that weigh under 2 kg"),
+        ("택배가 오늘 도착했을까?", "택배가 오늘 도착할까?"),
+        ("그 회사가 신제품을 공개했나요?", "그 회사가 신제품을 공개할까요?"),
     ],
     "swapped_roles": [
         ("How do I convert PDF to Word?", "How do I convert Word to PDF?"),
@@ -140,6 +155,12 @@ REFUSE: dict[str, list[Pair]] = {
         ("서울에서 부산으로 가는 기차", "부산에서 서울로 가는 기차"),
         ("엑셀을 PDF로 변환하는 방법", "PDF를 엑셀로 변환하는 방법"),
         ("고양이가 강아지를 쫓는 이유", "강아지가 고양이를 쫓는 이유"),
+        # A phrase, not one word, trades places around "into" / "onto".
+        (
+            "How do I merge develop into my release branch?",
+            "How do I merge my release branch into develop?",
+        ),
+        ("Rebase my topic branch onto master", "Rebase master onto my topic branch"),
         ("한국어보다 영어가 어려운가요?", "영어보다 한국어가 어려운가요?"),
     ],
     "spelling": [
@@ -197,6 +218,8 @@ REFUSE: dict[str, list[Pair]] = {
         ("목록을 오름차순으로 정렬해 줘", "목록을 내림차순으로 정렬해 줘"),
         ("이 글을 존댓말로 바꿔 줘", "이 글을 반말로 바꿔 줘"),
         ("저장소를 공개로 바꾸는 방법", "저장소를 비공개로 바꾸는 방법"),
+        ("블록체인을 간단하게 설명해 줘", "블록체인을 자세하게 설명해 줘"),
+        ("회의록을 간략히 정리해줘", "회의록을 상세히 정리해줘"),
     ],
     "swapped_words": [
         ("How far is 5 miles in kilometers?", "How far is 5 kilometers in miles?"),
@@ -318,6 +341,11 @@ PASS: dict[str, list[Pair]] = {
         ("파이썬으로 CSV 읽기", "Python으로 CSV 파일 읽는 법"),
         ("자바와 코틀린의 차이", "코틀린이랑 자바 차이점"),
         ("자바섬 여행 코스", "자바섬 여행 일정"),
+        ("부산 여행 코스 짜줘", "부산에서 여행할 코스 추천"),
+        ("일본어로 번역해 줘: 감사합니다", "감사합니다를 일본어로 번역해 줘"),
+        # A place spelled in Hangul on one side and in Latin letters on the other.
+        ("엘에이 숙소 가격 어때?", "LA 숙소 가격은 어때?"),
+        ("브루클린 맛집 알려줘", "Brooklyn 맛집 알려줘"),
     ],
     "comparatives": [
         ("Is Python better than Java?", "Is Python a better choice than Java?"),
@@ -334,6 +362,10 @@ PASS: dict[str, list[Pair]] = {
         ("대회에서 우승을 거둔 팀", "대회 우승을 거둔 팀 알려줘"),
         ("그 영화 어땠어?", "그 영화 봤는데 어땠어?"),
         ("내일 뭐 할 거야?", "내일 뭐 할 건지 알려줘"),
+        ("이 코드가 왜 안 될까요?", "이 코드 왜 안 될까?"),
+        ("몸에 이상이 있으면 병원에 가야 할까?", "몸에 이상이 생기면 병원 가야 할까?"),
+        ("오른쪽 버튼을 누르면 어떻게 돼?", "오른쪽 버튼 누르면 뭐가 돼?"),
+        ("Is it over?", "Is it over now?"),
     ],
     "swapped_roles": [
         ("How do I convert PDF to Word?", "Converting a PDF file to Word: how?"),
@@ -345,6 +377,7 @@ PASS: dict[str, list[Pair]] = {
         ("서울에서 부산까지 가는 방법", "부산까지 서울에서 가는 방법"),
         ("고양이가 강아지를 쫓는 이유", "강아지를 고양이가 쫓는 이유"),
         ("엑셀을 PDF로 변환하는 방법", "PDF로 엑셀 파일을 변환하려면?"),
+        ("How do I merge develop into main?", "Merging develop into main: how?"),
     ],
     "spelling": [
         ("How do I reset my password?", "how do i reset my password"),
@@ -404,6 +437,7 @@ PASS: dict[str, list[Pair]] = {
         ("What is the best way to learn piano?", "Best way to learn the piano?"),
         ("목록을 오름차순으로 정렬해 줘", "목록을 오름차순 정렬하는 방법"),
         ("저장소를 비공개로 바꾸는 방법", "저장소 비공개 전환 방법"),
+        ("논문을 간단하게 요약해줘", "논문을 간단히 요약해 줘"),
         ("How do I export a table to CSV?", "Export a table as CSV"),
     ],
     "swapped_words": [

@@ -22,6 +22,7 @@ _EN_OPPOSITE_PAIRS: Final = """
 better | worse
 best | worst
 more | less fewer
+over | under
 most | least fewest
 faster quicker | slower
 fastest quickest | slowest
@@ -62,12 +63,14 @@ _KO_OPPOSITE_PAIRS: Final = r"""
 많 | 적은|적게|적다|적습|적어지|적을수록|적으면
 높 | 낮[은게다아추춰출을]
 빠르|빠른|빨리|빨라|빠름 | 느리|느린|느려|느림
+더(?<![가-힣]더)(?![가-힣]) | 덜(?<![가-힣]덜)(?![가-힣])
+오르|오른(?!쪽|손|발)|올라|올랐|올리(?!브)|올린|올려 | 내리|내린|내려|내렸
 일찍 | 늦게|늦은|늦다|늦어
 큰|크게|크다|크고|클수록|커지|커져 | 작은|작게|작다|작고|작을수록|작아
 이전|전에|식전|{before} | 이후|후에(?<!오후에)|식후|{after}
 최대 | 최소
 최고 | 최저|최악
-이상(?!하|한|해|형|적|이)|초과 | 이하|미만
+이상(?!하|한|해|형|적|이(?!면|라|어야))|초과 | 이하|미만
 좋 | 나쁘|나쁜|나빠|나빴
 장점 | 단점
 찬성 | 반대
@@ -127,14 +130,17 @@ def _syllables(final: int) -> str:
 # Korean tense, past against future: a syllable ending in ㅆ (했, 었, 았, 됐; not 있 "there is"
 # nor 겠) against -ㄹ 거 / 건 / 겁 ("만들었나요" vs "만들 건가요", "읽었어" vs "읽을 거야").
 # The 거 must end the word or take a sentence ending: "할 거리" (things to do) and "을 거두다"
-# (to reap) are not futures.
+# (to reap) are not futures. -ㄹ까 asks about what is to come ("읽을까", "인상할까요"), unless a
+# past syllable comes before it ("읽었을까" asks about the past).
 # Standalone 전 / 후 after a word ("운동 전 스트레칭"), not "전 세계" (the whole world). Every
 # Korean form starts with a syllable, lookbehinds after it, so that the regex engine can skip
 # positions by their first character: the pattern has some 150 alternatives.
+_PAST: Final = f"[{_syllables(20).replace('있', '').replace('겠', '')}]"
 _KO_BUILT: Final = {
-    "past": f"[{_syllables(20).replace('있', '').replace('겠', '')}]",
+    "past": _PAST,
     "future": f"[{_syllables(8)}]"
-    r"\s?(?:거(?:야|예|에|니|냐|지|다|든|라|요|(?![가-힣]))|건[가지데니]|겁니)",
+    r"(?:\s?(?:거(?:야|예|에|니|냐|지|다|든|라|요|(?![가-힣]))|건[가지데니]|겁니)"
+    f"|까요?(?![가-힣])(?<!{_PAST}.까)(?<!{_PAST}.까요))",
     "before": r"전(?<=[가-힣] 전)(?:의|부터|까지)?(?![가-힣])",
     "after": r"후(?<=[가-힣] 후)(?:의|로|부터|까지)?(?![가-힣])",
 }

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from service.guards.hangul_names import HANGUL_NAMES
 from service.guards.text import (
     HANGUL,
     SPACES,
@@ -22,7 +23,6 @@ from service.guards.text import (
     normalize,
     refuse,
     sentence_initial,
-    table,
 )
 
 # Spans that are identifiers as a whole, blanked out before words are looked at.
@@ -59,22 +59,12 @@ _ASCII_LETTER: Final = re.compile(r"[A-Za-z]")
 _ASCII_UPPER: Final = re.compile(r"[A-Z]")
 _FOLDED_TOKEN: Final = re.compile(r"[0-9a-zß-ÿā-ɏ]+")
 _WORDISH: Final = re.compile(r"[\w' -]+")
-# Programming languages and tools written in Hangul, by their Latin names, so that "자바" and
-# "자바스크립트" conflict and "파이썬" matches "Python". Matched at a word start, longest first,
-# followed by nothing or particles only ("자바로", not "자바섬").
-_HANGUL_NAMES: Final = table(
-    "자바스크립트=javascript 타입스크립트=typescript 자바=java 파이썬=python 코틀린=kotlin "
-    "러스트=rust 스위프트=swift 루비=ruby 고랭=go 스칼라=scala 하스켈=haskell 씨샵=c# "
-    "씨샾=c# 씨쁠쁠=c++ 펄=perl 루아=lua 다트=dart 엘릭서=elixir "
-    "리액트=react 앵귤러=angular 스벨트=svelte 장고=django 플라스크=flask 판다스=pandas "
-    "넘파이=numpy 파이토치=pytorch 텐서플로=tensorflow 텐서플로우=tensorflow 도커=docker "
-    "쿠버네티스=kubernetes 우분투=ubuntu 리눅스=linux 윈도우=windows 맥오에스=macos "
-    "안드로이드=android 아이폰=iphone 엑셀=excel 노션=notion 깃허브=github 깃랩=gitlab "
-    "마이에스큐엘=mysql 포스트그레스=postgresql 몽고디비=mongodb 레디스=redis"
-)
+# Names written in Hangul (`hangul_names`), matched at a word start, longest first, followed by
+# nothing or particles only ("자바로", not "자바섬"; "인도에서", not "인도네시아").
+_KNOWN: Final = frozenset(HANGUL_NAMES.values())
 _HANGUL_NAME: Final = re.compile(
     r"(?<![가-힣])(?P<name>"
-    + "|".join(sorted(_HANGUL_NAMES, key=len, reverse=True))
+    + "|".join(sorted(HANGUL_NAMES, key=len, reverse=True))
     + r")(?=(?:으로|에서|이랑|하고|[은는이가을를의에로와과랑도만])?(?![가-힣]))"
 )
 
@@ -146,7 +136,7 @@ def _entities(text: str) -> _Entities:
         strong.add(SPACES.sub(" ", span).strip().casefold().rstrip(".,"))
     text = _STRUCTURED.sub(lambda m: " " * len(m.group(0)), text)  # keep offsets
     if HANGUL.search(text):
-        hangul = frozenset(_HANGUL_NAMES[m["name"]] for m in _HANGUL_NAME.finditer(text))
+        hangul = frozenset(HANGUL_NAMES[m["name"]] for m in _HANGUL_NAME.finditer(text))
         names.update(hangul)
         # In Korean text any Latin-script word is a name or an identifier.
         for m in _LATIN_RUN.finditer(text):
@@ -194,6 +184,17 @@ def _entities(text: str) -> _Entities:
     return _Entities(frozenset(strong), frozenset(names))
 
 
+def _conflict(a: set[str], a_hangul: frozenset[str], b: set[str], b_hangul: frozenset[str]) -> bool:
+    """Each side names something the other does not, both in Latin script or both known names.
+
+    A name read from Hangul conflicts only with another known name: Korean text spells the
+    same place now in Hangul, now in Latin ("엘에이" and "L.A.", "코차밤바" and
+    "Cochabamba"), and the lists cannot hold every spelling.
+    """
+    a_latin, b_latin = a - a_hangul, b - b_hangul
+    return bool((a_latin and b_latin) or (a & _KNOWN and b & _KNOWN))
+
+
 def check_entities(cached: str, new: str) -> GuardVerdict:
     """Refuse when the prompts name different things (case-insensitive).
 
@@ -205,9 +206,9 @@ def check_entities(cached: str, new: str) -> GuardVerdict:
     ("Obama" vs "Barack Obama", "... in India") passes: on Quora duplicates, refusing those cost
     18% of true paraphrases, mostly people adding context. Limits: Title-Case and ALL-CAPS texts
     skip the capital rules; lowercase names in English text are invisible; of the names written
-    in Hangul only programming languages and common tools are known (`_HANGUL_NAMES`: "자바" vs
-    "자바스크립트" conflict, "파이썬" matches "Python"); others ("파리" vs "런던") are not
-    recognised.
+    in Hangul only those in `hangul_names` are known (programming languages and tools, natural
+    languages, countries and large cities: "자바" vs "자바스크립트" and "일본어로" vs "중국어로"
+    conflict, "파이썬" matches "Python"); others ("광화문" vs "강남역") are not recognised.
     """
     a_text, b_text = _prepare(cached), _prepare(new)
     a_in, b_in = _Folded.of(a_text), _Folded.of(b_text)
@@ -216,6 +217,6 @@ def check_entities(cached: str, new: str) -> GuardVerdict:
     b_strong = {e for e in b_ent.strong if not a_in.mentions(e)}
     a_names = {e for e in a_ent.names if not (b_in.mentions(e) or e in b_ent.hangul)}
     b_names = {e for e in b_ent.names if not (a_in.mentions(e) or e in a_ent.hangul)}
-    if a_strong or b_strong or (a_names and b_names):
+    if a_strong or b_strong or _conflict(a_names, a_ent.hangul, b_names, b_ent.hangul):
         return refuse("entities", "entities", a_strong | a_names, b_strong | b_names)
     return accept("entities")

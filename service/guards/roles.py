@@ -15,13 +15,14 @@ from typing import Final
 from service.guards.text import HANGUL, STOPWORDS, GuardVerdict, accept, normalize
 
 _EN_TOKEN: Final = re.compile(r"[a-z0-9][a-z0-9+#'.-]*[a-z0-9+#]|[a-z0-9]|[^\sa-z0-9]")
-_CONNECTORS: Final = frozenset({"to", "into", "than", "from"})
+_CONNECTORS: Final = frozenset({"to", "into", "onto", "than", "from"})
 # "X to Y" is a direction only after "from X" or a verb of conversion or motion; elsewhere "to"
 # is mostly an infinitive ("safe to travel").
 _DIRECTION_VERBS: Final = re.compile(
     r"(?:convert|translat|migrat|mov|switch|transfer|port|chang|cast|map|export|import|send|sent"
     r"|copy|copie|sync|upgrad|downgrad|rewrit|compil|transpil|renam|redirect|forward|travel|fly"
-    r"|flew|flight|driv|drove|ship|exchang|transform|turn)\w*"
+    r"|flew|flight|driv|drove|ship|exchang|transform|turn|merg|rebas|append|insert|attach|add"
+    r"|push|pull|pip|connect|deploy|upload|download|sav|writ|load|mount|assign)\w*"
 )
 _DETERMINERS: Final = frozenset("a an the my your our their his her its this that".split())
 _COORDINATION: Final = frozenset({"and", "or", ",", "&", "vs", "versus", "/", "with", "nor"})
@@ -85,7 +86,7 @@ def _english_frames(text: str) -> list[_Frame]:
             if j < 0 or tokens[j] != "to":
                 continue
             left, right = right, left
-        elif token in ("to", "into"):
+        elif token in ("to", "into", "onto"):
             verb = any(_DIRECTION_VERBS.fullmatch(t) for t in tokens[max(0, i - 6) : i])
             if not (verb or (j >= 0 and tokens[j] == "from")):
                 continue
