@@ -69,6 +69,7 @@ def check_fields(body: Any) -> None:
         raise InvalidRequest("stop_sequences: must be a list of strings")
     if "stream" in body and not isinstance(body["stream"], bool):
         raise InvalidRequest("stream: must be true or false")
+    _check_metadata(body.get("metadata"))
 
 
 def _shown(value: object) -> str:
@@ -127,6 +128,22 @@ def _check_list_of_objects(body: Mapping[str, Any], field: str) -> None:
         isinstance(value, list) and all(isinstance(item, dict) for item in value)
     ):
         raise InvalidRequest(f"{field}: must be a list of objects")
+
+
+def _check_metadata(metadata: Any) -> None:
+    """The API's `metadata` holds `user_id` only. It is not part of the cache key, so a hit
+    never reaches upstream to have it judged: checked here, a typo in it is the 400 the API
+    would send, not a cached answer that fails once the cache misses."""
+    if metadata is None:
+        return
+    if not isinstance(metadata, dict):
+        raise InvalidRequest("metadata: must be an object")
+    for key in metadata:
+        if key != "user_id":
+            raise InvalidRequest(f"metadata.{key}: Extra inputs are not permitted")
+    user_id = metadata.get("user_id")
+    if user_id is not None and not (isinstance(user_id, str) and len(user_id) <= 256):
+        raise InvalidRequest("metadata.user_id: must be a string of at most 256 characters")
 
 
 def _check_sampling(body: Mapping[str, Any]) -> None:

@@ -141,6 +141,27 @@ REFUSE: dict[str, list[Pair]] = {
         ("Laptops that weigh over 2 kg", "Laptops that weigh under 2 kg"),
         ("택배가 오늘 도착했을까?", "택배가 오늘 도착할까?"),
         ("그 회사가 신제품을 공개했나요?", "그 회사가 신제품을 공개할까요?"),
+        # Comparison operators outside backticks, and a term one side repeats.
+        ("Delete rows where price > 20 in SQL", "Delete rows where price < 20 in SQL"),
+        ("Is j <= n the right bound for this loop?", "Is j < n the right bound for this loop?"),
+        ("Filter users with role = 'admin'", "Filter users with role != 'admin'"),
+        ("Keep the values greater than 5", "Keep the values less than 5"),
+        ("Which months are warmer than May in Oslo?", "Which months are colder than May in Oslo?"),
+        (
+            "Brush teeth before or after breakfast? I brush before.",
+            "Brush teeth before or after breakfast? I brush after.",
+        ),
+        (
+            "Exit left or right at the junction? I say left.",
+            "Exit left or right at the junction? I say right.",
+        ),
+        ("성능 좋고 비싼 키보드 추천", "성능 좋고 싼 키보드 추천"),
+        ("Foods that are good for the liver", "Foods that are bad for the liver"),
+        ("Why are rents rising in Lisbon?", "Why are rents falling in Lisbon?"),
+        ("Align the icons vertically in CSS grid", "Align the icons horizontally in CSS grid"),
+        ("nginx 서비스 시작하는 명령어", "nginx 서비스 중지하는 명령어"),
+        ("MySQL에서 인덱스 생성하는 법", "MySQL에서 인덱스 삭제하는 법"),
+        ("환율이 오르면 수출은 어떻게 돼?", "환율이 떨어지면 수출은 어떻게 돼?"),
     ],
     "swapped_roles": [
         ("How do I convert PDF to Word?", "How do I convert Word to PDF?"),
@@ -161,6 +182,7 @@ REFUSE: dict[str, list[Pair]] = {
             "How do I merge my release branch into develop?",
         ),
         ("Rebase my topic branch onto master", "Rebase master onto my topic branch"),
+        ("Shipping costs from the US to Japan", "Shipping costs from Japan to the US"),
         ("한국어보다 영어가 어려운가요?", "영어보다 한국어가 어려운가요?"),
     ],
     "spelling": [
@@ -240,6 +262,7 @@ REFUSE: dict[str, list[Pair]] = {
         ("3파운드는 몇 킬로그램이에요?", "3킬로그램은 몇 파운드예요?"),
         ("20 갤런은 몇 리터야", "20 리터는 몇 갤런이야"),
         ("섭씨 30도를 화씨로 바꿔줘", "화씨 30도를 섭씨로 바꿔줘"),
+        ("What is 90 km/h in mph?", "What is 90 mph in km/h?"),
         (
             "Why does my laptop charge my phone slowly?",
             "Why does my phone charge my laptop slowly?",
@@ -346,6 +369,7 @@ PASS: dict[str, list[Pair]] = {
         # A place spelled in Hangul on one side and in Latin letters on the other.
         ("엘에이 숙소 가격 어때?", "LA 숙소 가격은 어때?"),
         ("브루클린 맛집 알려줘", "Brooklyn 맛집 알려줘"),
+        ("Tax rules for freelancers in the US", "Tax rules for freelancers in the U.S.A."),
     ],
     "comparatives": [
         ("Is Python better than Java?", "Is Python a better choice than Java?"),
@@ -366,6 +390,11 @@ PASS: dict[str, list[Pair]] = {
         ("몸에 이상이 있으면 병원에 가야 할까?", "몸에 이상이 생기면 병원 가야 할까?"),
         ("오른쪽 버튼을 누르면 어떻게 돼?", "오른쪽 버튼 누르면 뭐가 돼?"),
         ("Is it over?", "Is it over now?"),
+        ("Select rows where age > 30", "SQL: select the rows where age > 30"),
+        ("Is x >= 0 here?", "Is x greater than or equal to 0 here?"),
+        ("Map each item -> its price", "Map every item -> its price"),
+        ("Is ice more or less dense than water?", "Is ice more dense or less dense than water?"),
+        ("비싼 노트북이 좋을까?", "비싼 노트북이 더 좋을까?"),
     ],
     "swapped_roles": [
         ("How do I convert PDF to Word?", "Converting a PDF file to Word: how?"),
@@ -445,6 +474,7 @@ PASS: dict[str, list[Pair]] = {
         ("Python vs Java for web apps", "Java vs Python for web apps"),
         ("Cheap flights from Seoul to Tokyo", "Cheap flights to Tokyo from Seoul"),
         ("salt, pepper and garlic in soup", "pepper, salt and garlic in soup"),
+        ("Difference between TCP/UDP", "Difference between UDP/TCP"),
         ("How do I learn Rust?", "How can I learn Rust?"),
         ("Is it safe to travel to Egypt?", "Is travel to Egypt safe?"),
         ("사과와 배 중 어느 것이 더 달아?", "배와 사과 중 어느 것이 더 달아?"),

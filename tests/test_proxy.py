@@ -438,6 +438,10 @@ def test_request_controls_and_bad_requests(service: Service, standin: RunningSta
         ({**body, "model": "claude\nx-injected: 1"}, {}, "is not a model id"),
         ({**body, "system": 5}, {}, "system"),
         ({**body, "messages": [{"role": "user", "content": [1, 2]}]}, {}, "messages.0.content.0"),
+        # metadata is not in the key: the cached answer to `body` answered what the API refuses.
+        ({**body, "metadata": {"user": "u1"}}, {}, "metadata.user: Extra inputs"),
+        ({**body, "metadata": "u1"}, {}, "metadata: must be an object"),
+        ({**body, "metadata": {"user_id": "u" * 257}}, {}, "metadata.user_id"),
     ]:
         calls = standin.state.messages_calls
         reply = httpx.post(url, json=bad_body, headers={**headers, **bad_headers})

@@ -1,4 +1,5 @@
-"""The comparatives guard: opposite terms on the two sides ("better" vs "worse", "증가" vs "감소").
+"""The comparatives guard: opposite terms on the two sides ("better" vs "worse", "증가" vs "감소"),
+and comparison operators that differ ("age > 30" vs "age < 30").
 
 Opposites are listed as pairs of word forms, English as whole words and Korean as patterns
 matched inside words, since Korean glues endings on. The Korean list also holds phrases an
@@ -20,8 +21,9 @@ from service.guards.text import HANGUL, GuardVerdict, accept, normalize
 # glues endings on.
 _EN_OPPOSITE_PAIRS: Final = """
 better | worse
+good | bad
 best | worst
-more | less fewer
+more greater | less fewer
 over | under
 most | least fewest
 faster quicker | slower
@@ -50,21 +52,26 @@ gain gaining gained | lose losing lost loss
 positive | negative
 true | false
 advantage advantages | disadvantage disadvantages
-hot hotter hottest | cold colder coldest
+hot hotter hottest warm warmer warmest | cold colder coldest cooler coolest
+rise rises rising rose risen | fall falls falling fell fallen
+horizontal horizontally | vertical vertically
+strong stronger strongest | weak weaker weakest
 men man male males boy boys | women woman female females girl girls
 love loves loved | hate hates hated
 install installs installed installing | uninstall uninstalls uninstalled uninstalling
 turn_on turned_on turning_on switch_on | turn_off turned_off turning_off switch_off
 north | south
+left | right
 east | west
 """
 _KO_OPPOSITE_PAIRS: Final = r"""
 증가|늘리|늘어|늘려|늘린|늘었|늘이 | 감소|줄이|줄어|줄여|줄인|줄었
+생성 | 삭제
 많 | 적은|적게|적다|적습|적어지|적을수록|적으면
 높 | 낮[은게다아추춰출을]
 빠르|빠른|빨리|빨라|빠름 | 느리|느린|느려|느림
 더(?<![가-힣]더)(?![가-힣]) | 덜(?<![가-힣]덜)(?![가-힣])
-오르|오른(?!쪽|손|발)|올라|올랐|올리(?!브)|올린|올려 | 내리|내린|내려|내렸
+오르|오른(?!쪽|손|발)|올라|올랐|올리(?!브)|올린|올려 | 내리|내린|내려|내렸|떨어[지진져졌]
 일찍 | 늦게|늦은|늦다|늦어
 큰|크게|크다|크고|클수록|커지|커져 | 작은|작게|작다|작고|작을수록|작아
 이전|전에|식전|{before} | 이후|후에(?<!오후에)|식후|{after}
@@ -72,6 +79,7 @@ _KO_OPPOSITE_PAIRS: Final = r"""
 최고 | 최저|최악
 이상(?!하|한|해|형|적|이(?!면|라|어야))|초과 | 이하|미만
 좋 | 나쁘|나쁜|나빠|나빴
+비싸|비싼|비쌌 | 싼(?<!비싼)|싸게(?<!비싸게)|싸다(?<!비싸다)|싸요(?<!비싸요)|저렴
 장점 | 단점
 찬성 | 반대
 입력 | 출력
@@ -97,7 +105,7 @@ _KO_OPPOSITE_PAIRS: Final = r"""
 출근 | 퇴근
 입사 | 퇴사
 입원 | 퇴원
-시작 | 종료
+시작 | 종료|중지|정지|멈추|멈춰
 성공 | 실패
 허용 | 차단
 확대 | 축소
@@ -172,22 +180,30 @@ _KO_SIDES: Final = _korean_sides()
 # own pattern matches there, the one the alternation chose.
 _KO_OPPOSITES: Final = re.compile("|".join(f"(?:{side.pattern})" for _, side in _KO_SIDES))
 _EN_LOWER_WORD: Final = re.compile(r"[a-z]+|\d+")
+# Comparison operators between operands ("age > 30", "i <= n", "status != 'x'"); arrows
+# ("->", "=>", "<-") and shifts ("<<") are not comparisons.
+_OPERATOR: Final = re.compile(r"(?<=[\w\s)\]'\"`])(===|!==|==|!=|<=|>=|<>|<|>|=)(?=[\s\w('\"`.-])")
 
 
-def _terms(text: str) -> dict[str, str]:
-    """Which side of which opposite pair a text uses: {"l3": "better", "kr0": "감소", ...}."""
-    found: dict[str, str] = {}
+def _terms(text: str) -> dict[str, tuple[str, int]]:
+    """Which sides of which opposite pairs a text uses, how often: {"l3": ("better", 2), ...}."""
+    found: dict[str, tuple[str, int]] = {}
+
+    def add(key: str, word: str) -> None:
+        first, count = found.get(key, (word, 0))
+        found[key] = (first, count + 1)
+
     words = _EN_LOWER_WORD.findall(text.lower())
     for i, word in enumerate(words):
         phrase = f"{word}_{words[i + 1]}" if i + 1 < len(words) else ""
         if phrase in _EN_OPPOSITES:
-            found.setdefault(_EN_OPPOSITES[phrase], phrase.replace("_", " "))
+            add(_EN_OPPOSITES[phrase], phrase.replace("_", " "))
         elif word in _EN_OPPOSITES and not (word == "min" and i and words[i - 1].isdigit()):
-            found.setdefault(_EN_OPPOSITES[word], word)  # (but "5 min" is minutes)
+            add(_EN_OPPOSITES[word], word)  # (but "5 min" is minutes)
     if HANGUL.search(text):
         for m in _KO_OPPOSITES.finditer(text):
             key = next(key for key, side in _KO_SIDES if side.match(text, m.start()))
-            found.setdefault("k" + key, m.group(0))
+            add("k" + key, m.group(0))
     return found
 
 
@@ -198,19 +214,35 @@ def _opposite(key: str) -> str:
     return lang + ("r" if side == "l" else "l") + index
 
 
-def check_comparatives(cached: str, new: str) -> GuardVerdict:
-    """Refuse when one side uses a term and the other its opposite, neither using both
-    ("better" vs "worse", "before" vs "after", "증가" vs "감소", "upload" vs "download").
+def _operators(text: str) -> list[str]:
+    return _OPERATOR.findall(text)
 
-    A side with both terms ("more or less", "boys and girls") is neutral: the stricter reading
-    (refuse unless the first side has both) refused Quora duplicates like "Is ice more or less
-    dense than water?" / "Why is ice less dense than water?". Limits: word lists, not meaning:
-    "not better" vs "worse" is refused, and opposites said in other words pass.
+
+def check_comparatives(cached: str, new: str) -> GuardVerdict:
+    """Refuse when one side uses a term more often and the other its opposite ("better" vs
+    "worse", "before" vs "after", "증가" vs "감소", "upload" vs "download"), or when both
+    compare with operators and the operators differ ("age > 30" vs "age < 30", "<" vs "<=").
+
+    A side with both terms as often as the other side has them is neutral: "Is ice more or
+    less dense than water?" / "Why is ice less dense than water?" are one question (refusing
+    any side with both cost Quora duplicates), while "before or after? I stretch before" /
+    "... I stretch after" differ by the term each side repeats. Operators count only where
+    both sides have some: "x > 0" against "x is positive" is left to the other rules.
+    Limits: word lists, not meaning: "not better" vs "worse" is refused, and opposites said
+    in other words pass.
     """
-    a, b = _terms(normalize(cached)), _terms(normalize(new))
-    for key, word in sorted(a.items()):
+    a_text, b_text = normalize(cached), normalize(new)
+    a_ops, b_ops = _operators(a_text), _operators(b_text)
+    if a_ops and b_ops and a_ops != b_ops:
+        mine = next((x for x, y in zip(a_ops, b_ops, strict=False) if x != y), a_ops[-1])
+        theirs = next((y for x, y in zip(a_ops, b_ops, strict=False) if x != y), b_ops[-1])
+        return GuardVerdict(False, "comparatives", f"operators differ: '{mine}' vs '{theirs}'")
+    a, b = _terms(a_text), _terms(b_text)
+    for key, (word, count) in sorted(a.items()):
         opposite = _opposite(key)
-        if opposite in b and opposite not in a and key not in b:
-            reason = f"comparatives differ: '{word}' vs '{b[opposite]}'"
+        extra_here = count - b.get(key, ("", 0))[1]
+        extra_there = b.get(opposite, ("", 0))[1] - a.get(opposite, ("", 0))[1]
+        if extra_here > 0 and extra_there > 0:
+            reason = f"comparatives differ: '{word}' vs '{b[opposite][0]}'"
             return GuardVerdict(False, "comparatives", reason)
     return accept("comparatives")

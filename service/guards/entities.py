@@ -37,6 +37,7 @@ _STRUCTURED: Final = re.compile(
     r"|(?P<path>(?<![\w/])(?:~|\.{1,2})?/[\w.-]+(?:/[\w.-]+)*)"
 )
 _DOTTED_ACRONYM: Final = re.compile(r"\b(?:[A-Z]\.){2,}")
+_US: Final = re.compile(r"\bUS\b")
 # "work.Then what?": a missing space, told from code ("pandas.DataFrame") by the next word.
 _GLUED_SENTENCE: Final = re.compile(r"(?<=[a-z])\.(?P<next>[A-Z][a-z']*)")
 _CODE_TOKENS: Final = re.compile(r"[\w. ]+")
@@ -118,6 +119,7 @@ class _Folded:
 
 def _prepare(text: str) -> str:
     text = _DOTTED_ACRONYM.sub(lambda m: m.group(0).replace(".", ""), normalize(text))
+    text = _US.sub("USA", text)  # "US" and "U.S." name the country "USA" names
     return _GLUED_SENTENCE.sub(
         lambda m: (". " if m["next"].casefold() in STOPWORDS else ".") + m["next"], text
     )

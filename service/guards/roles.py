@@ -26,6 +26,8 @@ _DIRECTION_VERBS: Final = re.compile(
 )
 _DETERMINERS: Final = frozenset("a an the my your our their his her its this that".split())
 _COORDINATION: Final = frozenset({"and", "or", ",", "&", "vs", "versus", "/", "with", "nor"})
+# "the US", "the U.S.": the country, not the pronoun "us" (a stopword once casefolded).
+_COUNTRY_US: Final = re.compile(r"\bU\.?S\.?A?\b\.?|(?<=\bthe )us\b", re.IGNORECASE)
 _PASSIVE_EN: Final = re.compile(r"\bby\b", re.IGNORECASE)
 # Korean particles, longest first, and the role they mark; 와/과/하고/랑 are symmetric, so absent.
 _KO_PARTICLES: Final = tuple(
@@ -157,7 +159,10 @@ def check_swapped_roles(cached: str, new: str) -> GuardVerdict:
     a dictionary, so a noun ending in 이/가/로 may be misread.
     """
     a, b = normalize(cached), normalize(new)
-    a_frames, b_frames = _english_frames(a), _english_frames(b)
+    a_frames, b_frames = (
+        _english_frames(_COUNTRY_US.sub("USA", a)),
+        _english_frames(_COUNTRY_US.sub("USA", b)),
+    )
     # A text that already says both "X to Y" and "Y to X" gives no order to compare.
     swapped = _swaps(a_frames, b_frames) - _swaps(a_frames, a_frames) - _swaps(b_frames, b_frames)
     if swapped:

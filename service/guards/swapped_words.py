@@ -18,7 +18,9 @@ from typing import Final
 from service.guards.text import STOPWORDS, GuardVerdict, accept, normalize
 
 # Hangul runs apart from digits and Latin letters: "5킬로미터는" is "5" and "킬로미터는".
-_TOKEN: Final = re.compile(r"[가-힣]+|[^\W가-힣]+|[^\w\s]")
+# A unit written with a slash ("km/h", "m/s") is one word, so that it can trade places.
+_UNIT: Final = re.compile(r"[a-z]{1,3}/[a-z]{1,3}(?![a-z/])")
+_TOKEN: Final = re.compile(_UNIT.pattern + r"|[가-힣]+|[^\W가-힣]+|[^\w\s]")
 # Between two swapped words, these make the pair a list: the order carries no role.
 _SYMMETRIC: Final = frozenset({"and", "or", "vs", "versus", ",", "&", "/", "nor", "및", "와", "과"})
 # Korean endings taken off a word so that "킬로미터는" and "킬로미터야" are one word: copulas
@@ -41,6 +43,10 @@ def _tokens(text: str) -> list[str]:
     return [
         stem for token in tokens for stem in (_stem(token) if "가" <= token[0] <= "힣" else [token])
     ]
+
+
+def _is_word(token: str) -> bool:
+    return token.isalnum() or bool(_UNIT.fullmatch(token))
 
 
 def _swap(a: list[str], b: list[str]) -> tuple[int, int] | None:
@@ -67,7 +73,7 @@ def check_swapped_words(cached: str, new: str) -> GuardVerdict:
         return accept("swapped_words")
     i, j = found
     first, second = a[i], a[j]
-    if first in STOPWORDS or second in STOPWORDS or not (first.isalnum() and second.isalnum()):
+    if first in STOPWORDS or second in STOPWORDS or not (_is_word(first) and _is_word(second)):
         return accept("swapped_words")
     if any(token in _SYMMETRIC for token in a[i + 1 : j]):
         return accept("swapped_words")
