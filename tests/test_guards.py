@@ -162,6 +162,9 @@ REFUSE: dict[str, list[Pair]] = {
         ("nginx 서비스 시작하는 명령어", "nginx 서비스 중지하는 명령어"),
         ("MySQL에서 인덱스 생성하는 법", "MySQL에서 인덱스 삭제하는 법"),
         ("환율이 오르면 수출은 어떻게 돼?", "환율이 떨어지면 수출은 어떻게 돼?"),
+        # Tense inside a word another pair also reads (받았 received, 올랐 rose).
+        ("동생이 내 택배를 받았을까?", "동생이 내 택배를 받을까?"),
+        ("비트코인 가격이 올랐을까요?", "비트코인 가격이 오를까요?"),
     ],
     "swapped_roles": [
         ("How do I convert PDF to Word?", "How do I convert Word to PDF?"),
@@ -392,6 +395,7 @@ PASS: dict[str, list[Pair]] = {
         ("Is it over?", "Is it over now?"),
         ("Select rows where age > 30", "SQL: select the rows where age > 30"),
         ("Is x >= 0 here?", "Is x greater than or equal to 0 here?"),
+        ("Difference between != and !== in JS", "In JS, how does !== differ from !=?"),
         ("Map each item -> its price", "Map every item -> its price"),
         ("Is ice more or less dense than water?", "Is ice more dense or less dense than water?"),
         ("비싼 노트북이 좋을까?", "비싼 노트북이 더 좋을까?"),
@@ -492,6 +496,9 @@ PASS: dict[str, list[Pair]] = {
         ("고양이에게 우유를 줘도 되나요?", "고양이한테 우유 줘도 돼요?"),
         ("Cheap flights from Seoul to Tokyo", "Cheap flights to Tokyo from Seoul"),
         ("Difference between TCP and UDP", "Difference between UDP and TCP"),
+        # Each word keeps its own particle as it moves: Korean word order is free.
+        ("일본어로 '건배'를 어떻게 말해?", "'건배'를 일본어로 어떻게 말해?"),
+        ("회의실에서 팀장에게 보고서를 냈어", "보고서를 회의실에서 팀장에게 냈어"),
     ],
 }
 

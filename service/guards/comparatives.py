@@ -10,6 +10,7 @@ opposite is said with (압축 / 압축을 풀다, 포함 / 빼고, 받은 / 보�
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final
@@ -126,7 +127,6 @@ _KO_OPPOSITE_PAIRS: Final = r"""
 아침 | 저녁
 덧셈|더하기 | 뺄셈|빼기
 곱셈|곱하기 | 나눗셈|나누기
-{past} | {future}
 """
 
 
@@ -179,10 +179,19 @@ _KO_SIDES: Final = _korean_sides()
 # per side, Python's regex engine runs fifty times slower); the side is then the first whose
 # own pattern matches there, the one the alternation chose.
 _KO_OPPOSITES: Final = re.compile("|".join(f"(?:{side.pattern})" for _, side in _KO_SIDES))
+# Tense is read on its own pass: its endings sit inside words another pair also matches
+# ("받았을까" is 받았 of 받은/보낸 and a past ending; "떨어졌" a fall and a past).
+_KO_TENSE_SIDES: Final = (
+    ("lt", re.compile(_KO_BUILT["past"])),
+    ("rt", re.compile(_KO_BUILT["future"])),
+)
+_KO_TENSE: Final = re.compile("|".join(f"(?:{side.pattern})" for _, side in _KO_TENSE_SIDES))
 _EN_LOWER_WORD: Final = re.compile(r"[a-z]+|\d+")
 # Comparison operators between operands ("age > 30", "i <= n", "status != 'x'"); arrows
 # ("->", "=>", "<-") and shifts ("<<") are not comparisons.
-_OPERATOR: Final = re.compile(r"(?<=[\w\s)\]'\"`])(===|!==|==|!=|<=|>=|<>|<|>|=)(?=[\s\w('\"`.-])")
+_OPERATOR: Final = re.compile(
+    r"(?<=[\w\s)\]'\"`])(===|!==|==|!=|<=|>=|<>|<|>|=)(?=[\s\w('\"`.,;:?!)\]-]|$)"
+)
 
 
 def _terms(text: str) -> dict[str, tuple[str, int]]:
@@ -201,21 +210,24 @@ def _terms(text: str) -> dict[str, tuple[str, int]]:
         elif word in _EN_OPPOSITES and not (word == "min" and i and words[i - 1].isdigit()):
             add(_EN_OPPOSITES[word], word)  # (but "5 min" is minutes)
     if HANGUL.search(text):
-        for m in _KO_OPPOSITES.finditer(text):
-            key = next(key for key, side in _KO_SIDES if side.match(text, m.start()))
-            add("k" + key, m.group(0))
+        for pattern, sides in ((_KO_OPPOSITES, _KO_SIDES), (_KO_TENSE, _KO_TENSE_SIDES)):
+            for m in pattern.finditer(text):
+                key = next(key for key, side in sides if side.match(text, m.start()))
+                add("k" + key, m.group(0))
     return found
 
 
 def _opposite(key: str) -> str:
-    """ "l3" -> "r3", "kr0" -> "kl0" (k: a Korean pair)."""
+    """ "l3" -> "r3", "kr0" -> "kl0" (k: a Korean pair), "klt" -> "krt" (Korean tense)."""
     lang = "k" if key.startswith("k") else ""
     side, index = key[len(lang)], key[len(lang) + 1 :]
     return lang + ("r" if side == "l" else "l") + index
 
 
-def _operators(text: str) -> list[str]:
-    return _OPERATOR.findall(text)
+def _operators(text: str) -> Counter[str]:
+    """How often each comparison operator is used; their order is not kept, since a
+    paraphrase may name them in another order ("== and ===" / "=== or ==")."""
+    return Counter(_OPERATOR.findall(text))
 
 
 def check_comparatives(cached: str, new: str) -> GuardVerdict:
@@ -234,9 +246,12 @@ def check_comparatives(cached: str, new: str) -> GuardVerdict:
     a_text, b_text = normalize(cached), normalize(new)
     a_ops, b_ops = _operators(a_text), _operators(b_text)
     if a_ops and b_ops and a_ops != b_ops:
-        mine = next((x for x, y in zip(a_ops, b_ops, strict=False) if x != y), a_ops[-1])
-        theirs = next((y for x, y in zip(a_ops, b_ops, strict=False) if x != y), b_ops[-1])
-        return GuardVerdict(False, "comparatives", f"operators differ: '{mine}' vs '{theirs}'")
+        mine, theirs = (
+            sorted(a_ops - b_ops) or sorted(a_ops),
+            sorted(b_ops - a_ops) or sorted(b_ops),
+        )
+        reason = f"operators differ: {' '.join(mine)!r} vs {' '.join(theirs)!r}"
+        return GuardVerdict(False, "comparatives", reason)
     a, b = _terms(a_text), _terms(b_text)
     for key, (word, count) in sorted(a.items()):
         opposite = _opposite(key)
