@@ -25,6 +25,7 @@ import orjson
 
 from service.errors import InvalidRequest, StorageError
 from service.proxy_types import Controls
+from service.request_checks import check_keys
 
 State = Literal["pending", "queued", "sent", "duplicate", "done"]
 DupKind = Literal["exact", "semantic"]
@@ -410,11 +411,7 @@ def failure_status(result: Mapping[str, Any]) -> tuple[int, str]:
 
 def parse_requests(body: Any, limit: int = MAX_REQUESTS) -> list[tuple[str, dict[str, Any]]]:
     """The `(custom_id, params)` pairs of a create-batch body, checked as the API checks them."""
-    if not isinstance(body, dict):
-        raise InvalidRequest("request body must be a JSON object")
-    for key in body:
-        if key != "requests":
-            raise InvalidRequest(f"{key}: Extra inputs are not permitted")
+    check_keys(body, "request body", {"requests"})
     items = body.get("requests")
     if not isinstance(items, list) or not items:
         raise InvalidRequest("requests: at least one request is required")

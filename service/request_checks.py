@@ -130,17 +130,23 @@ def _check_list_of_objects(body: Mapping[str, Any], field: str) -> None:
         raise InvalidRequest(f"{field}: must be a list of objects")
 
 
+def check_keys(value: Any, where: str, allowed: set[str]) -> None:
+    """An object with no field but `allowed`, refused in the API's words."""
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"{where}: must be a JSON object")
+    for key in value:
+        if key not in allowed:
+            prefix = f"{where}." if where != "request body" else ""
+            raise InvalidRequest(f"{prefix}{key}: Extra inputs are not permitted")
+
+
 def _check_metadata(metadata: Any) -> None:
     """The API's `metadata` holds `user_id` only. It is not part of the cache key, so a hit
     never reaches upstream to have it judged: checked here, a typo in it is the 400 the API
     would send, not a cached answer that fails once the cache misses."""
     if metadata is None:
         return
-    if not isinstance(metadata, dict):
-        raise InvalidRequest("metadata: must be an object")
-    for key in metadata:
-        if key != "user_id":
-            raise InvalidRequest(f"metadata.{key}: Extra inputs are not permitted")
+    check_keys(metadata, "metadata", {"user_id"})
     user_id = metadata.get("user_id")
     if user_id is not None and not (isinstance(user_id, str) and len(user_id) <= 256):
         raise InvalidRequest("metadata.user_id: must be a string of at most 256 characters")

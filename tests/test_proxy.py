@@ -440,7 +440,7 @@ def test_request_controls_and_bad_requests(service: Service, standin: RunningSta
         ({**body, "messages": [{"role": "user", "content": [1, 2]}]}, {}, "messages.0.content.0"),
         # metadata is not in the key: the cached answer to `body` answered what the API refuses.
         ({**body, "metadata": {"user": "u1"}}, {}, "metadata.user: Extra inputs"),
-        ({**body, "metadata": "u1"}, {}, "metadata: must be an object"),
+        ({**body, "metadata": "u1"}, {}, "metadata: must be a JSON object"),
         ({**body, "metadata": {"user_id": "u" * 257}}, {}, "metadata.user_id"),
     ]:
         calls = standin.state.messages_calls
