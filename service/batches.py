@@ -61,10 +61,12 @@ from service.errors import (
     PromptCacheError,
     RateLimited,
     StorageError,
+    Superseded,
     Unprocessable,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from service.invalidations import Began
 from service.ledger import LedgerRow
 from service.message_ids import with_fresh_id
 from service.policy import cacheability
@@ -290,6 +292,9 @@ class BatchService:
             prepared,
             request_id=f"{record.id}/{row.custom_id}",
             started=time.perf_counter() - age,
+            # The batch's creation, which outlives restarts: invalidations since then cover
+            # its answers (service.invalidations compares such a token by time).
+            began=Began(None, record.created_at),
         )
 
     def _prepare_all(
@@ -677,8 +682,11 @@ class BatchService:
                     output_tokens=usage.output_tokens if usage is not None else None,
                     truncated=storable.truncated,
                     exact_only=storable.exact_only,
+                    began=prepared.began,
                 )
             )
+        except Superseded:  # an invalidation since the batch was created (logged)
+            return None
         except StorageError as exc:  # the result is still delivered and billed
             logger.error("batch result delivered but not stored: %s", exc.message)
             return None

@@ -16,15 +16,13 @@ except `lookup_exact`, which is cheap enough for the event loop (memory and one 
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import heapq
 import logging
 import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -43,9 +41,10 @@ from service.cache_values import (
 )
 from service.config import Settings
 from service.embed_queues import EmbedQueues
-from service.errors import Conflict
+from service.errors import Conflict, Superseded
+from service.invalidations import Began, Invalidation, InvalidationLog, Subject, matches
 from service.keys import CacheKeys
-from service.maintenance import index_blocks, open_index, reembed_hint
+from service.maintenance import collector_paused, index_blocks, open_index, reembed_hint
 from service.policy import (
     Bypass,
     Decision,
@@ -100,19 +99,9 @@ class _Row:
     size: int
     indexed: bool
 
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Opening a large cache builds millions of objects in one go, none of them in a reference
-    cycle, and CPython's cycle collector would walk them again and again: at 1M entries the
-    open took 20 s with it and 14 s without."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
+    def subject(self) -> Subject:
+        f = self.facts
+        return Subject(f.entry_id, self.tenant, f.namespace, self.tags, self.model, f.created)
 
 
 class SemanticCache:
@@ -136,6 +125,7 @@ class SemanticCache:
             embedder, self._embed_batch, settings.embedding
         )
         self._store = EntryStore(settings.entries_dir)
+        self._invalidations = InvalidationLog(settings.data_dir / "invalidations.jsonl", clock())
         self._lock = threading.RLock()
         self._rows: dict[int, _Row] = {}
         self._by_exact: dict[str, int] = {}
@@ -175,7 +165,7 @@ class SemanticCache:
         # About 2 s per 100k entries: say what the wait is before it starts.
         logger.info("opening the cache in %s", self.settings.entries_dir)
         self._store.sync_records(announce)
-        with _collector_paused():
+        with collector_paused():
             entries = list(self._store.records())
             model_id = self.embedder.model_id
             stored_models = {e.embedding_model for e in entries if e.embedding_model}
@@ -443,13 +433,16 @@ class SemanticCache:
         output_tokens: int | None = None,
         truncated: bool = False,
         exact_only: bool = False,
+        began: Began | None = None,
     ) -> Entry:
         """Store an answer for `keys`; replaces an entry with the same exact key, except that
         an answer cut off by `max_tokens` never replaces a fresh complete one (which serves
         every request with room for it; that one is returned instead).
 
         Without a `ttl` from the caller, an answer to a prompt that names a relative date
-        expires at the end of that period (`service.relative_time`)."""
+        expires at the end of that period (`service.relative_time`). With `began` (the
+        request's token from `began()`), an invalidation since then that covers the entry
+        raises `Superseded` instead of storing it."""
         now = self._clock()
         if truncated:
             kept = self._complete_entry(keys.exact_key, now)
@@ -488,6 +481,8 @@ class SemanticCache:
                 embedding=embedding,
                 embedding_model=self.embedder.model_id if embedding is not None else None,
             )
+            if began is not None:  # under the lock: `invalidate` logs before it scans
+                self._refuse_if_covered(began, entry)
             previous = self._by_exact.get(keys.exact_key)
             entry = self._store.set(entry)
             if previous is not None:
@@ -547,32 +542,43 @@ class SemanticCache:
             expired = [i for i, row in self._rows.items() if row.facts.expires <= now]
             return self._drop_locked(expired)
 
+    def began(self) -> Began:
+        """A request's token, taken before its lookup, for `store(began=...)`."""
+        return self._invalidations.began(self._clock())
+
+    def _refuse_if_covered(self, began: Began, entry: Entry) -> None:
+        for record in self._invalidations.covering(began, Subject.of(entry)):
+            if record.what.similar_to is None or self._similar_entry(record, entry):
+                logger.info("answer not stored: its request began before %s", record.described())
+                raise Superseded(f"not stored: its request began before {record.described()}")
+
+    def _similar_entry(self, record: Invalidation, entry: Entry) -> bool:
+        """`_similar`'s decision for one entry not in the index yet."""
+        text = reading_form(record.what.similar_to or "").strip()
+        if entry.semantic_text == text:
+            return True
+        if entry.embedding is None or self.semantic_block is not None:
+            return False
+        options = self.options(min_similarity=record.what.min_similarity)
+        probe = Query("", "", text, None, read_whole=reads_whole(self.embedder, text))
+        if precheck_semantic(probe, options) is not None:
+            return False
+        similarity = float(self._embed_one(text, reuse=True)[0] @ entry.embedding)
+        query = Query(entry.fingerprint, entry.namespace, text, None)
+        candidate = [(facts_of(entry), similarity)]
+        return isinstance(decide_semantic(query, candidate, options, entry.created), Hit)
+
     def invalidate(self, what: InvalidateFilter) -> int:
         now = self._clock()
         with self._lock:
-            ids = [i for i, row in self._rows.items() if self._matches(row, what, now)]
+            self._invalidations.record(what, now)
+            ids = [i for i, row in self._rows.items() if matches(row.subject(), what, now)]
         if what.similar_to is not None:
             ids = self._similar(ids, what)
         with self._lock:
             removed = self._drop_locked(ids)
         logger.info("invalidated %d entries (%s)", removed, what)
         return removed
-
-    @staticmethod
-    def _matches(row: _Row, what: InvalidateFilter, now: float) -> bool:
-        if what.ids and row.facts.entry_id not in what.ids:
-            return False
-        if what.tenant is not None and row.tenant != what.tenant:
-            return False
-        if what.namespace is not None:
-            name = row.facts.namespace.split("/", 1)[1]
-            if name != what.namespace:
-                return False
-        if what.tags and not set(what.tags) & set(row.tags):
-            return False
-        if what.model is not None and row.model != what.model:
-            return False
-        return not (what.older_than is not None and now - row.facts.created < what.older_than)
 
     def _similar(self, ids: Sequence[int], what: InvalidateFilter) -> list[int]:
         """Entries a lookup of `similar_to` would be served, in whatever context each lives:

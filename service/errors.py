@@ -101,6 +101,12 @@ class StorageError(PromptCacheError):
     error_type = "storage_error"
 
 
+class Superseded(StorageError):
+    """An answer not stored because an invalidation covering it ran after its request began
+    (`service.invalidations`). A `StorageError`, so a caller that only knows those still
+    delivers and bills the answer."""
+
+
 class UpstreamError(PromptCacheError):
     status = 502
     error_type = "api_error"

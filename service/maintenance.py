@@ -8,9 +8,11 @@ commands, so the CLI and the server agree on what "consistent" means.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -28,6 +30,20 @@ from service.text_form import reading_form
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]  # (done, total)
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Opening a large cache builds millions of objects in one go, none of them in a reference
+    cycle, and CPython's cycle collector would walk them again and again: at 1M entries the
+    open took 20 s with it and 14 s without."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def reembed_hint(stored_models: Iterable[str], configured: str) -> str:

@@ -32,6 +32,7 @@ from service.errors import (
     PayloadTooLarge,
     PromptCacheError,
     StorageError,
+    Superseded,
     UnreadableAnswer,
 )
 from service.keys import cache_keys
@@ -164,6 +165,7 @@ class Proxy:
             tenant=tenant,
             request_id=f"req_pc_{secrets.token_hex(12)}",
             started=started,
+            began=self.cache.began(),
         )
 
     # -- answers --------------------------------------------------------------------------
@@ -365,12 +367,15 @@ class Proxy:
                         output_tokens=usage.output_tokens,
                         truncated=store.truncated,
                         exact_only=store.exact_only,
+                        began=prepared.began,
                     )
                 )
                 if entry.truncated == store.truncated:
                     entry_id = entry.id
                 else:  # the complete answer cached for this request stays; this one is not it
                     reason = "not stored: a complete answer to this request is cached"
+            except Superseded as exc:  # an invalidation ran while it was upstream (logged)
+                reason = exc.message
             except StorageError as exc:
                 # The answer is paid for: deliver it and bill it; only the cache loses it.
                 logger.error("answer delivered but not stored: %s", exc.message)

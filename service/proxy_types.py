@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from service.invalidations import Began
 from service.keys import CacheKeys
 from service.ledger import Kind
 from service.policy import LookupOptions
@@ -42,6 +43,8 @@ class Prepared:
     tenant: str
     request_id: str
     started: float
+    # Taken before the lookup: an invalidation after it keeps the answer out of the cache.
+    began: Began | None = None
 
 
 @dataclass(frozen=True)

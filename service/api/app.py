@@ -25,6 +25,7 @@ from service.api.batch_routes import install_batches
 from service.api.body_limit import BodyLimit, Limit
 from service.api.cache_routes import router as cache_router
 from service.api.count_tokens_routes import router as count_tokens_router
+from service.api.edge import Edge
 from service.api.errors import install_error_handlers
 from service.api.messages_routes import router as messages_router
 from service.api.models_routes import router as models_router
@@ -178,6 +179,7 @@ def create_app(
             ),
         },
     )
+    app.add_middleware(Edge)  # outermost: an encoded body is refused before it is counted
     app.include_router(cache_router)
     app.include_router(count_tokens_router)
     app.include_router(messages_router)

@@ -14,7 +14,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
+from starlette.routing import Match
 
 from service.errors import PromptCacheError
 from service.jsoncodec import dumps
@@ -66,6 +68,22 @@ _STATUS_TYPES = {
 }
 
 
+def _allowed(request: Request) -> str:
+    """Every method some route takes at this path, asked of the router one method at a time
+    (FastAPI nests included routers, whose routes cannot be listed). Starlette's 405 names
+    only the first route that matched the path (GET /v1/messages/batches hid its POST);
+    HEAD goes with GET (`service.api.edge`)."""
+    routes = request.app.router.routes
+    methods = {
+        method
+        for method in ("DELETE", "GET", "PATCH", "POST", "PUT")
+        if any(r.matches({**request.scope, "method": method})[0] == Match.FULL for r in routes)
+    }
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_ours(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, PromptCacheError)
@@ -89,7 +107,16 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         error_type = _STATUS_TYPES.get(exc.status_code, "api_error")
-        return error_response(exc.status_code, error_type, str(exc.detail))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed(request)
+        return error_response(exc.status_code, error_type, str(exc.detail), headers or None)
+
+    async def on_disconnect(request: Request, exc: Exception) -> Response:
+        # Not a fault of ours, and nothing went upstream: one line, no traceback, no row.
+        path = request.url.path
+        logger.info("%s %s: the client left before its body arrived", request.method, path)
+        return Response(status_code=499)
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -98,4 +125,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PromptCacheError, on_ours)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(ClientDisconnect, on_disconnect)
     app.add_exception_handler(Exception, on_unexpected)
