@@ -16,6 +16,7 @@ ids alone is not logged: it names entries that exist, never one stored later.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import os
@@ -107,6 +108,9 @@ class InvalidationLog:
         with self._lock:
             seq = (self._records[-1].seq if self._records else 0) + 1
             self._records.append(Invalidation(seq, now, what))
+            # A long-running service forgets what a restart would: every store reads the
+            # records since its request began, which stay few only if old ones go.
+            self._records = [r for r in self._records if now - r.at <= RETAIN_SECONDS]
         line = json.dumps({"at": now, "what": asdict(what)}, ensure_ascii=False)
         try:
             with self._path.open("a", encoding="utf-8") as out:
@@ -118,9 +122,10 @@ class InvalidationLog:
         """The invalidations since `began` whose filters (but `similar_to`) match `subject`,
         taken as created when its request began."""
         with self._lock:
-            if began.seq is not None:
-                since = [r for r in self._records if r.seq > began.seq]
-            else:
+            if began.seq is not None:  # seqs only grow: the records since are the tail
+                first = bisect.bisect_right(self._records, began.seq, key=lambda r: r.seq)
+                since = self._records[first:]
+            else:  # a clock may step back: read them all
                 since = [r for r in self._records if r.at > began.at]
         aged = replace(subject, created=began.at)
         return [r for r in since if matches(aged, r.what, r.at)]
