@@ -146,15 +146,26 @@ class Ledger:
     Every method blocks on SQLite: async code calls it from a worker thread.
     """
 
-    def __init__(self, path: Path, *, busy_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, path: Path, *, busy_timeout_s: float = 10.0, read_only: bool = False
+    ) -> None:
+        """`read_only`: for reports of a backup copy or a read-only mount. Nothing is
+        migrated or written; a ledger older than this release is refused with the way out."""
         self._path = Path(path)
         self._db = ThreadConnections(
-            self._path, busy_timeout_ms=int(busy_timeout_s * 1000), what=f"ledger {self._path}"
+            self._path,
+            busy_timeout_ms=int(busy_timeout_s * 1000),
+            what=f"ledger {self._path}",
+            read_only=read_only,
         )
         try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
+            if not read_only:
+                self._path.parent.mkdir(parents=True, exist_ok=True)
             with self._db.using() as conn:
-                self._migrate(conn)
+                if read_only:
+                    self._check_version(conn)
+                else:
+                    self._migrate(conn)
         except sqlite3.Error as exc:
             self.close()
             raise StorageError(f"cannot open ledger {self._path}: {exc}") from exc
@@ -175,6 +186,17 @@ class Ledger:
     def close(self) -> None:
         """Close every thread's connection (after statements in flight); final."""
         self._db.close()
+
+    def _check_version(self, conn: sqlite3.Connection) -> None:
+        version = int(
+            conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
+        )
+        if version != SCHEMA_VERSION:
+            raise StorageError(
+                f"ledger {self._path} has schema version {version} and this promptcache reads "
+                f"{SCHEMA_VERSION}; read-only, it cannot be migrated: run this on a writable "
+                "copy of the data dir"
+            )
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         conn.execute("BEGIN IMMEDIATE")

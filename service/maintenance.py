@@ -24,7 +24,7 @@ from index.base import Ids, Vectors
 from index.blocks import Block, BlockIndex, load_blocks, read_saved_blocks
 from index.faiss_index import FaissIndex, IndexLoadError, IndexMissing
 from service.config import Settings
-from service.store import Entry, EntryStore, StoreAudit
+from service.store import Entry, EntryStore, StoreAudit, StoreDamaged
 from service.text_form import reading_form
 
 logger = logging.getLogger(__name__)
@@ -180,10 +180,26 @@ class CheckReport:
     manifest_kind: str | None = None  # the saved index's kind; `[index] kind` applies at rebuild
     unreadable_entries: int = 0
     notes: tuple[str, ...] = ()  # worth knowing, repaired by the next start without a command
+    store_damaged: bool = False  # SQLite says the store's file is damaged: only a salvage helps
 
     @property
     def consistent(self) -> bool:
         return not self.problems
+
+    @property
+    def fix(self) -> str | None:
+        """The command that mends every problem, or None when there is none."""
+        if self.store_damaged:
+            return "promptcache index rebuild --salvage"
+        if not self.problems:
+            return None
+        reembed = any("--reembed" in problem for problem in self.problems)
+        return "promptcache index rebuild" + (" --reembed" if reembed else "")
+
+
+_STARTS_REPAIR = (
+    "the next start repairs it from the store (`promptcache index rebuild` does it now)"
+)
 
 
 def check_data_dir(
@@ -195,9 +211,12 @@ def check_data_dir(
     None: one block, `configured_model`.
     """
     expected_blocks = tuple(block_models or (configured_model,))
-    store = EntryStore(settings.entries_dir)
+    # Read-only: a check must work on a backup copy or a read-only mount, and change nothing.
+    store = EntryStore(settings.entries_dir, read_only=True)
     try:
         audit = store.audit()
+    except StoreDamaged as exc:
+        return _damaged_report(settings, configured_model, exc)
     finally:
         store.close()
     entries = audit.entries
@@ -220,6 +239,9 @@ def check_data_dir(
         )
     if any(m != configured_model for m in stored_models):
         problems.append(reembed_hint(stored_models, configured_model))
+    # A start repairs or rebuilds whatever is wrong with the saved index (`open_index`), so
+    # that is a note: after a SIGKILL the index always lags, and nothing needs the user.
+    index_notes: list[str] = []
     manifest_models: tuple[str, ...] = ()
     manifest_kind: str | None = None
     index_count: int | None = None
@@ -233,7 +255,9 @@ def check_data_dir(
         index_count = len(present)
         missing, extra = len(embedded - present), len(present - embedded - unreadable)
         if missing or extra:
-            problems.append(f"index is stale: {missing} entries missing, {extra} extra")
+            index_notes.append(
+                f"index is stale: {missing} entries missing, {extra} extra; {_STARTS_REPAIR}"
+            )
         if manifest_models != expected_blocks:
             needed = (
                 f"the configured model is {configured_model}"
@@ -241,14 +265,15 @@ def check_data_dir(
                 else f"the configured embedding needs one index for each of "
                 f"{' and '.join(expected_blocks)}"
             )
-            problems.append(
-                f"the saved index holds vectors of {' and '.join(manifest_models)}; {needed}"
+            index_notes.append(
+                f"the saved index holds vectors of {' and '.join(manifest_models)}; {needed}; "
+                f"{_STARTS_REPAIR}"
             )
-    except IndexMissing:
+    except IndexMissing as exc:
         if embedded:
-            problems.append("index file missing")
+            index_notes.append(f"index missing ({exc}); {_STARTS_REPAIR}")
     except IndexLoadError as exc:
-        problems.append(f"index unreadable: {exc}")
+        index_notes.append(f"index unreadable: {exc}; {_STARTS_REPAIR}")
     return CheckReport(
         entries=len(entries) + len(unreadable),
         with_embedding=len(embedded),
@@ -261,7 +286,30 @@ def check_data_dir(
         problems=tuple(problems),
         manifest_kind=manifest_kind,
         unreadable_entries=len(unreadable),
-        notes=_record_notes(audit),
+        notes=(*index_notes, *_record_notes(audit)),
+    )
+
+
+def _damaged_report(settings: Settings, configured_model: str, exc: StoreDamaged) -> CheckReport:
+    """The store's SQLite file is damaged: nothing past that can be compared."""
+    cause = exc.__cause__ or exc
+    problem = (
+        f"the entry store {settings.entries_dir} is damaged (SQLite: {cause}); lookups that "
+        "meet the damaged pages are misses. A salvage copies every entry still readable into "
+        "a fresh store, moves the damaged one aside and rebuilds the index; entries on the "
+        "damaged pages are lost (cached answers only: the next identical request asks upstream)"
+    )
+    return CheckReport(
+        entries=0,
+        with_embedding=0,
+        index_entries=None,
+        manifest_models=(),
+        configured_model=configured_model,
+        stored_models=(),
+        missing_from_index=0,
+        extra_in_index=0,
+        problems=(problem,),
+        store_damaged=True,
     )
 
 
@@ -307,14 +355,20 @@ def rebuild(
     progress: Progress | None = None,
     stage: Callable[[str], None] | None = None,
     batch_size: int = 64,
+    salvage: Callable[[], object] | None = None,
 ) -> tuple[int, int]:
     """Rebuild the index from the store; with `reembed`, embed every entry again first.
 
     Re-embedding writes each entry back one batch at a time, so an interrupted run loses
     nothing and a second run finishes the job. Returns (entries indexed, entries re-embedded).
     `stage` hears what runs next, since building an index reports no progress of its own
-    (training IVF lists for 1M entries takes about a minute).
+    (training IVF lists for 1M entries takes about a minute). `salvage` runs first, before
+    the store is opened: a damaged store (`StoreDamaged`) is replaced by what it still holds.
     """
+    if salvage is not None:
+        if stage:
+            stage("salvaging the readable entries into a fresh store")
+        salvage()
     store = EntryStore(settings.entries_dir)
     try:
         if stage:

@@ -17,13 +17,19 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from service.errors import StorageError
 
 
 class ThreadConnections:
-    def __init__(self, path: Path, *, busy_timeout_ms: int, what: str) -> None:
+    def __init__(
+        self, path: Path, *, busy_timeout_ms: int, what: str, read_only: bool = False
+    ) -> None:
+        """`read_only`: connections that write nothing, for readers of a copy or a read-only
+        mount (`connect_read_only`)."""
         self._path = path
+        self._read_only = read_only
         self._busy_timeout_ms = busy_timeout_ms
         self._what = what  # names the file in errors: "ledger /x/ledger.sqlite3"
         self._local = threading.local()
@@ -66,19 +72,52 @@ class ThreadConnections:
                 raise StorageError(f"{self._what} is closed")
             # isolation_level=None: we issue BEGIN ourselves, so every transaction is explicit.
             # check_same_thread=False only so close() may close it from another thread.
-            conn = sqlite3.connect(
-                self._path,
-                timeout=self._busy_timeout_ms / 1000,
-                isolation_level=None,
-                check_same_thread=False,
-            )
+            options: dict[str, Any] = {
+                "timeout": self._busy_timeout_ms / 1000,
+                "isolation_level": None,
+                "check_same_thread": False,
+            }
+            if self._read_only:
+                conn = connect_read_only(self._path, **options)
+            else:
+                conn = sqlite3.connect(self._path, **options)
             ended = [c for thread, c in self._connections if not thread.is_alive()]
             self._connections = [(t, c) for t, c in self._connections if t.is_alive()]
             self._connections.append((threading.current_thread(), conn))
         for stale in ended:  # only its own thread used it, and that thread is gone
             stale.close()
         conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
+        if not self._read_only:  # both would write: WAL is set on the file itself
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
         self._local.conn = conn
         return conn
+
+
+def connect_read_only(database: Path, **options: Any) -> sqlite3.Connection:
+    """A connection that can write nothing, and works where nothing can be written.
+
+    `mode=ro` reads a WAL database whose -wal and -shm files exist even when they and their
+    folder are read-only (a backup copy, a read-only mount); without them SQLite would have to
+    create the -shm file, and says "unable to open database file". Then no -wal file means
+    every committed row is in the database file itself, so `immutable=1` (no locks, no -shm)
+    reads all of it. `options` go to `sqlite3.connect`.
+    """
+    # absolute(): a relative data dir (the default `.promptcache`) has no file URI.
+    uri = database.absolute().as_uri()
+    connection: sqlite3.Connection = sqlite3.connect(f"{uri}?mode=ro", uri=True, **options)
+    try:
+        connection.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        return connection
+    except sqlite3.OperationalError:
+        connection.close()
+        wal = database.with_name(database.name + "-wal")
+        if not database.exists() or (wal.exists() and wal.stat().st_size > 0):
+            raise
+    except BaseException:
+        connection.close()
+        raise
+    immutable: sqlite3.Connection = sqlite3.connect(
+        f"{uri}?mode=ro&immutable=1", uri=True, **options
+    )
+    return immutable

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -36,6 +37,9 @@ import orjson
 
 from service.errors import StorageError
 from service.jsoncodec import dumps
+from service.sqlite_threads import connect_read_only
+
+logger = logging.getLogger(__name__)
 
 _PREFIX = "e:"
 _PREFIX_END = "e;"  # the next string after every "e:..." key
@@ -216,6 +220,37 @@ class UnreadableEntry(StorageError):
         self.entry_id = entry_id
 
 
+SALVAGE_FIX: Final = (
+    "stop the service, then run `promptcache index rebuild --salvage`: it copies every "
+    "entry SQLite can still read into a fresh store, moves the damaged one aside and "
+    "rebuilds the index (entries on damaged pages are lost; they are only cached answers)"
+)
+
+
+def is_damage(exc: BaseException) -> bool:
+    """SQLite found the file itself damaged (a page of garbage, a file cut short), as opposed
+    to busy or refusing a write: no retry helps, only salvaging what is still readable."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return (
+        isinstance(exc, sqlite3.DatabaseError)
+        and code is not None
+        and code & 0xFF
+        in (
+            sqlite3.SQLITE_CORRUPT,
+            sqlite3.SQLITE_NOTADB,
+        )
+    )
+
+
+class StoreDamaged(StorageError):
+    """The entry store's SQLite file is damaged, not just one value in it. Whole-store reads
+    (a scan, `index check`, a start) cannot go on; `index rebuild --salvage` keeps what is
+    still readable."""
+
+    def __init__(self, directory: Path, cause: Exception) -> None:
+        super().__init__(f"the entry store at {directory} is damaged ({cause}): {SALVAGE_FIX}")
+
+
 @dataclass(frozen=True)
 class StoreAudit:
     """What `index check` reports about the store itself, read-only."""
@@ -237,9 +272,20 @@ _DECODE_ERRORS: Final = (orjson.JSONDecodeError, KeyError, ValueError, TypeError
 
 
 class EntryStore:
-    """id -> Entry on diskcache. Thread- and process-safe (SQLite underneath)."""
+    """id -> Entry on diskcache. Thread- and process-safe (SQLite underneath).
 
-    def __init__(self, directory: Path) -> None:
+    `read_only`: for what changes nothing (`index check`), which must work on a backup copy
+    or a read-only mount: diskcache writes its settings at every open, so the store is then
+    read through read-only SQLite connections alone, and the writing methods are not used.
+    """
+
+    def __init__(self, directory: Path, *, read_only: bool = False) -> None:
+        self._directory = directory
+        self._damage_logged: set[str] = set()
+        self._kept_on: set[threading.Thread] = {threading.main_thread()}
+        self._read_only = read_only
+        if read_only:
+            return
         directory.mkdir(parents=True, exist_ok=True)
         try:
             self._cache = diskcache.Cache(
@@ -250,8 +296,9 @@ class EntryStore:
                 tag_index=False,
             )
         except Exception as exc:  # sqlite3.DatabaseError and friends: name the file
+            if is_damage(exc):
+                raise StoreDamaged(directory, exc) from exc
             raise StorageError(f"cannot open the entry store at {directory}: {exc}") from exc
-        self._kept_on: set[threading.Thread] = {threading.main_thread()}
 
     def keep_connection_on_this_thread(self) -> None:
         """This thread lives as long as the store (the event loop's): its connection stays
@@ -273,6 +320,13 @@ class EntryStore:
         reading an entry (about 30 of 40 us for a 768-dim vector), so it is opt-in."""
         try:
             raw = self._cache.get(f"{_PREFIX}{entry_id}")
+        except sqlite3.DatabaseError as exc:
+            if not is_damage(exc):
+                raise
+            # A damaged page is not one bad value: dropping the entry would write to the
+            # damaged file. It reads as gone, so the lookup is a miss, never a 500.
+            self._log_damage("reading an entry", exc)
+            return None
         finally:
             self._let_go()
         if raw is None:
@@ -281,6 +335,20 @@ class EntryStore:
             return decode_entry(raw, with_embedding=with_embedding)
         except _DECODE_ERRORS as exc:
             raise UnreadableEntry(entry_id, exc) from exc
+
+    def _log_damage(self, doing: str, exc: Exception) -> None:
+        """Once per kind of access: every lookup meeting the same damage would flood the log."""
+        if doing in self._damage_logged:
+            return
+        self._damage_logged.add(doing)
+        logger.error(
+            "%s: SQLite says the entry store at %s is damaged (%s); entries on damaged pages "
+            "read as misses until it is salvaged: %s",
+            doing,
+            self._directory,
+            exc,
+            SALVAGE_FIX,
+        )
 
     def set(self, entry: Entry) -> Entry:
         """Write one entry and its start-up record atomically; return it with its size."""
@@ -465,25 +533,51 @@ class EntryStore:
 
         Through diskcache's API a scan is one query per key (100k entries: 3.9 s of a 6.8 s
         start); one read-only SELECT streams the same values in 0.2 s. It relies on the
-        `Cache` table of diskcache 5 (key, mode, value), so any SQLite error falls back to
-        the API; values diskcache keeps in files (over its 32 KB inline limit) are read
-        through the API too.
+        `Cache` table of diskcache 5 (key, mode, value, filename), so any other SQLite error
+        falls back to the API; values diskcache keeps in files (over its 32 KB inline limit)
+        are read from their files. A damaged file raises `StoreDamaged`: the API would meet
+        the same pages, and a scan that skipped them would pass a damaged store as whole.
         """
         try:
-            connection, rows = self._select("key, mode, value", prefix, prefix_end)
-        except sqlite3.Error:  # not the schema this reads: nothing was yielded yet
+            connection, rows = self._select("key, mode, value, filename", prefix, prefix_end)
+        except sqlite3.Error as exc:  # not the schema this reads: nothing was yielded yet
+            if is_damage(exc):
+                raise StoreDamaged(self._directory, exc) from exc
+            if self._read_only:
+                if not (self._directory / "cache.db").exists():
+                    return  # no store yet: no entries
+                raise StorageError(
+                    f"cannot read the entry store at {self._directory}: {exc}"
+                ) from exc
             yield from self._raw_items_by_key(prefix)
             return
         try:
-            for key, mode, value in rows:
-                if mode == diskcache.core.MODE_RAW and value is not None:
-                    yield key, value
-                else:
-                    stored = self._cache.get(key)
-                    if stored is not None:
-                        yield key, stored
+            for key, mode, value, filename in rows:
+                stored = self._stored_value(key, mode, value, filename)
+                if stored is not None:
+                    yield key, stored
+        except sqlite3.DatabaseError as exc:
+            if not is_damage(exc):
+                raise
+            raise StoreDamaged(self._directory, exc) from exc
         finally:
             connection.close()
+
+    def _stored_value(
+        self, key: str, mode: int, value: Any, filename: str | None
+    ) -> bytes | str | None:
+        if mode == diskcache.core.MODE_RAW and value is not None:
+            return value  # type: ignore[no-any-return]
+        if filename and mode in (diskcache.core.MODE_BINARY, diskcache.core.MODE_TEXT):
+            try:
+                data = (self._directory / filename).read_bytes()
+            except OSError:
+                return None  # its file is gone: the entry is as good as deleted
+            return data if mode == diskcache.core.MODE_BINARY else data.decode("utf-8")
+        if self._read_only:
+            return None  # never written by this store (a pickled value): not an entry
+        stored = self._cache.get(key)
+        return stored if isinstance(stored, (bytes, str)) else None
 
     def _select(
         self, columns: str, prefix: str, prefix_end: str
@@ -499,9 +593,7 @@ class EntryStore:
         return connection, rows
 
     def _connect_read_only(self) -> sqlite3.Connection:
-        # absolute(): a relative data dir (the default `.promptcache`) has no file URI.
-        database = Path(self._cache.directory).absolute() / "cache.db"
-        return sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)
+        return connect_read_only(self._directory / "cache.db")
 
     def _ids(self, prefix: str, prefix_end: str) -> frozenset[str]:
         """The ids under `prefix` as the digits of their keys, from the keys alone."""
@@ -511,7 +603,9 @@ class EntryStore:
                 return frozenset(suffix for (suffix,) in rows)
             finally:
                 connection.close()
-        except sqlite3.Error:
+        except sqlite3.Error as exc:
+            if is_damage(exc):
+                raise StoreDamaged(self._directory, exc) from exc
             return frozenset(
                 key[len(prefix) :]
                 for key in self._cache.iterkeys()
@@ -535,4 +629,5 @@ class EntryStore:
         return int(self._cache.volume())
 
     def close(self) -> None:
-        self._cache.close()
+        if not self._read_only:  # a read-only store holds no diskcache connection
+            self._cache.close()

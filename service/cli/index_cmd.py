@@ -22,6 +22,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     rebuild_parser.add_argument(
         "--reembed", action="store_true", help="embed every entry again with the configured model"
     )
+    rebuild_parser.add_argument(
+        "--salvage",
+        action="store_true",
+        help="first copy every readable entry of a damaged store into a fresh one "
+        "(the damaged one is moved aside)",
+    )
     add_common(rebuild_parser)
     rebuild_parser.set_defaults(func=run_rebuild)
     for name, func, text in (
@@ -40,8 +46,10 @@ def run_rebuild(args: argparse.Namespace) -> int:
     from service.datadir import DataDirLock
     from service.embedder_factory import build_embedder
     from service.maintenance import rebuild
+    from service.store_salvage import Salvaged, salvage_store
 
     settings = settings_from(args)
+    salvaged: list[Salvaged] = []
     with DataDirLock(settings.data_dir, "promptcache index rebuild"):
         embedder = build_embedder(settings.embedding)
         with tqdm(total=0, unit="entry", desc="rebuild", disable=None) as bar:
@@ -51,13 +59,22 @@ def run_rebuild(args: argparse.Namespace) -> int:
                 bar.n = done
                 bar.refresh()
 
+            def salvage() -> None:
+                salvaged.append(salvage_store(settings.entries_dir, progress))
+
             indexed, reembedded = rebuild(
                 settings,
                 embedder,
                 reembed=args.reembed,
                 progress=progress,
                 stage=bar.set_description,
+                salvage=salvage if args.salvage else None,
             )
+    for done in salvaged:
+        print(
+            f"store salvaged: {done.copied} entries copied, {done.lost} unreadable and lost; "
+            f"the old store is in {done.aside} (delete it when you no longer need it)"
+        )
     print(
         f"index rebuilt: {indexed} entries indexed, {reembedded} embedded with {embedder.model_id}"
     )
@@ -116,12 +133,8 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"problem: {problem}")
     for note in report.notes:
         print(f"note: {note}")
-    if not report.consistent:
-        print(
-            ("fix: stop the service, then " if running is not None else "fix: ")
-            + "promptcache index rebuild"
-            + (" --reembed" if "reembed" in " ".join(report.problems) else "")
-        )
+    if report.fix is not None:
+        print(("fix: stop the service, then " if running is not None else "fix: ") + report.fix)
     return 0 if report.consistent else 1
 
 

@@ -15,18 +15,21 @@ for a bad argument (an unknown time zone), 1 for settings or storage errors.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sqlite3
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
+from pathlib import Path
 from typing import TextIO
 
 from service.alerts import AlertCenter, payload
 from service.anomaly import AnomalyWatch
 from service.cli.common import add_common, settings_from
 from service.config import Settings
-from service.errors import PromptCacheError
+from service.errors import PromptCacheError, StorageError
 from service.ledger import AlertRecord, Ledger
 from service.periods import zone
 from service.reports import (
@@ -99,6 +102,38 @@ def _check(
     return raised
 
 
+@contextlib.contextmanager
+def _open_ledger(path: Path, *, read_only: bool, err: TextIO) -> Iterator[tuple[Ledger, bool]]:
+    """The ledger and whether it is read-only. A report changes nothing but the alerts its
+    anomaly check raises, so a ledger SQLite refuses to write (a backup copy, a read-only
+    mount) is read as it is, without the check, rather than not at all."""
+    if not read_only:
+        try:
+            ledger = Ledger(path)
+        except StorageError as exc:
+            if not _refused_write(exc):
+                raise
+            print(
+                f"promptcache: {path} cannot be written ({exc.__cause__}): reporting from it "
+                "read-only, without the anomaly check",
+                file=err,
+            )
+            read_only = True
+    if read_only:
+        ledger = Ledger(path, read_only=True)
+    with ledger:
+        yield ledger, read_only
+
+
+def _refused_write(exc: StorageError) -> bool:
+    code = getattr(exc.__cause__, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_PERM,
+    )
+
+
 def run(
     args: argparse.Namespace,
     *,
@@ -122,9 +157,10 @@ def run(
             period = day_period(day, tz)
         path = settings.ledger_path
         if path.exists():
-            with Ledger(path) as ledger:
+            no_check: bool = getattr(args, "no_check", False)
+            with _open_ledger(path, read_only=no_check, err=err) as (ledger, read_only):
                 report = build_report(ledger, period, args.tenant, settings.proxy.task_max_tokens)
-                if not getattr(args, "no_check", False):
+                if not (no_check or read_only):
                     try:
                         alerts = _check(settings, ledger, clock, err)
                     except PromptCacheError as exc:
