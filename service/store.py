@@ -271,6 +271,27 @@ class StoreAudit:
 _DECODE_ERRORS: Final = (orjson.JSONDecodeError, KeyError, ValueError, TypeError)
 
 
+# Written into a salvaged store once every readable entry is in it (service.store_salvage).
+SALVAGE_DONE: Final = "salvage-complete"
+
+
+def finish_salvage(directory: Path) -> None:
+    """Put a complete salvaged store in place when a salvage stopped between moving the damaged
+    store aside and moving the salvaged one in: without this, the next start would open an
+    empty store where the salvaged entries should be."""
+    if directory.exists():
+        return
+    done = [
+        d
+        for d in sorted(directory.parent.glob(f"{directory.name}.salvage-*"))
+        if (d / SALVAGE_DONE).exists()
+    ]
+    if done:
+        done[-1].rename(directory)
+        (directory / SALVAGE_DONE).unlink(missing_ok=True)
+        logger.warning("finished an interrupted salvage: %s is now %s", done[-1].name, directory)
+
+
 class EntryStore:
     """id -> Entry on diskcache. Thread- and process-safe (SQLite underneath).
 
@@ -284,6 +305,7 @@ class EntryStore:
         self._damage_logged: set[str] = set()
         self._kept_on: set[threading.Thread] = {threading.main_thread()}
         self._read_only = read_only
+        finish_salvage(directory)
         if read_only:
             return
         directory.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ from pathlib import Path
 import diskcache.core
 
 from service.sqlite_threads import connect_read_only
-from service.store import Entry, EntryStore, decode_entry, is_damage
+from service.store import SALVAGE_DONE, Entry, EntryStore, decode_entry, is_damage
 
 _PREFIX, _PREFIX_END = "e:", "e;"  # the store's entry keys (service.store)
 _BATCH = 1000
@@ -71,8 +71,10 @@ def salvage_store(
                 source.close()
     finally:
         fresh.close()
+    (fresh_dir / SALVAGE_DONE).touch()  # from here on a start finishes the move (finish_salvage)
     entries_dir.rename(aside)
     fresh_dir.rename(entries_dir)
+    (entries_dir / SALVAGE_DONE).unlink()
     return Salvaged(copied, lost, aside)
 
 

@@ -24,6 +24,7 @@ from embeddings.routed import RoutedEmbedder
 from service.api.app import create_app
 from service.cli.main import main
 from service.config import Settings
+from service.store import SALVAGE_DONE
 from tests.conftest import make_settings
 from tests.servers import running
 
@@ -184,3 +185,24 @@ def test_check_and_report_work_on_a_read_only_data_dir(
             assert captured.err.count("\n") == 1
     finally:
         shutil.rmtree(top)
+
+
+def test_a_start_finishes_a_salvage_stopped_between_its_two_moves(
+    tmp_path: Path, routed: RoutedEmbedder
+) -> None:
+    settings = make_settings(tmp_path / "data")
+    with running(create_app(settings, embedder=routed)) as url:
+        _seed(url)
+    entries = settings.entries_dir
+    # The state a salvage killed between its renames leaves: the damaged store moved aside,
+    # the complete salvaged one (marked) not yet in its place.
+    shutil.copytree(entries, entries.with_name("entries.salvage-2"))
+    (entries.with_name("entries.salvage-2") / SALVAGE_DONE).touch()
+    entries.rename(entries.with_name("entries.damaged-2"))
+    # An unfinished salvage (no mark) is never put in place.
+    (entries.with_name("entries.salvage-3")).mkdir()
+    with running(create_app(settings, embedder=routed)) as url:
+        found = _lookup(url, PROMPTS[0])
+        assert found.json()["status"] == "hit-exact" and "MARK-0-" in found.text
+    assert not (entries / SALVAGE_DONE).exists()
+    assert entries.with_name("entries.salvage-3").exists()
