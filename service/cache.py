@@ -687,9 +687,9 @@ class SemanticCache:
             for row in range(len(jobs))
         ]
 
-    def keep_store_connection_on_this_thread(self) -> None:
-        """Called from the event loop, where exact hits read the store."""
-        self._store.keep_connection_on_this_thread()
+    @property
+    def entry_store(self) -> EntryStore:
+        return self._store
 
     def close(self) -> None:
         try:

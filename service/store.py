@@ -303,6 +303,7 @@ class EntryStore:
     def __init__(self, directory: Path, *, read_only: bool = False) -> None:
         self._directory = directory
         self._damage_logged: set[str] = set()
+        self._damage_seen: str | None = None
         self._kept_on: set[threading.Thread] = {threading.main_thread()}
         self._read_only = read_only
         finish_salvage(directory)
@@ -358,8 +359,15 @@ class EntryStore:
         except _DECODE_ERRORS as exc:
             raise UnreadableEntry(entry_id, exc) from exc
 
+    @property
+    def damage(self) -> str | None:
+        """What SQLite said of the damage this store met since it opened, or None."""
+        return self._damage_seen
+
     def _log_damage(self, doing: str, exc: Exception) -> None:
         """Once per kind of access: every lookup meeting the same damage would flood the log."""
+        if self._damage_seen is None:
+            self._damage_seen = f"{doing}: {exc}"
         if doing in self._damage_logged:
             return
         self._damage_logged.add(doing)

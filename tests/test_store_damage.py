@@ -81,6 +81,8 @@ def test_a_damaged_store_page_is_a_miss_a_check_problem_and_salvaged_by_rebuild(
             assert damaged.json()["status"] == "miss"
         for i in (0, 1, 3, 4, 5):
             assert _lookup(url, PROMPTS[i]).json()["status"] == "hit-exact"
+        health = httpx.get(f"{url}/healthz").json()
+        assert health["status"] == "degraded" and "--salvage" in health["store"], health
     damage_logs = [
         r for r in caplog.records if "entry store" in r.getMessage() and "damaged" in r.getMessage()
     ]

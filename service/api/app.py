@@ -94,7 +94,7 @@ def create_app(
         if model is None:
             model = await run_in_threadpool(build_embedder, settings.embedding)
         cache = await run_in_threadpool(lambda: SemanticCache(settings, model, clock=clock))
-        cache.keep_store_connection_on_this_thread()  # the event loop's: exact hits read here
+        cache.entry_store.keep_connection_on_this_thread()  # the event loop's: exact hits read here
         ledger = Ledger(settings.ledger_path)
         await run_in_threadpool(_settle_interrupted, ledger)
         alerts = AlertCenter(ledger, settings.alerts, clock=clock)

@@ -24,7 +24,7 @@ from service.cache import InvalidateFilter
 from service.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable
 from service.keys import CacheKeys, prompt_keys
 from service.policy import Bypass, Hit
-from service.store import Entry
+from service.store import SALVAGE_FIX, Entry
 
 router = APIRouter(route_class=StrictJSONRoute)
 
@@ -217,10 +217,13 @@ async def stats(request: Request, tenant: str | None = None) -> JSONBytes:
 async def healthz(request: Request) -> JSONBytes:
     state = _state(request)
     block = state.cache.semantic_block
+    damage = state.cache.entry_store.damage
+    store = "ok" if damage is None else f"damaged ({damage}); {SALVAGE_FIX}"
     return JSONBytes(
         {
-            "status": "ok" if block is None else "degraded",
+            "status": "ok" if block is None and damage is None else "degraded",
             "semantic": "ok" if block is None else block,
+            "store": store,
             "embedding_model": state.cache.embedder.model_id,
         }
     )
