@@ -14,6 +14,7 @@ other module needs to know the SDK's exception classes.
     ├── NotFound                404  no such entry / batch
     ├── Conflict                409  the state forbids it (index built with another model, ...)
     ├── RateLimited             429  upstream rate limit or a budget refusal
+    ├── ClientGone              499  the client hung up while its request waited
     ├── ConfigError             --   settings that cannot work; raised at start
     ├── StorageError            503  the store or the index cannot be used
     └── UpstreamError           502/503/504  the Anthropic API failed
@@ -89,6 +90,14 @@ class RateLimited(PromptCacheError):
     def __init__(self, message: str, error_type: str = "rate_limit_error") -> None:
         super().__init__(message)
         self.error_type = error_type
+
+
+class ClientGone(PromptCacheError):
+    """The client left while its request waited on an identical one: nobody reads an answer
+    now, so it is not served (no hit row claims a saving) and never goes upstream."""
+
+    status = 499
+    error_type = "client_closed_request"
 
 
 class ConfigError(PromptCacheError):

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -28,12 +28,14 @@ from service.cache import SemanticCache
 from service.config import Settings
 from service.context_budget import fit_context, normalize_whitespace
 from service.errors import (
+    ClientGone,
     InvalidRequest,
     PayloadTooLarge,
     PromptCacheError,
     StorageError,
     Superseded,
     UnreadableAnswer,
+    UpstreamUnavailable,
 )
 from service.keys import cache_keys
 from service.ledger import Kind, Ledger
@@ -43,10 +45,20 @@ from service.policy import Bypass, Hit, LookupOptions, cacheability
 from service.pricing import PriceTable, Usage, usage_counts, usage_from_message
 from service.prompt_caching import add_breakpoints
 from service.proxy_books import ProxyBooks, Sent
+from service.proxy_streams import (
+    FOLLOW_COMMIT_SECONDS,
+    PING,
+    PING_SECONDS,
+    Following,
+    Relay,
+    error_event,
+    feed,
+    replay,
+)
 from service.proxy_types import Answer, Controls, Levers, Prepared
 from service.request_checks import validate_request
 from service.router import RouteDecision, Router
-from service.sse import MessageAssembler, message_to_events
+from service.sse import MessageAssembler
 from service.store import Entry
 from service.upstream import StreamBroken, StreamEvent, Upstream
 
@@ -56,6 +68,20 @@ logger = logging.getLogger(__name__)
 class LeaderGone(Exception):
     """What identical requests waiting on a call hear when that call's own request was
     cancelled (its client hung up): not an answer, and no fault of theirs."""
+
+
+# Whether the request's client has hung up (`starlette.requests.Request.is_disconnected`).
+ClientCheck = Callable[[], Awaitable[bool]]
+
+
+def _as_shared(exc: PromptCacheError) -> PromptCacheError:
+    """The error an identical request hears when the stream it waited on broke. It has sent
+    nothing yet, so its status can still say what happened: an `overloaded_error` is a 529,
+    as upstream's own would be (the SDK raises `OverloadedError` on it, not the
+    `InternalServerError` of a 502)."""
+    if isinstance(exc, StreamBroken) and exc.error_type == "overloaded_error":
+        return UpstreamUnavailable(exc.message, status=529, error_type=exc.error_type)
+    return exc
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -110,6 +136,7 @@ class Proxy:
             settings, prices, ledger, clock=clock, metrics=metrics, budgets=budgets
         )
         self._in_flight: dict[tuple[str, int | None], asyncio.Future[Answer]] = {}
+        self._settling: set[asyncio.Task[None]] = set()
         self.upstream_calls = 0
 
     # -- preparation ----------------------------------------------------------------------
@@ -245,12 +272,26 @@ class Proxy:
     def _flight_key(self, prepared: Prepared) -> tuple[str, int | None]:
         return prepared.keys.exact_key, prepared.keys.max_tokens
 
-    async def _follow(self, prepared: Prepared, future: asyncio.Future[Answer]) -> Answer:
+    async def _follow(
+        self,
+        prepared: Prepared,
+        future: asyncio.Future[Answer],
+        client_gone: ClientCheck | None = None,
+    ) -> Answer:
         try:
             led = await asyncio.shield(future)
         except PromptCacheError as exc:  # its error is ours too: one row per request, at no cost
-            await self.books.record_error(prepared, exc, None)
+            shared = _as_shared(exc)
+            await self.books.record_error(prepared, shared, None)
+            if shared is exc:
+                raise
+            raise shared from exc
+        except LeaderGone:
+            if client_gone is not None and await client_gone():
+                raise await self._gone(prepared) from None  # nobody to lead for
             raise
+        if client_gone is not None and await client_gone():
+            raise await self._gone(prepared)  # not served: no hit row claims a saving
         message = with_fresh_id(led.message)
         usage = usage_from_message(message)
         charge = self.prices.charge(
@@ -271,6 +312,13 @@ class Proxy:
         await self.books.record(prepared, answer, status=200)
         return answer
 
+    async def _gone(self, prepared: Prepared) -> ClientGone:
+        gone = ClientGone(
+            "the client closed the connection while it waited on an identical request"
+        )
+        await self.books.record_error(prepared, gone, None)
+        return gone
+
     def _lead(self, prepared: Prepared) -> asyncio.Future[Answer]:
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         # Nobody may be following: mark the exception as seen so asyncio does not log it.
@@ -285,14 +333,16 @@ class Proxy:
         if self._in_flight.get(self._flight_key(prepared)) is future:
             del self._in_flight[self._flight_key(prepared)]
 
-    async def complete(self, prepared: Prepared) -> Answer:
-        """A non-streaming answer: hit, coalesced, or one upstream call."""
+    async def complete(self, prepared: Prepared, client_gone: ClientCheck | None = None) -> Answer:
+        """A non-streaming answer: hit, coalesced, or one upstream call. `client_gone` tells
+        whether the client has hung up (a request waiting on another is not cancelled when
+        it does): such a request is neither served nor sent upstream."""
         hit = await self.lookup(prepared)
         if hit is not None:
             return hit
         while (waiting := self._in_flight.get(self._flight_key(prepared))) is not None:
             try:
-                return await self._follow(prepared, waiting)
+                return await self._follow(prepared, waiting, client_gone)
             except LeaderGone:
                 continue  # the request it waited on was abandoned: lead, or follow another
         future = self._lead(prepared)
@@ -334,8 +384,11 @@ class Proxy:
         route: RouteDecision | None,
         message: dict[str, Any],
         levers: Levers,
+        *,
+        unstorable: str | None = None,
     ) -> Answer:
-        """Price, store (when allowed) and record an answer that came from upstream."""
+        """Price, store (when allowed) and record an answer that came from upstream.
+        `unstorable`: why an answer the policy would store must not be."""
         try:
             usage = usage_from_message(message)
         except InvalidRequest as exc:  # upstream's fault, not the caller's: not a 400
@@ -352,7 +405,9 @@ class Proxy:
         store = cacheability(message)
         entry_id: int | None = None
         reason = store.reason
-        if levers.context_trimmed:
+        if unstorable is not None:
+            reason = f"not stored: {unstorable}"
+        elif levers.context_trimmed:
             # An answer to a shortened conversation must not serve the full one later.
             reason = "not stored: context trimmed to the budget"
         elif store.storable and not prepared.controls.no_store:
@@ -390,19 +445,96 @@ class Proxy:
         await self.books.record(prepared, answer, status=200, route=route, levers=levers)
         return answer
 
-    async def stream(self, prepared: Prepared) -> tuple[Answer | None, AsyncIterator[bytes]]:
+    async def stream(
+        self, prepared: Prepared, client_gone: ClientCheck | None = None
+    ) -> tuple[Answer | None, AsyncIterator[bytes]]:
         """Events for a streaming request. Errors before the first event raise here, so the
         HTTP status can still say what went wrong; later failures end the stream with an
-        `error` event and store nothing. The Answer is known up front only for hits."""
+        `error` event and store nothing. The Answer is known up front only for hits.
+
+        A request that waits on an identical one in flight waits here `FOLLOW_COMMIT_SECONDS`
+        at most, so a quick outcome keeps its own status; then its events are `Following`:
+        `ping`s while it waits (an SDK's read timeout must not end a stream because the
+        answer it shares is long), then the answer, or an `error` event."""
         hit = await self.lookup(prepared)
         if hit is not None:
-            return hit, _replay(hit.message)
+            return hit, replay(hit.message)
         while (waiting := self._in_flight.get(self._flight_key(prepared))) is not None:
+            await asyncio.wait({waiting}, timeout=FOLLOW_COMMIT_SECONDS)
+            if not waiting.done():
+                return None, Following(self._follow_stream(prepared, waiting))
             try:
-                answer = await self._follow(prepared, waiting)
+                answer = await self._follow(prepared, waiting, client_gone)
             except LeaderGone:
                 continue  # the request it waited on was abandoned: lead, or follow another
-            return answer, _replay(answer.message)
+            return answer, replay(answer.message)
+        return None, await self._lead_stream(prepared)
+
+    async def _follow_stream(
+        self, prepared: Prepared, waiting: asyncio.Future[Answer]
+    ) -> AsyncGenerator[bytes, None]:
+        """A streaming follower once its 200 is sent: pings until the answer it waits on
+        is done, then that answer's events (or an `error` event, as the API sends one
+        mid-stream). If the client leaves first, it is not served: a 499 row at no cost,
+        and it never leads (this generator is closed, so it never gets that far)."""
+        answered = False
+        try:
+            yield PING  # at once: the response starts, and a client that left is noticed
+            while True:
+                while not waiting.done():
+                    await asyncio.wait({waiting}, timeout=PING_SECONDS)
+                    if not waiting.done():
+                        yield PING
+                try:
+                    answer = await self._follow(prepared, waiting)
+                except LeaderGone:  # its client left: follow another, or lead
+                    answered = True  # from here on the rows are those of what it does next
+                    async for chunk in self._follow_or_lead(prepared):
+                        yield chunk
+                    return
+                except PromptCacheError as exc:  # its row is written: tell the client
+                    answered = True
+                    yield error_event(exc.error_type, exc.message)
+                    return
+                answered = True
+                async for chunk in replay(answer.message):
+                    yield chunk
+                return
+        except BaseException:
+            if not answered:  # a cancelled task cannot await: one insert on the loop
+                gone = ClientGone(
+                    "the client closed the stream while it waited on an identical request"
+                )
+                charge = self.prices.charge(
+                    None,
+                    baseline_model=prepared.baseline_model,
+                    model_used=prepared.model_requested,
+                )
+                row = Answer("error", {}, prepared.model_requested, charge, gone.message)
+                self.books.record_now(self.books.row(prepared, row, status=gone.status))
+            raise
+
+    async def _follow_or_lead(self, prepared: Prepared) -> AsyncGenerator[bytes, None]:
+        """The events of a streaming follower whose leader's client left, after its 200."""
+        waiting = self._in_flight.get(self._flight_key(prepared))
+        if waiting is not None:
+            relay: AsyncIterator[bytes] = self._follow_stream(prepared, waiting)
+        else:
+            try:
+                relay = await self._lead_stream(prepared)
+            except PromptCacheError as exc:  # its row is written: tell the client
+                yield error_event(exc.error_type, exc.message)
+                return
+        try:
+            async for chunk in relay:
+                yield chunk
+        finally:
+            aclose = getattr(relay, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    async def _lead_stream(self, prepared: Prepared) -> Relay:
+        """Send a streaming miss upstream: its events once the first one arrived."""
         future = self._lead(prepared)
         route: RouteDecision | None = None
         sent: Sent | None = None
@@ -426,7 +558,7 @@ class Proxy:
             self.books.abandon(sent, exc)
             self.books.release(sent)
             raise
-        return None, Relay(self._relay(prepared, route, levers, first, events, future, sent))
+        return Relay(self._relay(prepared, route, levers, first, events, future, sent))
 
     async def _relay(
         self,
@@ -440,23 +572,31 @@ class Proxy:
     ) -> AsyncGenerator[bytes, None]:
         assembler = MessageAssembler()
         upstream_started = time.perf_counter()
+        settling: asyncio.Task[None] | None = None
         try:
-            _feed(assembler, first)
+            feed(assembler, first)
             yield first.encode()
             async for event in events:
-                _feed(assembler, event)
+                feed(assembler, event)
+                if assembler.message is not None and settling is None:
+                    # Upstream's `message_stop`: the answer is whole and paid for, whatever
+                    # the client does next. Its bookkeeping runs as a task of its own,
+                    # started before the last event is sent: a client that hangs up once it
+                    # has that event cancels this generator, and must not cancel the store,
+                    # the miss row or the answer the identical requests wait on.
+                    settling = self._settle_soon(prepared, route, assembler, levers, future, sent)
                 yield event.encode()
-            message = assembler.message
-            if message is None:
+            if settling is None:
                 raise StreamBroken("upstream stream ended without message_stop")
-            future.set_result(await self._finish(prepared, route, message, levers))
+            await asyncio.shield(settling)
         except StreamBroken as exc:
             future.set_exception(exc)
             cut = self.books.cut_short(prepared, route, assembler, exc.message)
             await self.books.record(prepared, cut, status=exc.status, route=route, levers=levers)
-            error = {"type": "error", "error": {"type": exc.error_type, "message": exc.message}}
-            yield StreamEvent("error", error).encode()
+            yield error_event(exc.error_type, exc.message)
         except BaseException as exc:  # client went away, or cancelled: store nothing
+            if settling is not None:  # the answer was whole: its task settles it
+                raise
             future.set_exception(exc if isinstance(exc, Exception) else LeaderGone())
             status, why = 499, "the client closed the stream before it ended"
             if isinstance(exc, Exception):  # a bug, not a hang-up: say so in the ledger
@@ -470,58 +610,71 @@ class Proxy:
             raise
         finally:
             self._observe_upstream(upstream_started)
-            self.books.release(sent)
-            self._land(prepared, future)
+            if settling is None:
+                self._settled(prepared, future, sent)
             aclose = getattr(events, "aclose", None)
             if aclose is not None:
                 with contextlib.suppress(Exception):
                     await aclose()
 
+    def _settle_soon(
+        self,
+        prepared: Prepared,
+        route: RouteDecision | None,
+        assembler: MessageAssembler,
+        levers: Levers,
+        future: asyncio.Future[Answer],
+        sent: Sent,
+    ) -> asyncio.Task[None]:
+        """`_settle` in a task of its own, which the client's hang-up cannot cancel; the
+        proxy holds it until it ends (the loop keeps only weak references to tasks)."""
+        settle = self._settle(prepared, route, assembler, levers, future, sent)
+        task = asyncio.get_running_loop().create_task(settle)
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+        return task
+
+    async def _settle(
+        self,
+        prepared: Prepared,
+        route: RouteDecision | None,
+        assembler: MessageAssembler,
+        levers: Levers,
+        future: asyncio.Future[Answer],
+        sent: Sent,
+    ) -> None:
+        """Store, bill and share a streamed answer that upstream finished (`message_stop`)."""
+        message = assembler.message
+        assert message is not None
+        # A hit would replay the input as whole JSON, which it never was.
+        cut_input = "a tool_use input cut off mid-JSON" if assembler.cut_inputs else None
+        try:
+            answer = await self._finish(prepared, route, message, levers, unstorable=cut_input)
+            future.set_result(answer)
+        except UnreadableAnswer as exc:  # no usable usage: billed at the request's bound
+            future.set_exception(exc)
+            self.books.abandon(sent, exc)
+        except Exception as exc:  # a bug: the answer was relayed, the books say what failed
+            logger.exception("a streamed answer could not be settled")
+            future.set_exception(exc)
+            why = f"the stream failed on an internal error ({exc!r})"
+            cut = self.books.cut_short(prepared, route, assembler, why)
+            self.books.record_now(
+                self.books.row(prepared, cut, status=500, route=route, levers=levers)
+            )
+        except BaseException:  # cancelled itself (the loop is closing): as the process dying
+            future.set_exception(LeaderGone())
+            self.books.abandon(sent, LeaderGone())
+            raise
+        finally:
+            self._settled(prepared, future, sent)
+
+    def _settled(self, prepared: Prepared, future: asyncio.Future[Answer], sent: Sent) -> None:
+        """A miss is no longer upstream: release its budget hold, and let identical requests
+        that come later look it up (or lead) rather than wait on it."""
+        self.books.release(sent)
+        self._land(prepared, future)
+
     def _observe_upstream(self, started: float) -> None:
         if self.metrics is not None:
             self.metrics.observe_upstream(time.perf_counter() - started)
-
-
-def _feed(assembler: MessageAssembler, event: StreamEvent) -> None:
-    """An event of the wrong shape (a delta for a block never started) is upstream's fault:
-    the stream ends with an `error` event and a 502 row, as a broken stream does."""
-    try:
-        assembler.feed(event)
-    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
-        # The parser's words are for the log; the client hears what happened.
-        logger.warning("malformed %s event from upstream: %r", event.event, exc)
-        raise StreamBroken(f"upstream sent a malformed {event.event} event") from exc
-
-
-class Relay:
-    """A streamed miss's events, with an `aclose` that always runs the relay's cleanup.
-
-    The cleanup (settle the identical requests waiting on this one, release the budget hold,
-    bill what was consumed) lives in the relay generator's `finally`. A generator that never
-    started has no `finally` to run: if the client leaves before the response starts, closing
-    it would do nothing, and the requests waiting on it would wait forever. So a relay that
-    never started is advanced to its first event (already in memory) before it is closed.
-    """
-
-    def __init__(self, events: AsyncGenerator[bytes, None]) -> None:
-        self._events = events
-        self._started = False
-
-    def __aiter__(self) -> Relay:
-        return self
-
-    async def __anext__(self) -> bytes:
-        self._started = True
-        return await anext(self._events)
-
-    async def aclose(self) -> None:
-        if not self._started:
-            self._started = True
-            with contextlib.suppress(StopAsyncIteration):
-                await anext(self._events)
-        await self._events.aclose()
-
-
-async def _replay(message: Mapping[str, Any]) -> AsyncIterator[bytes]:
-    for event in message_to_events(message):
-        yield event.encode()

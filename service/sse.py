@@ -16,6 +16,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import jiter
+
 from service.upstream import StreamEvent
 
 _TEXT_CHUNK = 48  # characters per replayed text delta: small enough to look like a stream
@@ -136,6 +138,7 @@ class MessageAssembler:
         self._message: dict[str, Any] | None = None
         self._json_parts: dict[int, list[str]] = {}
         self.complete = False
+        self.cut_inputs: list[int] = []  # tool blocks whose input JSON was cut off
 
     def feed(self, event: StreamEvent) -> None:
         data = event.data
@@ -159,8 +162,7 @@ class MessageAssembler:
             index = int(data.get("index", 0))
             parts = self._json_parts.pop(index, None)
             if parts is not None:
-                joined = "".join(parts)
-                self._message["content"][index]["input"] = json.loads(joined) if joined else {}
+                self._message["content"][index]["input"] = self._input(index, "".join(parts))
         elif kind == "message_delta":
             self._message.update(data.get("delta") or {})
             usage = self._message.setdefault("usage", {})
@@ -169,6 +171,19 @@ class MessageAssembler:
                     usage[key] = value
         elif kind == "message_stop":
             self.complete = True
+
+    def _input(self, index: int, joined: str) -> Any:
+        """A tool block's input from its `input_json_delta`s. An answer cut by `max_tokens`
+        inside the input ends the block on JSON cut mid-way: the API sends it that way, so
+        it is no fault of the stream. The input is read as the SDK reads it (what parses of
+        it), and the block is listed in `cut_inputs`: such an answer must not be stored."""
+        if not joined:
+            return {}
+        try:
+            return json.loads(joined)
+        except ValueError:
+            self.cut_inputs.append(index)
+            return jiter.from_json(joined.encode(), partial_mode=True)
 
     def _apply_delta(self, index: int, delta: Mapping[str, Any]) -> None:
         assert self._message is not None

@@ -360,9 +360,23 @@ class AnthropicUpstream:
         body = {k: v for k, v in request.items() if k != "stream"}
         # Never retried here: the client's own SDK retries what we pass on (its status and
         # retry headers), so one client call costs upstream what it would cost direct.
-        response = await self._send("POST", "/v1/messages", body, extra_headers, retries=0)
+        # Sent as a stream so the body is read here, after the status: read by the SDK, a
+        # body cut short, reset or stalled after a 200 would be "cannot reach upstream" (a
+        # 503, a 504) and cost nothing, though upstream billed the call.
+        response = await self._send(
+            "POST", "/v1/messages", body, extra_headers, stream=True, retries=0
+        )
         try:
-            return _decode_object(response.content)
+            raw = await response.aread()
+        except httpx2.HTTPError as exc:  # a 200: upstream billed it
+            what = "stalled" if isinstance(exc, httpx2.TimeoutException) else "broke off"
+            raise UnreadableAnswer(
+                f"upstream answered 200 but its body {what}: {type(exc).__name__}"
+            ) from exc
+        finally:
+            await response.aclose()
+        try:
+            return _decode_object(raw)
         except UpstreamError as exc:  # a 200: upstream billed it
             raise UnreadableAnswer(exc.message) from exc
 

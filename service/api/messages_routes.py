@@ -21,6 +21,7 @@ from service.api.state import AppState
 from service.errors import InvalidRequest
 from service.names import header_name
 from service.pricing import format_usd
+from service.proxy_streams import Following
 from service.proxy_types import Answer, Controls
 from service.upstream import FORWARDED_HEADERS
 
@@ -167,11 +168,13 @@ async def messages(request: Request) -> Response:
     # on the exception: requests that share one upstream call share its exception too.
     request.state.request_id = prepared.request_id
     if prepared.stream:
-        answer, events = await proxy.stream(prepared)
+        answer, events = await proxy.stream(prepared, request.is_disconnected)
         headers = answer_headers(answer, prepared.request_id)
-        if answer is None:  # a streamed miss: its cost is known only at the end (ledger)
+        if isinstance(events, Following):  # still waiting on an identical request
+            headers["x-cache"] = "hit-exact"
+        elif answer is None:  # a streamed miss: its cost is known only at the end (ledger)
             headers["x-cache"] = "bypass" if controls.no_cache else "miss"
         headers["cache-control"] = "no-cache"
         return _EventStream(events, media_type="text/event-stream", headers=headers)
-    answer = await proxy.complete(prepared)
+    answer = await proxy.complete(prepared, request.is_disconnected)
     return JSONBytes(answer.message, headers=answer_headers(answer, prepared.request_id))
