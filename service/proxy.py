@@ -37,6 +37,7 @@ from service.errors import (
     UnreadableAnswer,
     UpstreamUnavailable,
 )
+from service.invalidations import Began
 from service.keys import cache_keys
 from service.ledger import Kind, Ledger
 from service.message_ids import with_fresh_id
@@ -72,6 +73,9 @@ class LeaderGone(Exception):
 
 # Whether the request's client has hung up (`starlette.requests.Request.is_disconnected`).
 ClientCheck = Callable[[], Awaitable[bool]]
+
+
+_FlightKey = tuple[str, int | None]  # exact key, max_tokens
 
 
 def _as_shared(exc: PromptCacheError) -> PromptCacheError:
@@ -135,7 +139,7 @@ class Proxy:
         self.books = ProxyBooks(
             settings, prices, ledger, clock=clock, metrics=metrics, budgets=budgets
         )
-        self._in_flight: dict[tuple[str, int | None], asyncio.Future[Answer]] = {}
+        self._in_flight: dict[_FlightKey, tuple[asyncio.Future[Answer], Began | None]] = {}
         self._settling: set[asyncio.Task[None]] = set()
         self.upstream_calls = 0
 
@@ -269,7 +273,7 @@ class Proxy:
         levers = Levers(removed, trimmed_messages > 0, saved, len(breakpoints.added))
         return decision, upstream_request, levers
 
-    def _flight_key(self, prepared: Prepared) -> tuple[str, int | None]:
+    def _flight_key(self, prepared: Prepared) -> _FlightKey:
         return prepared.keys.exact_key, prepared.keys.max_tokens
 
     async def _follow(
@@ -326,12 +330,25 @@ class Proxy:
         # A `no-store` answer is kept for its own client only: shared, it would be a hit that
         # names no entry, with nothing in the books to trace its saving to.
         if not prepared.controls.no_store:
-            self._in_flight[self._flight_key(prepared)] = future
+            self._in_flight[self._flight_key(prepared)] = (future, prepared.began)
         return future
 
     def _land(self, prepared: Prepared, future: asyncio.Future[Answer]) -> None:
-        if self._in_flight.get(self._flight_key(prepared)) is future:
+        flight = self._in_flight.get(self._flight_key(prepared))
+        if flight is not None and flight[0] is future:
             del self._in_flight[self._flight_key(prepared)]
+
+    def _waiting_on(self, prepared: Prepared) -> asyncio.Future[Answer] | None:
+        """The identical request in flight to follow, unless an invalidation ran since it
+        began: its answer is not stored then (`SemanticCache.store`), and must not be served
+        to a request that began after the invalidation either."""
+        flight = self._in_flight.get(self._flight_key(prepared))
+        if flight is None:
+            return None
+        future, began = flight
+        if began is not None and prepared.began is not None and began.seq != prepared.began.seq:
+            return None
+        return future
 
     async def complete(self, prepared: Prepared, client_gone: ClientCheck | None = None) -> Answer:
         """A non-streaming answer: hit, coalesced, or one upstream call. `client_gone` tells
@@ -340,7 +357,7 @@ class Proxy:
         hit = await self.lookup(prepared)
         if hit is not None:
             return hit
-        while (waiting := self._in_flight.get(self._flight_key(prepared))) is not None:
+        while (waiting := self._waiting_on(prepared)) is not None:
             try:
                 return await self._follow(prepared, waiting, client_gone)
             except LeaderGone:
@@ -459,7 +476,7 @@ class Proxy:
         hit = await self.lookup(prepared)
         if hit is not None:
             return hit, replay(hit.message)
-        while (waiting := self._in_flight.get(self._flight_key(prepared))) is not None:
+        while (waiting := self._waiting_on(prepared)) is not None:
             await asyncio.wait({waiting}, timeout=FOLLOW_COMMIT_SECONDS)
             if not waiting.done():
                 return None, Following(self._follow_stream(prepared, waiting))
@@ -516,7 +533,7 @@ class Proxy:
 
     async def _follow_or_lead(self, prepared: Prepared) -> AsyncGenerator[bytes, None]:
         """The events of a streaming follower whose leader's client left, after its 200."""
-        waiting = self._in_flight.get(self._flight_key(prepared))
+        waiting = self._waiting_on(prepared)
         if waiting is not None:
             relay: AsyncIterator[bytes] = self._follow_stream(prepared, waiting)
         else:

@@ -108,11 +108,12 @@ class Gate:
     def __init__(self, state: StandinState) -> None:
         self.app = create_standin_app(state)
         self.arrived = threading.Event()
+        self.arrived_again = threading.Event()  # a second call is held too
         self.opened = threading.Event()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/v1/messages":
-            self.arrived.set()
+            (self.arrived_again if self.arrived.is_set() else self.arrived).set()
             await asyncio.to_thread(self.opened.wait, 30)
         await self.app(scope, receive, send)
 
@@ -214,3 +215,36 @@ def test_a_batch_upstream_during_an_invalidation_delivers_but_does_not_store(
             json={"prompt": Q, "model": "claude-sonnet-4-6"},
         )
         assert lookup.json()["status"] == "miss"
+
+
+def test_a_request_after_an_invalidation_does_not_join_a_miss_that_began_before(
+    gated: tuple[str, Gate, StandinState],
+) -> None:
+    """The answer of the miss in flight is not stored (above); served to an identical request
+    that came after the invalidation, it would be the stale answer all the same."""
+    url, gate, state = gated
+    client = anthropic.Anthropic(base_url=url, api_key=CLIENT["key"], max_retries=0)
+    request: dict[str, Any] = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": Q}],
+        "extra_headers": {"x-cache-namespace": "r2-1"},
+    }
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(client.messages.with_raw_response.create, **request)
+        assert gate.arrived.wait(30)
+        removed = httpx.post(
+            f"{url}/v1/cache/invalidate",
+            headers={"x-api-key": ADMIN["key"]},
+            json={"namespace": "r2-1"},
+        )
+        assert removed.status_code == 200
+        second = pool.submit(client.messages.with_raw_response.create, **request)
+        # It goes upstream itself; had it joined the first, it would never arrive (a bound
+        # for the failure, not a timing the test relies on).
+        assert gate.arrived_again.wait(30)
+        gate.opened.set()
+        assert first.result(timeout=30).headers["x-cache"] == "miss"
+        assert second.result(timeout=30).headers["x-cache"] == "miss"
+    assert state.messages_calls == 2
+    client.close()
