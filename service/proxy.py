@@ -40,7 +40,7 @@ from service.errors import (
 from service.invalidations import Began
 from service.keys import cache_keys
 from service.ledger import Kind, Ledger
-from service.message_ids import with_fresh_id
+from service.message_ids import hit_message, with_fresh_id
 from service.metrics import Metrics
 from service.policy import Bypass, Hit, LookupOptions, cacheability
 from service.pricing import PriceTable, Usage, usage_counts, usage_from_message
@@ -60,7 +60,6 @@ from service.proxy_types import Answer, Controls, Levers, Prepared
 from service.request_checks import validate_request
 from service.router import RouteDecision, Router
 from service.sse import MessageAssembler
-from service.store import Entry
 from service.upstream import StreamBroken, StreamEvent, Upstream
 
 logger = logging.getLogger(__name__)
@@ -90,27 +89,6 @@ def _as_shared(exc: PromptCacheError) -> PromptCacheError:
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
     return next((v for k, v in headers.items() if k.lower() == name), None)
-
-
-def _hit_message(entry: Entry) -> dict[str, Any]:
-    """A stored answer as a whole Messages object, which the SDK needs to parse a hit.
-
-    Upstream's answers are stored whole. One stored through the cache API is plain text, or
-    a message that may lack what upstream always sends (`id`, `role`, `usage`, ...): those
-    are filled in, the usage from the entry's own `usage` (the token counts the caller
-    gave, which price the hit's saving) or else zeros (no saving claimed)."""
-    usage = entry.usage or {"input_tokens": 0, "output_tokens": 0}
-    filled = {
-        "type": "message",
-        "role": "assistant",
-        "model": entry.model,
-        "stop_reason": "end_turn",
-        "stop_sequence": None,
-        "usage": usage,
-    }
-    if isinstance(entry.response, dict):
-        return with_fresh_id({**filled, **entry.response})
-    return with_fresh_id({**filled, "content": [{"type": "text", "text": str(entry.response)}]})
 
 
 class Proxy:
@@ -220,7 +198,7 @@ class Proxy:
                 logger.warning("semantic lookup off: %s", decision.reason)
             return None
         entry = result.entry
-        message = _hit_message(entry)
+        message = hit_message(entry)
         try:
             usage = usage_from_message(message)
         except InvalidRequest:  # counts the caller stored: a hit must not fail on them
@@ -650,6 +628,11 @@ class Proxy:
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
         return task
+
+    async def drain(self) -> None:
+        """Wait for the answers whose bookkeeping is still running (a shutdown)."""
+        if self._settling:
+            await asyncio.gather(*self._settling, return_exceptions=True)
 
     async def _settle(
         self,

@@ -151,6 +151,8 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await _close_in_turn(
+                # An answer whose client has left may still be storing and writing its row.
+                ("the answers being recorded", proxy.drain),
                 ("the upstream client", upstream.aclose),
                 # An index that cannot be saved (a full disk) is repaired from the store at
                 # the next start; it must not keep the alert worker and ledger from closing.
