@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
@@ -71,6 +72,10 @@ class ProxyBooks:
         self.metrics = metrics
         self.budgets = budgets
         self._clock = clock
+        # Rows neither the ledger nor its note table took (a full disk): retried with each
+        # row written later, and logged whole if the service stops before they are written.
+        self._unwritten: list[LedgerRow] = []
+        self._unwritten_lock = threading.Lock()
 
     def _write_row(self, row: LedgerRow) -> None:
         """Write `row`, or, if the ledger refuses it, keep it in place of its request's note
@@ -79,24 +84,52 @@ class ProxyBooks:
         try:
             row_id: int | None = self.ledger.record(row)
         except StorageError as exc:
+            row_id = None  # counted now; the sums re-read the ledger at the next start
             try:
                 self.ledger.note_upstream(row)
-            except StorageError:
                 logger.error(
-                    "ledger row not written (%s), to be added by hand: %s",
+                    "ledger row of request %s not written (%s): kept, and written when the "
+                    "service next starts",
+                    row.request_id,
                     exc.message,
-                    json.dumps(asdict(row)),
                 )
-                return
-            logger.error(
-                "ledger row of request %s not written (%s): kept, and written when the "
-                "service next starts",
-                row.request_id,
-                exc.message,
-            )
-            row_id = None  # counted now; the sums re-read the ledger at the next start
-        if self.budgets is not None:
+            except StorageError:
+                with self._unwritten_lock:
+                    self._unwritten.append(row)
+                logger.error(
+                    "ledger row of request %s not written (%s): held, and written with the "
+                    "next row the ledger takes",
+                    row.request_id,
+                    exc.message,
+                )
+        else:
+            self._write_held()
+        if self.budgets is not None:  # a held row counts against the budgets all the same
             self.budgets.on_row(row, row_id)
+
+    def _write_held(self) -> None:
+        """Write the held rows now that the ledger takes rows again (a request id it holds
+        already is skipped, so a row is never billed twice)."""
+        with self._unwritten_lock:
+            held, self._unwritten = self._unwritten, []
+        if not held:
+            return
+        try:
+            self.ledger.record_new(held)
+        except StorageError:
+            with self._unwritten_lock:
+                self._unwritten[:0] = held
+            return
+        logger.warning("wrote %d held ledger row(s)", len(held))
+
+    def close(self) -> None:
+        """At shutdown: one last try for the held rows, then each one the ledger still
+        refuses goes to the log whole, so that the books can be mended by hand."""
+        self._write_held()
+        with self._unwritten_lock:
+            held, self._unwritten = self._unwritten, []
+        for row in held:
+            logger.error("ledger row not written, to be added by hand: %s", json.dumps(asdict(row)))
 
     async def send_off(
         self,

@@ -28,6 +28,7 @@ from service.keys import UPSTREAM_API_VERSION
 from service.ledger import Ledger, LedgerRow
 from service.pricing import load_prices
 from service.proxy import Proxy, Relay
+from service.proxy_books import ProxyBooks
 from service.proxy_types import Controls
 from service.router import Router
 from service.standin import MODELS, StandinState
@@ -35,6 +36,7 @@ from service.upstream import AnthropicUpstream
 from tests.conftest import CountingEmbedder, make_settings
 from tests.servers import running
 from tests.standin_server import RunningStandin, running_standin
+from tests.test_ledger import make_row
 
 MODEL = "claude-sonnet-4-6"  # $3 / $15 per million tokens = 3 / 15 micro-dollars per token
 KEYS = [
@@ -518,20 +520,49 @@ def test_an_answer_is_delivered_when_the_ledger_refuses_its_row(
     assert noted["miss"].request_id == miss.headers["request-id"]
     assert noted["miss"].cost_micros == int(Decimal(miss.headers["x-promptcache-cost-usd"]) * 10**6)
 
+    # Neither table takes rows (the disk is full): the row is held, and written with the
+    # first row the ledger takes again (it was only logged, and lost from the ledger).
     refuse_writes(service.settings.ledger_path, "upstream_pending")
     caplog.clear()
     with caplog.at_level(logging.ERROR, logger="service.proxy_books"):
-        assert ask(client, "What is a semaphore?").headers["x-cache"] == "miss"
-    logged = [r.args for r in caplog.records if "to be added by hand" in r.msg]
-    assert len(logged) == 1 and "disk is full" in str(logged[0][0])
-    row = json.loads(logged[0][1])
-    assert row["kind"] == "miss" and row["cost_micros"] > 0
-
+        held = ask(client, "What is a semaphore?")
+    assert held.headers["x-cache"] == "miss"
+    message = [r.getMessage() for r in caplog.records if "held, and written" in r.msg]
+    assert len(message) == 1 and "disk is full" in message[0]
+    assert held.headers["request-id"] not in {r.request_id for r in service.ledger_rows()}
     allow_writes(service.settings.ledger_path)
+    later = ask(client, "What is a deadlock?")
+    written = {r.request_id: r for r in service.ledger_rows()}
+    assert written[held.headers["request-id"]].kind == "miss"
+    assert written[held.headers["request-id"]].cost_micros == int(
+        Decimal(held.headers["x-promptcache-cost-usd"]) * 10**6
+    )
+    assert later.headers["request-id"] in written
+
     with Ledger(service.settings.ledger_path) as ledger:  # the next start
         settled = ledger.settle_interrupted()
     assert sorted(r.kind for r in settled) == ["hit-exact", "miss"]
-    assert [r.kind for r in service.ledger_rows()] == ["miss", "miss", "hit-exact"]
+    assert sorted(r.kind for r in service.ledger_rows()) == ["hit-exact"] + ["miss"] * 4
+
+
+def test_rows_the_ledger_still_refuses_at_shutdown_are_logged_whole(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The last way out for a held row: the log, whole, so the books can be mended by hand."""
+    settings = make_settings(tmp_path / "d")
+    with Ledger(settings.ledger_path) as ledger:
+        books = ProxyBooks(
+            settings, load_prices(None), ledger, clock=time.time, metrics=None, budgets=None
+        )
+        refuse_writes(settings.ledger_path, "ledger")
+        refuse_writes(settings.ledger_path, "upstream_pending")
+        row = make_row(request_id="req-full-disk")
+        books.record_now(row)
+        with caplog.at_level(logging.ERROR, logger="service.proxy_books"):
+            books.close()
+    logged = [r.getMessage() for r in caplog.records if "to be added by hand" in r.msg]
+    assert len(logged) == 1 and '"req-full-disk"' in logged[0]
+    assert f'"cost_micros": {row.cost_micros}' in logged[0]
 
 
 def refuse_writes(database_path: Path, table: str) -> None:

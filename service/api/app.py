@@ -158,6 +158,7 @@ def create_app(
                 # the next start; it must not keep the alert worker and ledger from closing.
                 ("the cache", lambda: run_in_threadpool(cache.close)),
                 ("the alert worker", lambda: run_in_threadpool(alerts.close)),
+                ("the held ledger rows", lambda: run_in_threadpool(proxy.books.close)),
             )
             ledger.close()
 
