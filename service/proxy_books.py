@@ -107,6 +107,12 @@ class ProxyBooks:
         if self.budgets is not None:  # a held row counts against the budgets all the same
             self.budgets.on_row(row, row_id)
 
+    @property
+    def held_rows(self) -> int:
+        """Rows the ledger refused that wait, in memory, for it to take rows again."""
+        with self._unwritten_lock:
+            return len(self._unwritten)
+
     def _write_held(self) -> None:
         """Write the held rows now that the ledger takes rows again (a request id it holds
         already is skipped, so a row is never billed twice)."""

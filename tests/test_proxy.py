@@ -530,6 +530,8 @@ def test_an_answer_is_delivered_when_the_ledger_refuses_its_row(
     message = [r.getMessage() for r in caplog.records if "held, and written" in r.msg]
     assert len(message) == 1 and "disk is full" in message[0]
     assert held.headers["request-id"] not in {r.request_id for r in service.ledger_rows()}
+    health = httpx.get(f"{service.url}/healthz").json()
+    assert health["status"] == "degraded" and health["ledger"].startswith("1 row(s) held")
     allow_writes(service.settings.ledger_path)
     later = ask(client, "What is a deadlock?")
     written = {r.request_id: r for r in service.ledger_rows()}
@@ -538,6 +540,7 @@ def test_an_answer_is_delivered_when_the_ledger_refuses_its_row(
         Decimal(held.headers["x-promptcache-cost-usd"]) * 10**6
     )
     assert later.headers["request-id"] in written
+    assert httpx.get(f"{service.url}/healthz").json()["ledger"] == "ok"
 
     with Ledger(service.settings.ledger_path) as ledger:  # the next start
         settled = ledger.settle_interrupted()

@@ -219,11 +219,14 @@ async def healthz(request: Request) -> JSONBytes:
     block = state.cache.semantic_block
     damage = state.cache.entry_store.damage
     store = "ok" if damage is None else f"damaged ({damage}); {SALVAGE_FIX}"
+    held = state.proxy.books.held_rows
+    ledger = "ok" if not held else f"{held} row(s) held in memory: the ledger refuses writes"
     return JSONBytes(
         {
-            "status": "ok" if block is None and damage is None else "degraded",
+            "status": "ok" if block is None and damage is None and not held else "degraded",
             "semantic": "ok" if block is None else block,
             "store": store,
+            "ledger": ledger,
             "embedding_model": state.cache.embedder.model_id,
         }
     )
