@@ -18,7 +18,14 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Mapping,
+)
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -475,26 +482,24 @@ class Proxy:
         answered = False
         try:
             yield PING  # at once: the response starts, and a client that left is noticed
-            while True:
-                while not waiting.done():
-                    await asyncio.wait({waiting}, timeout=PING_SECONDS)
-                    if not waiting.done():
-                        yield PING
-                try:
-                    answer = await self._follow(prepared, waiting)
-                except LeaderGone:  # its client left: follow another, or lead
-                    answered = True  # from here on the rows are those of what it does next
-                    async for chunk in self._follow_or_lead(prepared):
-                        yield chunk
-                    return
-                except PromptCacheError as exc:  # its row is written: tell the client
-                    answered = True
-                    yield error_event(exc.error_type, exc.message)
-                    return
-                answered = True
-                async for chunk in replay(answer.message):
+            while not waiting.done():
+                await asyncio.wait({waiting}, timeout=PING_SECONDS)
+                if not waiting.done():
+                    yield PING
+            try:
+                answer = await self._follow(prepared, waiting)
+            except LeaderGone:  # its client left: follow another, or lead
+                answered = True  # from here on the rows are those of what it does next
+                async for chunk in self._follow_or_lead(prepared):
                     yield chunk
                 return
+            except PromptCacheError as exc:  # its row is written: tell the client
+                answered = True
+                yield error_event(exc.error_type, exc.message)
+                return
+            answered = True
+            async for chunk in replay(answer.message):
+                yield chunk
         except BaseException:
             if not answered:  # a cancelled task cannot await: one insert on the loop
                 gone = ClientGone(
@@ -579,7 +584,9 @@ class Proxy:
                     # started before the last event is sent: a client that hangs up once it
                     # has that event cancels this generator, and must not cancel the store,
                     # the miss row or the answer the identical requests wait on.
-                    settling = self._settle_soon(prepared, route, assembler, levers, future, sent)
+                    settling = self._settle_soon(
+                        self._settle(prepared, route, assembler, levers, future, sent)
+                    )
                 yield event.encode()
             if settling is None:
                 raise StreamBroken("upstream stream ended without message_stop")
@@ -612,18 +619,9 @@ class Proxy:
                 with contextlib.suppress(Exception):
                     await aclose()
 
-    def _settle_soon(
-        self,
-        prepared: Prepared,
-        route: RouteDecision | None,
-        assembler: MessageAssembler,
-        levers: Levers,
-        future: asyncio.Future[Answer],
-        sent: Sent,
-    ) -> asyncio.Task[None]:
-        """`_settle` in a task of its own, which the client's hang-up cannot cancel; the
-        proxy holds it until it ends (the loop keeps only weak references to tasks)."""
-        settle = self._settle(prepared, route, assembler, levers, future, sent)
+    def _settle_soon(self, settle: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """`settle` in a task of its own, which the client's hang-up cannot cancel; the proxy
+        holds it until it ends (the loop keeps only weak references to tasks)."""
         task = asyncio.get_running_loop().create_task(settle)
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
